@@ -1,0 +1,164 @@
+/**
+ * A Node client of the protocol (used by `cellbridge segment`, tests and benchmarks). It speaks
+ * exactly what protocol/README.md specifies, over a real WebSocket.
+ */
+import WebSocket from 'ws';
+import { createMessageConnection, type MessageConnection } from 'vscode-jsonrpc/node';
+import {
+  CancelJobRequest, CompletedNotification, DetectionsNotification, FrameRejectedNotification, InitializeRequest,
+  PROTOCOL_VERSION, ProgressNotification, RequestTilesNotification, StartJobRequest, encodeTileFrame, pixelFormatCode,
+  type CompletedParams, type DetectionFeature, type FrameRejectedParams, type InitializeResult, type ProgressParams,
+  type StartJobParams, type StartJobResult, type TilePlan,
+} from '../../protocol';
+import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/ws-transport';
+
+export interface ConnectOptions { token?: string; headers?: Record<string, string>; clientName?: string }
+
+/** Supplies a tile's pixels in the job's pixel format (outputWidth x outputHeight). */
+export type PixelSource = (tile: TilePlan) => Promise<Uint8Array>;
+
+export interface JobCallbacks {
+  onPlan?(plan: StartJobResult): void;
+  onProgress?(p: ProgressParams): void;
+  onDetections?(roiId: string, features: DetectionFeature[]): void;
+  onFrameRejected?(p: FrameRejectedParams): void;
+}
+
+export interface JobOutcome {
+  plan: StartJobResult;
+  completed: CompletedParams;
+  /** Detections per ROI id, in arrival order. */
+  features: Map<string, DetectionFeature[]>;
+}
+
+interface RunningJob {
+  plan: StartJobResult;
+  source: PixelSource;
+  callbacks: JobCallbacks;
+  features: Map<string, DetectionFeature[]>;
+  resolve(o: JobOutcome): void;
+  reject(e: Error): void;
+  /** Tile requests that arrived before job/start's answer was processed. */
+}
+
+export class CellBridgeClient {
+  private readonly jobs = new Map<number, RunningJob>();
+  private readonly early = new Map<number, { tileIds: number[][]; events: (() => void)[] }>();
+  initializeResult: InitializeResult | null = null;
+  private closedError: Error | null = null;
+
+  private constructor(readonly socket: WebSocket, readonly connection: MessageConnection) {
+    connection.onNotification(RequestTilesNotification, (p) => {
+      const job = this.jobs.get(p.jobId);
+      if (job) this.sendTiles(job, p.tileIds);
+      else this.earlyFor(p.jobId).tileIds.push(p.tileIds);
+    });
+    connection.onNotification(ProgressNotification, (p) => this.withJob(p.jobId, (j) => j.callbacks.onProgress?.(p)));
+    connection.onNotification(DetectionsNotification, (p) => this.withJob(p.jobId, (j) => {
+      let list = j.features.get(p.roiId);
+      if (!list) j.features.set(p.roiId, (list = []));
+      list.push(...p.features);
+      j.callbacks.onDetections?.(p.roiId, p.features);
+    }));
+    connection.onNotification(CompletedNotification, (p) => this.withJob(p.jobId, (j) => {
+      this.jobs.delete(p.jobId);
+      j.resolve({ plan: j.plan, completed: p, features: j.features });
+    }));
+    connection.onNotification(FrameRejectedNotification, (p) => {
+      const j = p.jobId !== null ? this.jobs.get(p.jobId) : undefined;
+      j?.callbacks.onFrameRejected?.(p);
+    });
+    socket.on('close', (code, reason) => {
+      this.closedError = new Error(`connection closed (${code}${reason.length ? ': ' + reason.toString() : ''})`);
+      for (const j of this.jobs.values()) j.reject(this.closedError);
+      this.jobs.clear();
+      connection.dispose();
+    });
+  }
+
+  static async connect(url: string, options: ConnectOptions = {}): Promise<CellBridgeClient> {
+    const headers = { ...(options.headers ?? {}) };
+    const socket = new WebSocket(url, { headers, perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', (err) => reject(new Error(`cannot connect to the Cell Bridge daemon at ${url}: ${err.message}. Start it with: npx cellbridge serve`)));
+      socket.once('unexpected-response', (_req, res) => reject(new Error(`the daemon at ${url} refused the connection: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`)));
+    });
+    const connection = createMessageConnection(new WebSocketMessageReader(socket, () => undefined), new WebSocketMessageWriter(socket));
+    connection.listen();
+    const client = new CellBridgeClient(socket, connection);
+    client.initializeResult = await connection.sendRequest(InitializeRequest, {
+      clientInfo: { name: options.clientName ?? 'cellbridge-node', version: '0.1.0' },
+      protocolVersion: PROTOCOL_VERSION,
+      ...(options.token ? { token: options.token } : {}),
+    });
+    return client;
+  }
+
+  /** Starts a job and resolves when it ends (any status); rejects if the connection drops. */
+  async runJob(params: StartJobParams, source: PixelSource, callbacks: JobCallbacks = {}): Promise<JobOutcome> {
+    if (this.closedError) throw this.closedError;
+    const plan = await this.connection.sendRequest(StartJobRequest, params);
+    callbacks.onPlan?.(plan);
+    return new Promise<JobOutcome>((resolve, reject) => {
+      const job: RunningJob = { plan, source, callbacks, features: new Map(), resolve, reject };
+      this.jobs.set(plan.jobId, job);
+      const early = this.early.get(plan.jobId);
+      this.early.delete(plan.jobId);
+      for (const ids of early?.tileIds ?? []) this.sendTiles(job, ids);
+      for (const ev of early?.events ?? []) ev();
+    });
+  }
+
+  cancel(jobId: number) {
+    return this.connection.sendRequest(CancelJobRequest, { jobId });
+  }
+
+  sendRequest(method: string, params?: unknown): Promise<unknown> {
+    return this.connection.sendRequest(method, params);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.socket.readyState === WebSocket.CLOSED) { resolve(); return; }
+      this.socket.once('close', () => resolve());
+      this.socket.close(1000, 'done');
+    });
+  }
+
+  private earlyFor(jobId: number) {
+    let e = this.early.get(jobId);
+    if (!e) this.early.set(jobId, (e = { tileIds: [], events: [] }));
+    return e;
+  }
+
+  private withJob(jobId: number, fn: (j: RunningJob) => void): void {
+    const j = this.jobs.get(jobId);
+    if (j) fn(j);
+    else this.earlyFor(jobId).events.push(() => { const again = this.jobs.get(jobId); if (again) fn(again); });
+  }
+
+  private sendTiles(job: RunningJob, ids: number[]): void {
+    const format = pixelFormatCode(job.plan.pixelFormat);
+    for (const id of ids) {
+      const tile = job.plan.tiles.find((t) => t.id === id);
+      if (!tile) continue;
+      job.source(tile).then((pixels) => {
+        if (this.socket.readyState !== WebSocket.OPEN) return;
+        this.socket.send(encodeTileFrame({ format, jobId: job.plan.jobId, tileId: id, width: tile.outputWidth, height: tile.outputHeight }, pixels));
+      }).catch((err: Error) => {
+        void this.cancel(job.plan.jobId).catch(() => undefined);
+        job.reject(err);
+        this.jobs.delete(job.plan.jobId);
+      });
+    }
+  }
+}
+
+/** Packs RGB8 as big-endian ARGB32 ints (what QuPath's getRGB gives), for clients that send argb32. */
+export function rgbToArgb32(rgb: Uint8Array): Uint8Array {
+  const n = rgb.length / 3;
+  const out = new Uint8Array(n * 4);
+  for (let i = 0; i < n; i++) { out[4 * i] = 255; out[4 * i + 1] = rgb[3 * i]; out[4 * i + 2] = rgb[3 * i + 1]; out[4 * i + 3] = rgb[3 * i + 2]; }
+  return out;
+}

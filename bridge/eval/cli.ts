@@ -1,0 +1,213 @@
+/**
+ * `npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
+ *                  [--mpp UM] [--iterations N] [--seed S]`
+ *
+ * Segments every tile of an evaluation split with the daemon's own pipeline (or an oracle), and
+ * prints one JSON object LAST on stdout: bPQ, mPQ, perClass.<name>.{PQ, DQ, SQ, R2} with 95 %
+ * bootstrap intervals (<metric>_CI), plus model, tiles, seconds. Progress goes to stderr.
+ * Conventions: see metrics.ts (bPQ per tile then averaged; per-class PQ aggregated over the data set).
+ * Exit codes: 0 ok, 2 setup problem (data set or model missing, bad arguments), 1 anything else.
+ */
+import * as path from 'node:path';
+import { DatasetError, openDataset, readTile } from './dataset';
+import { BOOTSTRAP_DEFAULTS, bootstrapIntervals, datasetMetrics, tileStats, type Interval, type TileStats } from './metrics';
+import { defaultModelName, modelSegmenter, oracleSegmenter, SetupError, type Segmenter } from './segmenter';
+
+const REPO_ROOT = path.resolve(__dirname, '../../..');
+
+export interface EvalOptions {
+  data: string;
+  modelsDir: string;
+  model: string;
+  mode: 'model' | 'oracle' | 'oracle-erode';
+  limit: number | null;
+  /** µm per pixel of the evaluation tiles (CoNSeP: 0.25). */
+  micronsPerPixel: number;
+  iterations: number;
+  seed: number;
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
+                         [--mpp UM_PER_PX] [--iterations N] [--seed S]
+  --data DIR        evaluation split (default ../shared/data/consep/test from the repo root)
+  --models DIR      models folder (default <repo>/models)
+  --model NAME      model under --models (default: models/default.json "default", else cellbridge-he-v1)
+  --limit N         only the first N tiles (sorted by name)
+  --oracle          predict the ground truth itself (all metrics must be exactly 1)
+  --oracle-erode    predict the ground truth eroded by 1 px
+  --mpp UM          µm per pixel of the tiles (default 0.25, CoNSeP at 40x)
+  --iterations N    bootstrap resamples (default ${BOOTSTRAP_DEFAULTS.iterations})
+  --seed S          bootstrap seed (default ${BOOTSTRAP_DEFAULTS.seed})`;
+
+export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
+  const o: EvalOptions & { help: boolean } = {
+    data: path.resolve(__dirname, '../../../../shared/data/consep/test'),
+    modelsDir: path.join(REPO_ROOT, 'models'),
+    model: '',
+    mode: 'model',
+    limit: null,
+    micronsPerPixel: 0.25,
+    iterations: BOOTSTRAP_DEFAULTS.iterations,
+    seed: BOOTSTRAP_DEFAULTS.seed,
+    help: false,
+  };
+  const value = (i: number, flag: string): string => {
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith('--')) throw new UsageError(`${flag} needs a value`);
+    return v;
+  };
+  const num = (s: string, flag: string, integer: boolean, min: number): number => {
+    const n = Number(s);
+    if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) throw new UsageError(`${flag}: invalid value "${s}"`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    switch (a) {
+      case '--data': o.data = path.resolve(value(i, a)); i++; break;
+      case '--models': o.modelsDir = path.resolve(value(i, a)); i++; break;
+      case '--model': o.model = value(i, a); i++; break;
+      case '--limit': o.limit = num(value(i, a), a, true, 1); i++; break;
+      case '--mpp': o.micronsPerPixel = num(value(i, a), a, false, Number.MIN_VALUE); i++; break;
+      case '--iterations': o.iterations = num(value(i, a), a, true, 1); i++; break;
+      case '--seed': o.seed = num(value(i, a), a, true, 0); i++; break;
+      case '--oracle': o.mode = 'oracle'; break;
+      case '--oracle-erode': o.mode = 'oracle-erode'; break;
+      case '-h': case '--help': o.help = true; break;
+      default: throw new UsageError(`unknown argument "${a}"`);
+    }
+  }
+  if (!o.model) o.model = defaultModelName(o.modelsDir);
+  return o;
+}
+
+const norm = (s: string) => s.trim().toLowerCase();
+/** JSON has no NaN: undefined metrics are written as null. */
+const num = (v: number): number | null => (Number.isFinite(v) ? v : null);
+const ci = (v: Interval): [number | null, number | null] => [num(v[0]), num(v[1])];
+
+export const CONVENTIONS = [
+  'Match: GT and predicted instances pair when IoU > 0.5 (unique); DQ = TP/(TP+FP/2+FN/2), SQ = mean IoU of TP, PQ = DQ*SQ (TP=0 -> 0).',
+  'bPQ/bDQ/bSQ: per tile, classes ignored, then mean over tiles; tiles with no GT and no prediction are skipped (HoVer-Net).',
+  'perClass PQ/DQ/SQ: GT and predictions restricted to the class, TP/FP/FN/IoU summed over all tiles, then computed once (PanNuke/CoNIC multi-class PQ); mPQ = mean of per-class PQ.',
+  'R2: coefficient of determination of per-tile predicted vs true instance counts per class, 1 - SS_res/SS_tot (CoNIC, sklearn r2_score).',
+  'CI: percentile bootstrap [2.5, 97.5] over tiles resampled with replacement, seeded mulberry32.',
+].join(' ');
+
+/** Run the evaluation; returns the result object (the CLI prints it as JSON). */
+export async function runEvaluation(opts: EvalOptions, log: (line: string) => void = () => {}): Promise<Record<string, unknown>> {
+  const t0 = performance.now();
+  const ds = openDataset(opts.data);
+  const classIds = [...ds.classes.keys()].sort((a, b) => a - b);
+  const classNames = classIds.map((id) => ds.classes.get(id)!);
+  const classIndexById = new Map(classIds.map((id, i) => [id, i]));
+  const classIndexByName = new Map(classNames.map((n, i) => [norm(n), i]));
+
+  const segmenter: Segmenter = opts.mode === 'model'
+    ? await modelSegmenter(opts.modelsDir, opts.model, opts.micronsPerPixel)
+    : oracleSegmenter(ds.classes, opts.mode === 'oracle-erode');
+  const modelClasses = segmenter.classNames;
+  if (modelClasses) {
+    const missing = classNames.filter((n) => !modelClasses.some((m) => norm(m) === norm(n)));
+    const extra = modelClasses.filter((m) => !classIndexByName.has(norm(m)));
+    if (missing.length) log(`warning: GT classes not predicted by the model (their PQ will be 0): ${missing.join(', ')}`);
+    if (extra.length) log(`warning: model classes absent from the GT (binary metrics only): ${extra.join(', ')}`);
+  }
+
+  const tiles = opts.limit ? ds.tiles.slice(0, opts.limit) : ds.tiles;
+  const stats: TileStats[] = [];
+  let segmentMs = 0;
+  let lastLog = performance.now();
+  try {
+    for (let k = 0; k < tiles.length; k++) {
+      const tile = await readTile(ds, tiles[k]);
+      const ts = performance.now();
+      const pred = await segmenter.segment(tile);
+      segmentMs += performance.now() - ts;
+      const gtClass = (id: number) => {
+        const c = tile.classOf.get(id);
+        return c === undefined ? -1 : classIndexById.get(c) ?? -1;
+      };
+      const predClass = (id: number) => {
+        const name = pred.classOfLabel.get(id);
+        return name === undefined ? -1 : classIndexByName.get(norm(name)) ?? -1;
+      };
+      stats.push(tileStats(tile.name, tile.instances, gtClass, pred.labels, predClass, classNames.length));
+      if (k === tiles.length - 1 || performance.now() - lastLog > 2000) {
+        lastLog = performance.now();
+        log(`[eval] ${k + 1}/${tiles.length} tiles (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      }
+    }
+  } finally {
+    await segmenter.close();
+  }
+
+  const m = datasetMetrics(stats, classNames.length);
+  log(`[eval] bootstrap: ${opts.iterations} resamples of ${stats.length} tiles`);
+  const b = bootstrapIntervals(stats, classNames.length, { iterations: opts.iterations, seed: opts.seed, level: 95 });
+  const perClass: Record<string, unknown> = {};
+  classNames.forEach((name, c) => {
+    const pc = m.perClass[c];
+    const pci = b.perClass[c];
+    perClass[name] = {
+      PQ: num(pc.PQ), PQ_CI: ci(pci.PQ),
+      DQ: num(pc.DQ), DQ_CI: ci(pci.DQ),
+      SQ: num(pc.SQ), SQ_CI: ci(pci.SQ),
+      R2: num(pc.R2), R2_CI: ci(pci.R2),
+      TP: pc.tp, FP: pc.fp, FN: pc.fn,
+      trueCount: pc.trueCount, predCount: pc.predCount,
+    };
+  });
+  return {
+    model: segmenter.name,
+    mode: opts.mode,
+    data: opts.data,
+    tiles: stats.length,
+    seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
+    segmentSeconds: Number((segmentMs / 1000).toFixed(3)),
+    micronsPerPixel: opts.micronsPerPixel,
+    bPQ: num(m.bPQ), bPQ_CI: ci(b.bPQ),
+    bDQ: num(m.bDQ), bDQ_CI: ci(b.bDQ),
+    bSQ: num(m.bSQ), bSQ_CI: ci(b.bSQ),
+    bTiles: m.bTiles,
+    mPQ: num(m.mPQ), mPQ_CI: ci(b.mPQ),
+    perClass,
+    classes: classNames,
+    modelClasses,
+    bootstrap: { iterations: opts.iterations, seed: opts.seed, level: 95, method: 'percentile, tiles resampled with replacement' },
+    conventions: CONVENTIONS,
+  };
+}
+
+async function main(): Promise<number> {
+  let opts: ReturnType<typeof parseArgs>;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    if (e instanceof UsageError) { process.stderr.write(`eval: ${e.message}\n${USAGE}\n`); return 2; }
+    throw e;
+  }
+  if (opts.help) { process.stdout.write(`${USAGE}\n`); return 0; }
+  try {
+    const result = await runEvaluation(opts, (line) => process.stderr.write(`${line}\n`));
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof DatasetError || e instanceof SetupError) {
+      process.stderr.write(`eval: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+if (require.main === module) {
+  main().then(
+    (code) => { process.exitCode = code; },
+    (e: unknown) => { process.stderr.write(`eval: failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`); process.exitCode = 1; },
+  );
+}

@@ -1,0 +1,210 @@
+/**
+ * One segmentation job: asks for tiles with bounded flow control, runs each through the tile
+ * engine, streams final detections and progress, and ends exactly once (completed, cancelled or
+ * failed). Cancelling drops the job's queued work at once.
+ */
+import {
+  ErrorCodes, type CompletedParams, type DetectionsParams, type JobStatus, type ProgressParams,
+  type RequestTilesParams, type TileFrame, type PixelFormatName, pixelFormatCode,
+} from '../../protocol';
+import type { RegisteredModel } from '../inference/model-registry';
+import type { TileEngine } from '../pipeline/engine';
+import type { PostprocessOptions } from '../postprocess';
+import type { PlannedTile } from '../tiling/planner';
+import type { Roi } from '../tiling/roi';
+import { toRgb8 } from '../tiling/pixels';
+import type { FeatureContext } from '../results/features';
+import { PoolTaskAborted } from '../workers/pool';
+import type { Logger } from '../util/log';
+
+export interface JobSink {
+  requestTiles(p: RequestTilesParams): void;
+  progress(p: ProgressParams): void;
+  detections(p: DetectionsParams): void;
+  completed(p: CompletedParams): void;
+}
+
+export interface JobSpec {
+  id: number;
+  model: RegisteredModel;
+  tiles: PlannedTile[];
+  rois: Roi[];
+  pixelFormat: PixelFormatName;
+  maxTilesInFlight: number;
+  postprocess: PostprocessOptions;
+  context: Omit<FeatureContext, 'tile'>;
+  detectionBatchSize: number;
+  tileTimeoutMs: number;
+}
+
+export class FrameRejection extends Error {
+  constructor(readonly code: number, message: string) { super(message); }
+}
+
+export class Job {
+  status: JobStatus = 'running';
+  private nextToRequest = 0;
+  /** Asked for, pixels not yet received: tile id → when asked. */
+  private readonly awaiting = new Map<number, number>();
+  /** Asked for and not yet through inference: the flow-control window. */
+  private inFlight = 0;
+  private tilesDone = 0;
+  private cells = 0;
+  private readonly counts: Record<string, number> = {};
+  private readonly countsByRoi: Record<string, Record<string, number>> = {};
+  private readonly timings = { inferenceMs: 0, postprocessMs: 0, waitingForPixelsMs: 0 };
+  private readonly started = performance.now();
+  private readonly abort = new AbortController();
+  private readonly tileById: Map<number, PlannedTile>;
+  private timeoutTimer: NodeJS.Timeout | null = null;
+  /** Resolves when the job has ended and its in-flight work has drained. */
+  readonly finished: Promise<CompletedParams>;
+  private resolveFinished!: (c: CompletedParams) => void;
+  private running = 0;
+
+  constructor(readonly spec: JobSpec, private readonly engine: TileEngine, private readonly sink: JobSink, private readonly log: Logger) {
+    this.tileById = new Map(spec.tiles.map((t) => [t.id, t]));
+    this.finished = new Promise((r) => (this.resolveFinished = r));
+    for (const roi of spec.rois) this.countsByRoi[roi.id] = {};
+  }
+
+  get id(): number { return this.spec.id; }
+  get signal(): AbortSignal { return this.abort.signal; }
+
+  start(): void {
+    if (this.spec.tiles.length === 0) { this.complete(); return; }
+    this.requestMore();
+    const period = Math.max(50, Math.min(1000, this.spec.tileTimeoutMs / 4));
+    this.timeoutTimer = setInterval(() => this.checkTimeouts(), period);
+    this.timeoutTimer.unref();
+  }
+
+  /** Accepts the pixels of an asked-for tile; throws FrameRejection otherwise. */
+  acceptFrame(frame: TileFrame): void {
+    if (this.status !== 'running') return; // frames already on the wire when the job ended
+    const tile = this.tileById.get(frame.tileId);
+    if (!tile) throw new FrameRejection(ErrorCodes.BadTileFrame, `job ${this.id} has no tile ${frame.tileId}`);
+    const askedAt = this.awaiting.get(frame.tileId);
+    if (askedAt === undefined) throw new FrameRejection(ErrorCodes.BadTileFrame, `tile ${frame.tileId} of job ${this.id} was not asked for (or was already received)`);
+    if (frame.format !== pixelFormatCode(this.spec.pixelFormat)) {
+      throw new FrameRejection(ErrorCodes.BadTileFrame, `tile ${frame.tileId}: job ${this.id} expects pixel format ${this.spec.pixelFormat}`);
+    }
+    if (frame.width !== tile.outputWidth || frame.height !== tile.outputHeight) {
+      throw new FrameRejection(ErrorCodes.BadTileFrame, `tile ${frame.tileId} must be ${tile.outputWidth}x${tile.outputHeight} px, got ${frame.width}x${frame.height}`);
+    }
+    this.awaiting.delete(frame.tileId);
+    this.timings.waitingForPixelsMs += performance.now() - askedAt;
+    const rgb = toRgb8(frame.pixels, frame.format, frame.width, frame.height);
+    void this.process(tile, rgb);
+  }
+
+  cancel(code: number = ErrorCodes.Cancelled, message = 'cancelled by the client'): void {
+    if (this.status !== 'running') return;
+    this.status = 'cancelled';
+    this.end({ code, message });
+  }
+
+  fail(code: number, message: string): void {
+    if (this.status !== 'running') return;
+    this.status = 'failed';
+    this.end({ code, message });
+  }
+
+  private async process(tile: PlannedTile, rgb: Uint8Array): Promise<void> {
+    this.running++;
+    try {
+      const inferred = await this.engine.infer(this.spec.model, rgb, tile.outputWidth, tile.outputHeight, this.signal);
+      this.inFlight--;
+      if (this.status !== 'running') return;
+      this.requestMore();
+      this.timings.inferenceMs += inferred.inferenceMs;
+      const result = await this.engine.finish(inferred.maps, this.spec.postprocess, { ...this.spec.context, tile }, this.signal);
+      if (this.status !== 'running') return;
+      this.timings.postprocessMs += result.postprocessMs;
+      for (const [roiId, features] of result.byRoi) {
+        for (let i = 0; i < features.length; i += this.spec.detectionBatchSize) {
+          this.sink.detections({ jobId: this.id, roiId, features: features.slice(i, i + this.spec.detectionBatchSize) });
+        }
+        const roiCounts = this.countsByRoi[roiId];
+        for (const f of features) {
+          const name = f.properties.classification.name;
+          this.counts[name] = (this.counts[name] ?? 0) + 1;
+          roiCounts[name] = (roiCounts[name] ?? 0) + 1;
+        }
+      }
+      this.cells += result.cells;
+      this.tilesDone++;
+      const elapsedMs = performance.now() - this.started;
+      const total = this.spec.tiles.length;
+      this.sink.progress({
+        jobId: this.id, tilesDone: this.tilesDone, tilesTotal: total, cells: this.cells,
+        elapsedMs: Math.round(elapsedMs), etaMs: Math.round((elapsedMs / this.tilesDone) * (total - this.tilesDone)),
+      });
+      if (this.tilesDone === total) this.complete();
+    } catch (err) {
+      if (err instanceof PoolTaskAborted || this.status !== 'running') return;
+      this.log.error('tile failed', { job: this.id, tile: tile.id, error: (err as Error).message });
+      this.fail(ErrorCodes.ModelFailed, `tile ${tile.id} failed: ${(err as Error).message}`);
+    } finally {
+      if (--this.running === 0 && this.status !== 'running') this.resolveFinished(this.summary());
+    }
+  }
+
+  private requestMore(): void {
+    const ids: number[] = [];
+    while (this.inFlight < this.spec.maxTilesInFlight && this.nextToRequest < this.spec.tiles.length) {
+      const tile = this.spec.tiles[this.nextToRequest++];
+      this.awaiting.set(tile.id, performance.now());
+      this.inFlight++;
+      ids.push(tile.id);
+    }
+    if (ids.length > 0) this.sink.requestTiles({ jobId: this.id, tileIds: ids });
+  }
+
+  private checkTimeouts(): void {
+    const now = performance.now();
+    for (const [tileId, askedAt] of this.awaiting) {
+      if (now - askedAt > this.spec.tileTimeoutMs) {
+        this.fail(ErrorCodes.Timeout, `tile ${tileId} did not arrive within ${Math.round(this.spec.tileTimeoutMs / 1000)} s`);
+        return;
+      }
+    }
+  }
+
+  private complete(): void {
+    this.status = 'completed';
+    this.end(undefined);
+  }
+
+  private summary(error?: { code: number; message: string }): CompletedParams {
+    const totalMs = performance.now() - this.started;
+    return {
+      jobId: this.id,
+      status: this.status as CompletedParams['status'],
+      ...(error ? { error } : {}),
+      tilesDone: this.tilesDone,
+      tilesTotal: this.spec.tiles.length,
+      cells: this.cells,
+      counts: this.counts,
+      countsByRoi: this.countsByRoi,
+      timings: {
+        totalMs: Math.round(totalMs),
+        inferenceMs: Math.round(this.timings.inferenceMs),
+        postprocessMs: Math.round(this.timings.postprocessMs),
+        waitingForPixelsMs: Math.round(this.timings.waitingForPixelsMs),
+        tilesPerSecond: totalMs > 0 ? this.tilesDone / (totalMs / 1000) : 0,
+        cellsPerSecond: totalMs > 0 ? this.cells / (totalMs / 1000) : 0,
+      },
+    };
+  }
+
+  private end(error: { code: number; message: string } | undefined): void {
+    if (this.timeoutTimer) clearInterval(this.timeoutTimer);
+    this.abort.abort();
+    this.awaiting.clear();
+    const summary = this.summary(error);
+    this.sink.completed(summary);
+    this.log.info('job ended', { job: this.id, status: this.status, tiles: summary.tilesDone, cells: summary.cells, ms: summary.timings.totalMs, ...(error ? { error: error.message } : {}) });
+    if (this.running === 0) this.resolveFinished(summary);
+  }
+}

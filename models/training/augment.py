@@ -1,0 +1,56 @@
+"""H&E augmentation: flips, 90-degree rotations (with flow vectors rotated), HED stain jitter and
+brightness/contrast/saturation jitter. Arrays: image uint8 [H,W,3], flows f32 [2,H,W] (dY,dX),
+cellprob/type uint8 [H,W]."""
+import numpy as np
+
+# Ruifrok & Johnston H&E-DAB stain matrix (rows = stains in RGB OD space)
+_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+_RGB_FROM_HED[2] = np.cross(_RGB_FROM_HED[0], _RGB_FROM_HED[1])
+_RGB_FROM_HED /= np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
+_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED)
+
+
+def hflip(img, flows, maps):
+    flows = flows[:, :, ::-1].copy(); flows[1] *= -1
+    return img[:, ::-1], flows, [m[:, ::-1] for m in maps]
+
+
+def vflip(img, flows, maps):
+    flows = flows[:, ::-1, :].copy(); flows[0] *= -1
+    return img[::-1], flows, [m[::-1] for m in maps]
+
+
+def rot90(img, flows, maps):
+    """np.rot90 (counter-clockwise): new[i,j] = old[j, W-1-i] -> new dY = -old dX, new dX = old dY."""
+    f = np.rot90(flows, 1, axes=(1, 2))
+    flows = np.stack([-f[1], f[0]])
+    return np.rot90(img, 1, axes=(0, 1)), flows, [np.rot90(m, 1) for m in maps]
+
+
+def geometric(rng, img, flows, maps):
+    for _ in range(rng.integers(4)):
+        img, flows, maps = rot90(img, flows, maps)
+    if rng.random() < 0.5:
+        img, flows, maps = hflip(img, flows, maps)
+    return np.ascontiguousarray(img), np.ascontiguousarray(flows), [np.ascontiguousarray(m) for m in maps]
+
+
+def colour(rng, img):
+    """img uint8 -> float32 0..255"""
+    x = img.astype(np.float32)
+    if rng.random() < 0.8:  # HED jitter
+        od = -np.log((x + 1.0) / 256.0)
+        hed = od @ _HED_FROM_RGB
+        alpha = rng.uniform(0.9, 1.1, 3)
+        beta = rng.uniform(-0.04, 0.04, 3)
+        hed = hed * alpha + beta
+        od = hed @ _RGB_FROM_HED
+        x = np.clip(256.0 * np.exp(-od) - 1.0, 0, 255)
+    if rng.random() < 0.8:  # brightness / contrast / saturation / slight hue-ish channel gain
+        m = x.mean()
+        x = (x - m) * rng.uniform(0.85, 1.15) + m + rng.uniform(-15, 15)
+        g = x.mean(2, keepdims=True)
+        x = g + (x - g) * rng.uniform(0.8, 1.2)
+        x = x * rng.uniform(0.96, 1.04, 3)
+        x = np.clip(x, 0, 255)
+    return x.astype(np.float32)

@@ -1,0 +1,66 @@
+"""Compact U-Net with three heads (flows, cellprob, type) for the Cell Bridge default model."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv_bn_relu(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Block(nn.Sequential):
+    def __init__(self, cin, cout):
+        super().__init__(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
+
+
+class CellUNet(nn.Module):
+    """Encoder 16-32-64-128 + bottleneck 128 at 1/16 (4 poolings: spatial size must be a multiple of 16).
+    Decoder with nearest upsampling + skip concatenation. Heads: 1x1 convs on a shared 16-channel map."""
+
+    def __init__(self, ch=(16, 32, 64, 128, 128), n_types=5):
+        super().__init__()
+        self.enc = nn.ModuleList()
+        cin = 3
+        for c in ch:
+            self.enc.append(Block(cin, c))
+            cin = c
+        self.dec = nn.ModuleList()
+        for i in range(len(ch) - 2, -1, -1):
+            self.dec.append(Block(cin + ch[i], ch[i]))
+            cin = ch[i]
+        self.flows = nn.Conv2d(cin, 2, 1)
+        self.cellprob = nn.Conv2d(cin, 1, 1)
+        self.type_head = nn.Conv2d(cin, n_types, 1)
+
+    def forward(self, x):
+        skips = []
+        for i, blk in enumerate(self.enc):
+            if i > 0:
+                x = F.max_pool2d(x, 2)
+            x = blk(x)
+            skips.append(x)
+        skips.pop()
+        for blk in self.dec:
+            s = skips.pop()
+            x = F.interpolate(x, scale_factor=2.0, mode='nearest')
+            x = blk(torch.cat([x, s], 1))
+        return self.flows(x), self.cellprob(x), self.type_head(x)
+
+
+def count_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+if __name__ == '__main__':
+    import time
+    torch.set_num_threads(2)
+    m = CellUNet()
+    print('params', count_params(m))
+    x = torch.randn(8, 3, 128, 128)
+    opt = torch.optim.AdamW(m.parameters(), 1e-3)
+    for it in range(4):
+        t = time.time()
+        f, c, ty = m(x)
+        loss = f.square().mean() + c.mean() + ty.mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        print('train step b8', f'{time.time()-t:.3f}s')

@@ -1,0 +1,247 @@
+"""Train the Cell Bridge default model (cellbridge-he-v1) on CoNSeP train, export ONNX + card.
+
+  nice -n 5 /usr/bin/python3 models/training/train.py --out models/cellbridge-he-v1 --epochs 90 --seed 0
+
+Checkpoints go to models/training/runs/<name>/ (last.pt every epoch, best.pt by validation score),
+so a run can be stopped and exported with export.py. The test split is used only by evaluate.py.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from data import load_split  # noqa: E402
+from augment import geometric, colour  # noqa: E402
+from model import CellUNet, count_params  # noqa: E402
+from postprocess_ref import follow_flows, get_masks, clean, classify, PQ, gt_classes  # noqa: E402
+from export import export_all  # noqa: E402
+
+# Whole CoNSeP train images held out for validation (16 tiles each).
+VAL_IMAGES = ('train_3', 'train_12', 'train_22')
+
+
+def image_of(tile):
+    return tile.rsplit('_', 1)[0]
+
+
+def predict(model, images_u8, mean, std, bs=16):
+    model.eval()
+    outs = []
+    m = torch.tensor(mean).view(1, 3, 1, 1); s = torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        for i in range(0, len(images_u8), bs):
+            x = torch.from_numpy(images_u8[i:i + bs].astype(np.float32)).permute(0, 3, 1, 2) / 255.0
+            f, c, t = model((x - m) / s)
+            outs.append((f.numpy(), c.numpy()[:, 0], t.numpy()))
+    return [np.concatenate([o[k] for o in outs]) for k in range(3)]
+
+
+def evaluate(preds, inst, typ, thresholds=(0.0,), min_sizes=(10,)):
+    """Returns {(thr, min_size): PQ result}."""
+    flows, cellprob, tlog = preds
+    res = {}
+    for thr in thresholds:
+        raw = []
+        for i in range(len(inst)):
+            mask = cellprob[i] > thr
+            dP = flows[i] * mask[None] / 5.0
+            ys, xs, py, px = follow_flows(dP, mask, 200)
+            raw.append(get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4))
+        for ms in min_sizes:
+            pq = PQ()
+            for i in range(len(inst)):
+                lab = clean(raw[i], ms, True)
+                g = inst[i].astype(np.int32)
+                pq.add(g, gt_classes(g, typ[i]), lab, classify(lab, tlog[i]))
+            res[(thr, ms)] = pq.result()
+    return res
+
+
+def score(r):
+    return r['binary']['PQ'] + np.mean([r[c]['PQ'] for c in ('Inflammatory', 'Epithelial', 'Spindle')])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--out', default=os.path.join(HERE, '..', 'cellbridge-he-v1'))
+    ap.add_argument('--epochs', type=int, default=90)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--batch', type=int, default=8)
+    ap.add_argument('--lr', type=float, default=3e-3)
+    ap.add_argument('--factor', type=int, default=2, help='downscale of the 40x tiles: 2 -> 0.5 um/px')
+    ap.add_argument('--val-every', type=int, default=5)
+    ap.add_argument('--max-minutes', type=float, default=0, help='stop early (then export best) after this')
+    ap.add_argument('--time-budget-min', type=float, default=0,
+                    help='wall-clock schedule: cosine LR over this many minutes of training, then stop '
+                         '(epoch count then depends on machine speed; it is recorded in the log). '
+                         '0 = epoch-based cosine over --epochs (fully deterministic)')
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--run', default='cellbridge-he-v1')
+    a = ap.parse_args()
+
+    t_start = time.time()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    mpp = 0.25 * a.factor
+    run_dir = os.path.join(HERE, 'runs', a.run)
+    os.makedirs(run_dir, exist_ok=True)
+    log_lines = []
+
+    def log(msg):
+        line = f'[{time.time() - t_start:7.1f}s] {msg}'
+        print(line, flush=True)
+        log_lines.append(line)
+
+    d = load_split('train', a.factor)
+    is_val = np.array([image_of(n) in VAL_IMAGES for n in d['names']])
+    tr = {k: v[~is_val] for k, v in d.items()}
+    va = {k: v[is_val] for k, v in d.items()}
+    log(f'train tiles {len(tr["names"])}, val tiles {len(va["names"])} (images {VAL_IMAGES}), {mpp} um/px, '
+        f'size {tr["images"].shape[1:3]}')
+    mean = (tr['images'].reshape(-1, 3).astype(np.float64) / 255).mean(0).tolist()
+    std = (tr['images'].reshape(-1, 3).astype(np.float64) / 255).std(0).tolist()
+    log(f'mean {np.round(mean, 6).tolist()} std {np.round(std, 6).tolist()}')
+
+    # class weights for the type head: (median fg freq / freq)^0.5, background 1
+    cnt = np.bincount(tr['type'].ravel(), minlength=5).astype(np.float64)
+    fg = cnt[1:] / cnt[1:].sum()
+    w = np.concatenate([[1.0], np.sqrt(np.median(fg) / fg)])
+    cw = torch.tensor(w, dtype=torch.float32)
+    log(f'type pixel counts {cnt.astype(int).tolist()} weights {np.round(w, 3).tolist()}')
+
+    model = CellUNet()
+    nparam = count_params(model)
+    log(f'CellUNet params {nparam}')
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    steps_per_epoch = len(tr['names']) // a.batch
+    total_steps = a.epochs * steps_per_epoch
+    warm = 2 * steps_per_epoch
+    t_train = time.time()
+
+    def lr_at(step):
+        if step < warm:
+            return a.lr * (0.1 + 0.9 * step / warm)
+        if a.time_budget_min:
+            frac = min(1.0, (time.time() - t_train) / (60 * a.time_budget_min))
+        else:
+            frac = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return a.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
+
+    step = 0
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    history = []
+    best = (-1.0, None)
+    epochs_done = 0
+    for ep in range(1, a.epochs + 1):
+        model.train()
+        t0 = time.time()
+        perm = rng.permutation(len(tr['names']))
+        sums = np.zeros(4)
+        for b in range(steps_per_epoch):
+            idx = perm[b * a.batch:(b + 1) * a.batch]
+            xs, fs, cs, ts = [], [], [], []
+            for i in idx:
+                img, fl, (ty, ins) = geometric(rng, tr['images'][i], tr['flows'][i], [tr['type'][i], tr['inst'][i]])
+                xs.append(colour(rng, img)); fs.append(fl); ts.append(ty); cs.append(ins > 0)
+            x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2) / 255.0
+            x = (x - mean_t) / std_t
+            yf = torch.from_numpy(np.stack(fs)) * 5.0
+            yc = torch.from_numpy(np.stack(cs).astype(np.float32))
+            yt = torch.from_numpy(np.stack(ts).astype(np.int64))
+            for g in opt.param_groups:
+                g['lr'] = lr_at(step)
+            step += 1
+            pf, pc, pt = model(x)
+            lf = F.mse_loss(pf, yf)
+            lc = F.binary_cross_entropy_with_logits(pc[:, 0], yc)
+            lt = F.cross_entropy(pt, yt, weight=cw)
+            loss = 0.5 * lf + lc + lt
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sums += [loss.item(), lf.item(), lc.item(), lt.item()]
+        sums /= steps_per_epoch
+        epochs_done = ep
+        rec = {'epoch': ep, 'loss': round(sums[0], 4), 'flow_mse': round(sums[1], 4), 'cellprob_bce': round(sums[2], 4),
+               'type_ce': round(sums[3], 4), 'lr': round(opt.param_groups[0]['lr'], 6), 'epoch_s': round(time.time() - t0, 1)}
+        elapsed_min = (time.time() - t_start) / 60
+        stop = bool(a.max_minutes and elapsed_min > a.max_minutes)
+        if a.time_budget_min:
+            per_ep = (time.time() - t_train) / ep
+            # stop when the next epoch would end past the budget (LR is then at its floor)
+            stop = stop or (time.time() - t_train + 0.5 * per_ep) > 60 * a.time_budget_min
+        if ep % a.val_every == 0 or ep == a.epochs or stop:
+            r = evaluate(predict(model, va['images'], mean, std), va['inst'], va['type'])[(0.0, 10)]
+            sc = score(r)
+            rec['val'] = {k: r[k]['PQ'] for k in r}
+            rec['val_score'] = round(sc, 4)
+            if sc > best[0]:
+                best = (sc, ep)
+                torch.save({'model': model.state_dict(), 'epoch': ep, 'mean': mean, 'std': std, 'factor': a.factor,
+                            'mpp': mpp}, os.path.join(run_dir, 'best.pt'))
+        torch.save({'model': model.state_dict(), 'epoch': ep, 'mean': mean, 'std': std, 'factor': a.factor, 'mpp': mpp},
+                   os.path.join(run_dir, 'last.pt'))
+        history.append(rec)
+        log(json.dumps(rec))
+        if stop:
+            log(f'stopping after {elapsed_min:.1f} min (time budget / --max-minutes)')
+            break
+    train_wall = time.time() - t_start
+    log(f'training done: {epochs_done} epochs, wall {train_wall / 60:.1f} min; best val score {best[0]:.4f} at epoch {best[1]}')
+
+    # Load the best checkpoint; tune cellprob threshold / minSize on the held-out train images.
+    ck = torch.load(os.path.join(run_dir, 'best.pt'), map_location='cpu')
+    model.load_state_dict(ck['model'])
+    preds = predict(model, va['images'], mean, std)
+    grid = evaluate(preds, va['inst'], va['type'], thresholds=(-1.0, -0.5, 0.0, 0.5), min_sizes=(5, 8, 10, 12, 15))
+    tuned = max(grid, key=lambda k: (round(score(grid[k]), 3), k[0] == 0.0, -abs(k[1] - 10)))
+    for k in sorted(grid):
+        log(f'val thr {k[0]:+.1f} minSize {k[1]:2d}: score {score(grid[k]):.4f} binPQ {grid[k]["binary"]["PQ"]:.4f}')
+    log(f'chosen postprocess: cellprobThreshold {tuned[0]}, minSize {tuned[1]}')
+    val_final = grid[tuned]
+
+    post = {'cellprobThreshold': tuned[0], 'minSize': tuned[1]}
+    prov = {
+        'trainingData': 'CoNSeP train split (Graham et al., HoVer-Net 2019), 27 images cut into 432 tiles of 256x256 at 40x, '
+                        f'downscaled {a.factor}x to {mpp} um/px; images {list(VAL_IMAGES)} (48 tiles) held out for validation',
+        'licence': 'trained on CoNSeP (research use); cite HoVer-Net. Not for redistribution in a product.',
+        'architecture': 'U-Net, 5 levels 16-32-64-128-128, 2x(conv3x3-BN-ReLU) per level, max-pool down, nearest up, '
+                        '1x1 heads flows(2) cellprob(1) type(5)',
+        'targets': 'Cellpose heat-diffusion flows (dY,dX unit field x5), foreground probability, 5-class type map',
+        'loss': '0.5*MSE(flows) + BCE(cellprob) + weighted CE(type)',
+        'typeClassWeights': [round(float(v), 3) for v in w],
+        'epochs': epochs_done, 'bestEpoch': best[1], 'seed': a.seed, 'batch': a.batch, 'optimizer': f'AdamW wd 1e-4, lr {a.lr}, 2-epoch warm-up then cosine to 1% '
+                     + (f'over a {a.time_budget_min} min wall-clock budget' if a.time_budget_min else f'over {a.epochs} epochs'),
+        'trainingWallSeconds': round(train_wall), 'hardware': f'CPU, {a.threads} threads, torch {torch.__version__}',
+        'validation': {'split': 'held-out CoNSeP train images ' + ','.join(VAL_IMAGES), 'resolution': f'{mpp} um/px',
+                       'metric': 'PQ at IoU>0.5, dataset-level, Python reference post-processing',
+                       'results': {k: val_final[k]['PQ'] for k in val_final}},
+    }
+    test = load_split('test', a.factor)
+    ref_index = int(np.argmax([len(np.unique(i)) for i in test['inst'][:16]]))
+    card = export_all(model, a.out, mean, std, post, prov, test['images'][ref_index], mpp)
+    torch.save({**ck, 'post': post, 'prov': card['provenance'], 'ref_index': ref_index}, os.path.join(run_dir, 'best.pt'))
+    log(f'exported {a.out}: model.onnx {card["provenance"]["onnxBytes"]} bytes, reference tile {test["names"][ref_index]}')
+    total = time.time() - t_start
+    with open(os.path.join(a.out, 'training-log.json'), 'w') as fh:
+        json.dump({'command': ' '.join(sys.argv), 'trainingWallSeconds': round(train_wall), 'totalWallSeconds': round(total),
+                   'parameters': nparam, 'epochs': epochs_done, 'bestEpoch': best[1], 'validationImages': list(VAL_IMAGES),
+                   'postprocessGrid': {f'thr={k[0]},minSize={k[1]}': grid[k] for k in sorted(grid)},
+                   'chosenPostprocess': post, 'validationAtChosen': val_final, 'history': history}, fh, indent=1)
+    with open(os.path.join(a.out, 'training-log.txt'), 'w') as fh:
+        fh.write('\n'.join(log_lines) + '\n')
+    log(f'total wall {total / 60:.1f} min')
+
+
+if __name__ == '__main__':
+    main()

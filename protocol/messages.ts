@@ -1,0 +1,253 @@
+/**
+ * Every message of protocol v1: parameter and result types, and the vscode-jsonrpc
+ * RequestType/NotificationType objects that name them. Transport-free: a client in any language
+ * implements the same JSON shapes (see protocol/README.md).
+ */
+import { RequestType, NotificationType } from 'vscode-jsonrpc';
+import type { Feature, MultiPolygon, Polygon } from 'geojson';
+import type { PixelFormatName } from './frames';
+
+// ---------------------------------------------------------------------------------------------
+// initialize
+
+export interface InitializeParams {
+  clientInfo: { name: string; version?: string };
+  /** The client's protocol version, "MAJOR.MINOR"; MAJOR must equal the server's. */
+  protocolVersion: string;
+  /** Required when the server was started with a token (or send it as the `Authorization: Bearer` header). */
+  token?: string;
+}
+
+export interface ClassInfo {
+  /** Channel index of this class in the model's type output. */
+  index: number;
+  name: string;
+  /** sRGB 0..255 */
+  color: [number, number, number];
+}
+
+export interface ModelInfo {
+  name: string;
+  version: string;
+  description: string;
+  /** µm/px at which the model reads the slide; null when it ignores physical size. */
+  micronsPerPixel: number | null;
+  /** Edge (px, at the model's resolution) of the tiles the daemon plans. */
+  tileSize: number;
+  /** Overlap between tiles (px, at the model's resolution). */
+  tileOverlap: number;
+  classes: ClassInfo[];
+  /** 'failed' models are listed with the reason so that a client can tell the user. */
+  status: 'ready' | 'failed';
+  error?: string;
+}
+
+export interface ExecutionProviderInfo {
+  /** Active provider: 'cpu', 'webgpu' or 'cuda'. */
+  name: string;
+  /** Adapter or device name where the provider reports one. */
+  deviceName?: string;
+  /** Providers tried before the active one, and why each was not used. */
+  skipped: { provider: string; reason: string }[];
+}
+
+export interface ServerLimits {
+  /** Largest WebSocket message (text or binary) the server accepts, bytes. */
+  maxMessageBytes: number;
+  /** Upper bound for a job's maxTilesInFlight. */
+  maxTilesInFlight: number;
+  /** Jobs one connection may run at once. */
+  maxJobsPerClient: number;
+  /** Largest total ROI area of one job, full-resolution pixels. */
+  maxRoiAreaPixels: number;
+  /** A requested tile must arrive within this many ms, or the job fails with Timeout. */
+  tileTimeoutMs: number;
+}
+
+export interface InitializeResult {
+  serverInfo: { name: string; version: string };
+  protocolVersion: string;
+  models: ModelInfo[];
+  /** Name of the model used when job/start names none. */
+  defaultModel: string | null;
+  executionProvider: ExecutionProviderInfo;
+  limits: ServerLimits;
+}
+
+export const InitializeRequest = new RequestType<InitializeParams, InitializeResult, void>('initialize');
+
+// ---------------------------------------------------------------------------------------------
+// models/list
+
+export const ListModelsRequest = new RequestType<Record<string, never> | undefined, ModelInfo[], void>('models/list');
+
+// ---------------------------------------------------------------------------------------------
+// job/start
+
+export interface ImageInfo {
+  /** Shown in logs and used to derive stable detection ids; e.g. the QuPath image name. */
+  name?: string;
+  /** Full-resolution size in pixels. */
+  width: number;
+  height: number;
+  /** Full-resolution pixel size (µm/px); null when the image has none. */
+  micronsPerPixel: number | null;
+}
+
+export interface RoiInput {
+  /** Client-chosen id, echoed on every detection batch (e.g. the annotation's UUID). */
+  id: string;
+  /** Full-resolution pixel coordinates; holes allowed; rings closed or not. */
+  geometry: Polygon | MultiPolygon;
+}
+
+export interface JobOptions {
+  /** Pixel format of the tile frames the client will send. Default 'argb32'. */
+  pixelFormat?: PixelFormatName;
+  /** QuPath object type of the detections. Default 'cell'. */
+  objectType?: 'cell' | 'detection';
+  /** Tiles requested ahead of processing (1..limits.maxTilesInFlight). Default 4. */
+  maxTilesInFlight?: number;
+  /** Used when image.micronsPerPixel is null and the model needs a pixel size. */
+  assumeMicronsPerPixel?: number;
+  /** Douglas-Peucker tolerance for outlines, full-resolution px; 0 keeps exact pixel-edge outlines. Default 0. */
+  simplifyTolerance?: number;
+  /** Drop cells smaller than this area in µm² (px² when there is no pixel size). Default 0. */
+  minAreaMicrons?: number;
+  /** Cells per job/detections notification. Default 500. */
+  detectionBatchSize?: number;
+  /** Overrides of the model card's post-processing defaults. */
+  postprocess?: Partial<PostprocessOverrides>;
+}
+
+export interface PostprocessOverrides {
+  mode: 'cellpose' | 'seed';
+  niter: number;
+  flowScale: number;
+  cellprobThreshold: number;
+  seedMinCount: number;
+  claimMinCount: number;
+  growIterations: number;
+  minSize: number;
+  fillHoles: boolean;
+  flowThreshold: number;
+  maxSizeFraction: number;
+}
+
+export interface StartJobParams {
+  image: ImageInfo;
+  rois: RoiInput[];
+  /** Model name from initialize's models; default: the server's default model. */
+  model?: string;
+  options?: JobOptions;
+}
+
+/**
+ * One region the client must read and send. The region is in full-resolution pixels and always
+ * lies inside the image. Read it at `downsample` so that the image is exactly
+ * outputWidth x outputHeight (QuPath: RegionRequest.createInstance(path, downsample, x, y, width,
+ * height); resize if a reader rounds differently).
+ */
+export interface TilePlan {
+  id: number;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  outputWidth: number;
+  outputHeight: number;
+}
+
+export interface StartJobResult {
+  jobId: number;
+  model: string;
+  /** Full-resolution px per tile px (model µm/px ÷ image µm/px, or 1). */
+  downsample: number;
+  pixelFormat: PixelFormatName;
+  maxTilesInFlight: number;
+  /** Every tile of the job, in the order the server will most likely ask for them. */
+  tiles: TilePlan[];
+}
+
+export const StartJobRequest = new RequestType<StartJobParams, StartJobResult, void>('job/start');
+
+// ---------------------------------------------------------------------------------------------
+// job/cancel
+
+export interface CancelJobParams { jobId: number }
+export interface CancelJobResult { jobId: number; status: JobStatus }
+export const CancelJobRequest = new RequestType<CancelJobParams, CancelJobResult, void>('job/cancel');
+
+// ---------------------------------------------------------------------------------------------
+// server → client notifications
+
+/** Send these tiles now (each once, as binary frames). Flow control: only asked-for tiles are accepted. */
+export interface RequestTilesParams { jobId: number; tileIds: number[] }
+export const RequestTilesNotification = new NotificationType<RequestTilesParams>('job/requestTiles');
+
+export interface ProgressParams {
+  jobId: number;
+  tilesDone: number;
+  tilesTotal: number;
+  /** Detections sent so far. */
+  cells: number;
+  elapsedMs: number;
+  /** Estimate from the tiles done so far; null until one is done. */
+  etaMs: number | null;
+}
+export const ProgressNotification = new NotificationType<ProgressParams>('job/progress');
+
+/** QuPath GeoJSON features (see README: properties.objectType, classification, measurements). */
+export type DetectionFeature = Feature<Polygon, DetectionProperties> & { nucleusGeometry?: Polygon };
+
+export interface DetectionProperties {
+  objectType: 'cell' | 'detection';
+  classification: { name: string; color: [number, number, number] };
+  measurements: Record<string, number>;
+  isLocked: false;
+}
+
+export interface DetectionsParams {
+  jobId: number;
+  roiId: string;
+  features: DetectionFeature[];
+}
+export const DetectionsNotification = new NotificationType<DetectionsParams>('job/detections');
+
+export type JobStatus = 'running' | 'completed' | 'cancelled' | 'failed';
+
+export interface JobTimings {
+  totalMs: number;
+  /** Summed over tiles (stages overlap, so these can add up to more than totalMs). */
+  inferenceMs: number;
+  postprocessMs: number;
+  /** Time between asking for a tile and receiving it, summed. */
+  waitingForPixelsMs: number;
+  tilesPerSecond: number;
+  cellsPerSecond: number;
+}
+
+export interface CompletedParams {
+  jobId: number;
+  status: Exclude<JobStatus, 'running'>;
+  /** Present when status is 'failed' or 'cancelled'. */
+  error?: { code: number; message: string };
+  tilesDone: number;
+  tilesTotal: number;
+  /** Detections sent in total. */
+  cells: number;
+  /** Cells per class name over all ROIs. */
+  counts: Record<string, number>;
+  /** Cells per class name per ROI id. */
+  countsByRoi: Record<string, Record<string, number>>;
+  timings: JobTimings;
+}
+export const CompletedNotification = new NotificationType<CompletedParams>('job/completed');
+
+/** A binary frame was not accepted; the job goes on (the tile is asked for again when appropriate). */
+export interface FrameRejectedParams { jobId: number | null; tileId: number | null; code: number; message: string }
+export const FrameRejectedNotification = new NotificationType<FrameRejectedParams>('frame/rejected');
+
+/** The server is stopping; running jobs end with status 'cancelled' (code ShuttingDown) within graceMs. */
+export interface ShutdownParams { reason: string; graceMs: number }
+export const ShutdownNotification = new NotificationType<ShutdownParams>('server/shutdown');

@@ -1,0 +1,209 @@
+package cellbridge
+
+/**
+ * Runs cell detection on one image through a "host" that knows the image (QuPath, through
+ * cellbridge.qupath.QuPathAdapter; a test double in the tests). The host is duck-typed:
+ * <pre>
+ *   Map imageInfo()                      [name, width, height, micronsPerPixel (null when unknown)]
+ *   List&lt;Map&gt; regions()                 [[id, geometry (GeoJSON, full-res px), label, target], ...]
+ *   Object readTile(Map tile, double ds)  BufferedImage (or int[] ARGB) of tile.outputWidth x outputHeight
+ *   void progress(String text, double fraction)
+ *   Double askPixelSize(String imageName, Double suggestion)   null when not answered
+ *   void apply(List&lt;RegionResult&gt; results, Map modelCard)    all or nothing
+ * </pre>
+ * Everything that can go wrong becomes an {@link ImageReport} with a message for the user; the host
+ * is asked to apply results only when the daemon reported the job completed.
+ */
+class DetectionWorkflow {
+
+    final Settings settings
+    Closure log = { String line -> }
+
+    private volatile JobRun job
+    private volatile boolean cancelled
+
+    DetectionWorkflow(Settings settings) {
+        this.settings = settings
+    }
+
+    /** Cancel from any thread (a Cancel button): tells the daemon, nothing is applied. */
+    void cancel() {
+        cancelled = true
+        job?.cancel()
+    }
+
+    boolean isCancelled() {
+        return cancelled
+    }
+
+    /** Connects, runs and closes; never throws (errors are in the report). */
+    ImageReport runSafely(Object host) {
+        CellBridgeClient client = null
+        String imageName = null
+        try {
+            imageName = host.imageInfo()?.name as String
+            host.progress("Connecting to ${settings.server}", -1d)
+            client = CellBridgeClient.open(settings, log)
+            return run(client, host)
+        } catch (CellBridgeException e) {
+            return ImageReport.failed(imageName, e.code, e.message)
+        } catch (Exception e) {
+            log("unexpected error: ${e}")
+            return ImageReport.failed(imageName, ErrorCodes.INTERNAL_ERROR,
+                "Cell Bridge stopped on an unexpected error: ${e}. Nothing was added.")
+        } finally {
+            client?.close()
+        }
+    }
+
+    /** Runs one image on an open client. Throws CellBridgeException for problems found before the job. */
+    ImageReport run(CellBridgeClient client, Object host) {
+        Map card = client.chooseModel(settings.model)
+        Map info = host.imageInfo() as Map
+        String name = info.name as String
+        Double mpp = info.micronsPerPixel as Double
+        Double assumed = null
+        if (mpp == null && card.micronsPerPixel != null) {
+            assumed = settings.pixelSize ?: host.askPixelSize(name, card.micronsPerPixel as Double) as Double
+            if (assumed == null) {
+                throw new CellBridgeException(ErrorCodes.MISSING_PIXEL_SIZE, Messages.missingPixelSize(name))
+            }
+        }
+
+        List<Map> usable = []
+        List<String> skipped = []
+        (host.regions() as List<Map>).each { Map r ->
+            Map g = Results.areaGeometry(r.geometry as Map)
+            if (g == null || Results.area(g) <= 0) {
+                skipped << (r.label as String)
+            } else {
+                usable << (r + [geometry: g])
+            }
+        }
+        if (skipped) {
+            log("skipped (no area): ${skipped.join(', ')}")
+        }
+        if (!usable) {
+            String what = skipped ? "The annotation '${skipped[0]}'" : 'The selected region'
+            throw new CellBridgeException(ErrorCodes.EMPTY_ROI, Messages.emptyRoi(what))
+        }
+        if (cancelled) {
+            return ImageReport.cancelled(name)
+        }
+
+        Map options = [pixelFormat: 'argb32', objectType: settings.objectType,
+                       maxTilesInFlight: Math.min(settings.maxTilesInFlight,
+                           (client.limits.maxTilesInFlight ?: settings.maxTilesInFlight) as int), ]
+        if (assumed != null) {
+            options.assumeMicronsPerPixel = assumed
+        }
+        if (settings.minArea > 0) {
+            options.minAreaMicrons = settings.minArea
+        }
+        if (settings.simplify > 0) {
+            options.simplifyTolerance = settings.simplify
+        }
+        Map image = [name: name, width: info.width, height: info.height, micronsPerPixel: mpp]
+        List<Map> rois = usable.collect { Map r -> [id: r.id, geometry: r.geometry] }
+
+        host.progress("Starting ${card.name} on ${usable.size()} region(s)", 0d)
+        long t0 = System.currentTimeMillis()
+        JobRun started = client.startJob(image, rois, card.name as String, options,
+            { Map tile, double ds -> host.readTile(tile, ds) },
+            { Map p -> host.progress(Messages.progress(p), (p.tilesTotal ?: 0) > 0 ? (p.tilesDone as double) / (p.tilesTotal as double) : -1d) })
+        job = started
+        if (cancelled) {
+            started.cancel()
+        }
+        JobOutcome outcome = started.await()
+        if (!outcome.success) {
+            return new ImageReport(image: name, status: outcome.status, code: outcome.code, message: outcome.message,
+                tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0)
+        }
+
+        Double effectiveMpp = mpp ?: assumed
+        List<String> classNames = (card.classes as List<Map>)*.name as List<String>
+        List<RegionResult> results = usable.collect { Map r ->
+            List<Map> features = Results.mark(outcome.featuresByRoi.get(r.id as String) ?: [])
+            new RegionResult(id: r.id as String, label: r.label as String, target: r.target, geometry: r.geometry as Map,
+                features: features,
+                summary: Results.summary(features, r.geometry as Map, effectiveMpp, classNames, settings.objectType))
+        }
+        host.progress("Adding ${outcome.cellCount} ${settings.objectType}s", 1d)
+        host.apply(results, card)
+        return new ImageReport(image: name, status: 'completed', cells: outcome.cellCount,
+            counts: (outcome.completed.counts ?: [:]) as Map, regions: results.collect { it.describe() },
+            tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0, model: card.name as String,
+            skipped: skipped)
+    }
+
+}
+
+/** Cells for one annotation (or the whole image), ready for the host to apply. */
+class RegionResult {
+
+    String id
+    String label
+    /** The host's own handle, e.g. the QuPath annotation object. */
+    Object target
+    Map geometry
+    /** Marked GeoJSON features (see {@link Results#mark}). */
+    List<Map> features
+    Map<String, Double> summary
+
+    String toFeatureCollection() {
+        return Results.featureCollection(features)
+    }
+
+    Map describe() {
+        Map<String, Integer> counts = [:]
+        features.each { Map f -> counts[Results.className(f)] = (counts[Results.className(f)] ?: 0) + 1 }
+        return [id: id, label: label, cells: features.size(), counts: counts]
+    }
+
+}
+
+/** What happened to one image: shown to the user and printed as one JSON line in batch runs. */
+class ImageReport {
+
+    String image
+    /** completed | cancelled | failed */
+    String status
+    int code
+    String message
+    int cells
+    Map counts = [:]
+    List<Map> regions = []
+    List<String> skipped = []
+    int tilesTotal
+    long millis
+    String model
+
+    static ImageReport failed(String image, int code, String message) {
+        return new ImageReport(image: image, status: 'failed', code: code, message: message)
+    }
+
+    static ImageReport cancelled(String image) {
+        return new ImageReport(image: image, status: 'cancelled', code: ErrorCodes.CANCELLED, message: Messages.cancelled())
+    }
+
+    boolean isSuccess() {
+        return status == 'completed'
+    }
+
+    Map toMap() {
+        return [image: image, status: status, code: code, codeName: code ? ErrorCodes.name(code) : null,
+                message: message, cells: cells, counts: counts, regions: regions, skipped: skipped,
+                tilesTotal: tilesTotal, millis: millis, model: model, ]
+    }
+
+    String summaryLine() {
+        if (success) {
+            String perClass = counts.collect { k, v -> "${k} ${v}" }.join(', ')
+            return "${image}: ${cells} cells in ${regions.size()} region(s)${perClass ? ' (' + perClass + ')' : ''}, " +
+                "${Messages.duration(millis)}"
+        }
+        return "${image}: ${message}"
+    }
+
+}

@@ -1,0 +1,100 @@
+package cellbridge
+
+import groovy.transform.CompileStatic
+
+import java.awt.Graphics2D
+import java.awt.RenderingHints
+import java.awt.image.BufferedImage
+import java.nio.ByteBuffer
+
+/**
+ * Binary tile frames (protocol README section 4): a 24-byte big-endian header, then the pixels.
+ */
+@CompileStatic
+final class TileFrames {
+
+    static final int MAGIC = 0x43425431
+    static final int HEADER_BYTES = 24
+    static final int VERSION = 1
+    static final int FORMAT_RGB8 = 1
+    static final int FORMAT_ARGB32 = 2
+
+    private TileFrames() { }
+
+    static int formatCode(String pixelFormat) {
+        switch (pixelFormat) {
+            case 'rgb8': return FORMAT_RGB8
+            case 'argb32': return FORMAT_ARGB32
+            default: throw new IllegalArgumentException("unknown pixel format '${pixelFormat}'")
+        }
+    }
+
+    /**
+     * One frame, ready for {@code WebSocket.sendBinary}: position 0, limit = size.
+     * @param argb packed 0xAARRGGBB pixels, row-major, width*height of them
+     */
+    static ByteBuffer pack(long jobId, long tileId, int width, int height, int[] argb, String pixelFormat) {
+        int format = formatCode(pixelFormat)
+        if (width <= 0 || height <= 0) {
+            throw new IllegalArgumentException("tile size ${width}x${height} is empty")
+        }
+        if (argb.length != width * height) {
+            throw new IllegalArgumentException("${argb.length} pixels for a ${width}x${height} tile")
+        }
+        int bpp = format == FORMAT_RGB8 ? 3 : 4
+        ByteBuffer buf = ByteBuffer.allocate(HEADER_BYTES + bpp * width * height)
+        buf.putInt(MAGIC)
+        buf.put((byte) VERSION)
+        buf.put((byte) format)
+        buf.putShort((short) 0)
+        buf.putInt((int) jobId)
+        buf.putInt((int) tileId)
+        buf.putInt(width)
+        buf.putInt(height)
+        if (format == FORMAT_ARGB32) {
+            buf.asIntBuffer().put(argb)
+        } else {
+            byte[] rgb = new byte[3 * argb.length]
+            int o = 0
+            for (int p : argb) {
+                rgb[o++] = (byte) ((p >> 16) & 0xff)
+                rgb[o++] = (byte) ((p >> 8) & 0xff)
+                rgb[o++] = (byte) (p & 0xff)
+            }
+            buf.position(HEADER_BYTES)
+            buf.put(rgb)
+        }
+        buf.rewind()
+        return buf
+    }
+
+    /**
+     * Packed ARGB pixels of {@code img}, resized to width x height first when a reader rounded the
+     * region size differently from the plan (protocol: "a reader that rounds differently must resize").
+     */
+    static int[] toArgb(BufferedImage img, int width, int height) {
+        BufferedImage source = img
+        if (img.width != width || img.height != height) {
+            BufferedImage scaled = new BufferedImage(width, height, BufferedImage.TYPE_INT_RGB)
+            Graphics2D g = scaled.createGraphics()
+            try {
+                g.setRenderingHint(RenderingHints.KEY_INTERPOLATION, RenderingHints.VALUE_INTERPOLATION_BILINEAR)
+                g.drawImage(img, 0, 0, width, height, null)
+            } finally {
+                g.dispose()
+            }
+            source = scaled
+        }
+        return source.getRGB(0, 0, width, height, null, 0, width)
+    }
+
+    /** Header fields of a frame (for tests and diagnostics). */
+    static Map<String, Object> readHeader(ByteBuffer frame) {
+        ByteBuffer b = frame.duplicate()
+        b.rewind()
+        return [magic: b.getInt(), version: (int) b.get(), format: (int) b.get(), reserved: (int) b.getShort(),
+                jobId: Integer.toUnsignedLong(b.getInt()), tileId: Integer.toUnsignedLong(b.getInt()),
+                width: b.getInt(), height: b.getInt(), bytes: frame.remaining(), ] as Map<String, Object>
+    }
+
+}

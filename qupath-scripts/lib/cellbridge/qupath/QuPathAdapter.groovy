@@ -1,0 +1,447 @@
+package cellbridge.qupath
+
+import cellbridge.CellBridgeClient
+import cellbridge.CellBridgeException
+import cellbridge.DetectionWorkflow
+import cellbridge.ErrorCodes
+import cellbridge.ImageReport
+import cellbridge.Messages
+import cellbridge.RegionResult
+import cellbridge.Results
+import cellbridge.Settings
+import groovy.json.JsonOutput
+import groovy.json.JsonSlurper
+import javafx.application.Platform
+import javafx.geometry.Insets
+import javafx.scene.Scene
+import javafx.scene.control.Alert
+import javafx.scene.control.Button
+import javafx.scene.control.ButtonType
+import javafx.scene.control.Label
+import javafx.scene.control.ProgressBar
+import javafx.scene.control.TextInputDialog
+import javafx.scene.layout.VBox
+import javafx.stage.Stage
+import qupath.lib.common.ColorTools
+import qupath.lib.gui.scripting.QPEx
+import qupath.lib.io.GsonTools
+import qupath.lib.objects.PathObject
+import qupath.lib.objects.classes.PathClass
+import qupath.lib.regions.RegionRequest
+import qupath.lib.scripting.QP
+
+import java.util.concurrent.CompletableFuture
+
+/*
+ * The only file that touches QuPath. Everything else (protocol, frames, flow control, results,
+ * messages) is in the plain-Groovy classes beside it, which the tests run without QuPath.
+ *
+ * QuPath API used here, beyond standard Java/Groovy/JavaFX: QP.getCurrentImageData,
+ * QP.getSelectedObjects, QP.getAnnotationObjects, QP.getProjectEntry (+ getImageName, saveImageData),
+ * QP.exportObjectsToGeoJson, QPEx.getQuPath (+ installCommand), ImageData.getServer/getHierarchy,
+ * ImageServer.getPath/getWidth/getHeight/getPixelCalibration/getMetadata().getName/readRegion,
+ * PixelCalibration.hasPixelSizeMicrons/getAveragedPixelSizeMicrons, RegionRequest.createInstance,
+ * GsonTools.parseObjectsFromGeoJSON, PathClass.fromString, ColorTools.packRGB,
+ * PathObject.isAnnotation/getName/getChildObjects/clearChildObjects/addChildObjects/getMeasurements,
+ * PathObjectHierarchy.addObjects/fireHierarchyChangedEvent.
+ */
+
+/** Entry points called by the scripts in the Cell Bridge folder (after the bootstrap lines). */
+class QuPathScripts {
+
+    /** Interactive detection on the selected annotations (offers all annotations when none is selected). */
+    static ImageReport detectCells(Script script, File home) {
+        boolean gui = QPEx.getQuPath() != null && batchSize(script) <= 1
+        Settings settings
+        try {
+            settings = Settings.resolve(scriptArgs(script), home, System.getenv(), System.properties)
+        } catch (CellBridgeException e) {
+            return finish(ImageReport.failed(null, e.code, e.message), gui)
+        }
+        def imageData = QP.getCurrentImageData()
+        if (imageData == null) {
+            return finish(ImageReport.failed(null, ErrorCodes.NOTHING_TO_DO, 'Open an image first.'), gui)
+        }
+        List<PathObject> targets
+        String mode = settings.roi ?: 'selected'
+        if (mode == 'image') {
+            targets = null
+        } else if (mode == 'all') {
+            targets = QP.getAnnotationObjects() as List<PathObject>
+        } else {
+            targets = QP.getSelectedObjects().findAll { PathObject o -> o.isAnnotation() } as List<PathObject>
+            if (targets.isEmpty()) {
+                List<PathObject> all = QP.getAnnotationObjects() as List<PathObject>
+                String question = "No annotation is selected. Detect cells in all ${all.size()} annotation(s) of this image?"
+                if (all && gui && !Fx.confirm('Cell Bridge', question)) {
+                    return ImageReport.cancelled(null)
+                }
+                targets = all
+            }
+        }
+        if (targets != null && targets.isEmpty()) {
+            return finish(ImageReport.failed(null, ErrorCodes.NOTHING_TO_DO, Messages.noAnnotations()), gui)
+        }
+        return finish(run(settings, imageData, targets, gui), gui)
+    }
+
+    /**
+     * One image of a batch ("Run for project", or QuPath's command line with -p): every annotation,
+     * or the whole image when it has none. Never throws: a failure is reported and the batch goes on.
+     */
+    static ImageReport runForProject(Script script, File home) {
+        ImageReport report
+        try {
+            Settings settings = Settings.resolve(scriptArgs(script), home, System.getenv(), System.properties)
+            def imageData = QP.getCurrentImageData()
+            String mode = settings.roi ?: 'all'
+            List<PathObject> targets = null
+            if (mode == 'all') {
+                targets = QP.getAnnotationObjects() as List<PathObject>
+                targets = targets.isEmpty() ? null : targets
+            } else if (mode == 'selected') {
+                targets = QP.getSelectedObjects().findAll { PathObject o -> o.isAnnotation() } as List<PathObject>
+                if (targets.isEmpty()) {
+                    throw new CellBridgeException(ErrorCodes.NOTHING_TO_DO,
+                        'roi=selected, but nothing is selected in this image (use roi=all or roi=image in batch runs).')
+                }
+            }
+            report = run(settings, imageData, targets, false)
+            if (report.success && settings.save && QP.getProjectEntry() != null) {
+                QP.getProjectEntry().saveImageData(imageData)
+            }
+        } catch (CellBridgeException e) {
+            report = ImageReport.failed(currentImageName(), e.code, e.message)
+        } catch (Exception e) {
+            report = ImageReport.failed(currentImageName(), ErrorCodes.INTERNAL_ERROR, "Cell Bridge failed: ${e}")
+        }
+        println((report.success ? 'Cell Bridge: ' : 'Cell Bridge FAILED: ') + report.summaryLine())
+        println('CELLBRIDGE_REPORT ' + JsonOutput.toJson(report.toMap()))
+        return report
+    }
+
+    /** Adds Extensions > Cell Bridge menu items (call from a startup script). */
+    static void installMenu(File home) {
+        def qupath = QPEx.getQuPath()
+        if (qupath == null) {
+            return
+        }
+        qupath.installCommand('Extensions>Cell Bridge>Detect cells', {
+            Thread.start('cellbridge-detect') { detectCells(null, home) }
+        } as Runnable)
+        qupath.installCommand('Extensions>Cell Bridge>Check connection', {
+            Thread.start('cellbridge-check') { checkConnection(home) }
+        } as Runnable)
+    }
+
+    /** Connects, shows the daemon, its device and models (or why it cannot connect). */
+    static void checkConnection(File home) {
+        String text
+        try {
+            Settings settings = Settings.resolve([], home, System.getenv(), System.properties)
+            CellBridgeClient client = CellBridgeClient.open(settings)
+            try {
+                Map init = client.initializeResult
+                String models = client.models.collect { Map m ->
+                    "${m.name} ${m.version} (${m.status}${m.micronsPerPixel ? ', ' + m.micronsPerPixel + ' µm/px' : ''})"
+                }.join('\n  ')
+                text = "Connected to ${init.serverInfo?.name} ${init.serverInfo?.version} at ${settings.server}\n" +
+                    "Device: ${init.executionProvider?.name ?: '?'}\nModels:\n  ${models}"
+            } finally {
+                client.close()
+            }
+            Fx.info('Cell Bridge', text)
+        } catch (CellBridgeException e) {
+            Fx.error('Cell Bridge', e.message)
+        }
+    }
+
+    private static ImageReport run(Settings settings, Object imageData, List<PathObject> targets, boolean gui) {
+        QuPathAdapter adapter = new QuPathAdapter(imageData, targets, gui)
+        DetectionWorkflow workflow = new DetectionWorkflow(settings)
+        workflow.log = { String line -> println("Cell Bridge: ${line}") }
+        if (gui) {
+            adapter.window = ProgressWindow.open('Cell Bridge: detecting cells') { workflow.cancel() }
+        }
+        try {
+            return workflow.runSafely(adapter)
+        } finally {
+            adapter.window?.close()
+        }
+    }
+
+    private static ImageReport finish(ImageReport report, boolean gui) {
+        println((report.success ? 'Cell Bridge: ' : 'Cell Bridge: not done: ') + report.summaryLine())
+        if (gui && report.status == 'failed') {
+            Fx.error('Cell Bridge', report.message)
+        }
+        return report
+    }
+
+    private static String currentImageName() {
+        try {
+            return QP.getProjectEntry()?.getImageName()
+        } catch (RuntimeException ignored) {
+            return null
+        }
+    }
+
+    /** QuPath's script arguments (-a key=value on the command line); none in the GUI. */
+    static List<String> scriptArgs(Script script) {
+        Object a = attribute(script, 'args')
+        return a == null ? [] : (a as List).collect { String.valueOf(it) }
+    }
+
+    static int batchSize(Script script) {
+        Object n = attribute(script, 'qupath.script.batchSize')
+        return n == null ? 1 : n as int
+    }
+
+    private static Object attribute(Script script, String name) {
+        if (script == null) {
+            return null
+        }
+        try {
+            return script.getProperty(name)
+        } catch (MissingPropertyException ignored) {
+            return null
+        }
+    }
+
+}
+
+/** The "host" of {@link DetectionWorkflow}: reads pixels and applies results in QuPath. */
+class QuPathAdapter {
+
+    static final String WHOLE_IMAGE_NAME = 'Cell Bridge: whole image'
+
+    final Object imageData
+    final Object server
+    final Object hierarchy
+    /** null: the whole image. */
+    final List<PathObject> targets
+    final boolean gui
+    ProgressWindow window
+    private long lastLogged
+
+    QuPathAdapter(Object imageData, List<PathObject> targets, boolean gui) {
+        this.imageData = imageData
+        this.server = imageData.getServer()
+        this.hierarchy = imageData.getHierarchy()
+        this.targets = targets
+        this.gui = gui
+    }
+
+    Map imageInfo() {
+        def cal = server.getPixelCalibration()
+        Double mpp = cal.hasPixelSizeMicrons() ? cal.getAveragedPixelSizeMicrons() as Double : null
+        String name = QP.getProjectEntry()?.getImageName() ?: server.getMetadata().getName()
+        return [name: name, width: server.getWidth(), height: server.getHeight(), micronsPerPixel: mpp]
+    }
+
+    List<Map> regions() {
+        if (targets == null) {
+            PathObject existing = QP.getAnnotationObjects().find { PathObject a -> a.getName() == WHOLE_IMAGE_NAME }
+            int w = server.getWidth()
+            int h = server.getHeight()
+            return [[id: 'image', label: 'whole image', target: existing,
+                     geometry: [type: 'Polygon', coordinates: [[[0, 0], [w, 0], [w, h], [0, h], [0, 0]]]], ]]
+        }
+        List<Map> out = []
+        targets.eachWithIndex { PathObject a, int i ->
+            out << [id: "a${i}".toString(), label: a.getName() ?: "annotation ${i + 1}", target: a, geometry: geometryOf(a)]
+        }
+        return out
+    }
+
+    /** The annotation's ROI as GeoJSON, written by QuPath itself (holes, ellipses, brushes included). */
+    private static Map geometryOf(PathObject annotation) {
+        File tmp = File.createTempFile('cellbridge-roi-', '.geojson')
+        try {
+            QP.exportObjectsToGeoJson([annotation], tmp.absolutePath, 'FEATURE_COLLECTION')
+            Map fc = new JsonSlurper().parse(tmp, 'UTF-8') as Map
+            List features = fc.features as List
+            return features ? (features[0] as Map).geometry as Map : null
+        } finally {
+            tmp.delete()
+        }
+    }
+
+    Object readTile(Map tile, double downsample) {
+        RegionRequest request = RegionRequest.createInstance(server.getPath(), downsample,
+            tile.x as int, tile.y as int, tile.width as int, tile.height as int)
+        return server.readRegion(request)
+    }
+
+    void progress(String text, double fraction) {
+        window?.update(text, fraction)
+        long now = System.currentTimeMillis()
+        if (!gui && now - lastLogged > 10_000L) {
+            lastLogged = now
+            println("Cell Bridge: ${text}")
+        }
+    }
+
+    Double askPixelSize(String imageName, Double suggestion) {
+        if (!gui) {
+            return null
+        }
+        return Fx.askNumber('Cell Bridge: pixel size',
+            "'${imageName}' has no pixel size. Pixel size to assume, in µm per pixel " +
+                '(0.25 at 40x, 0.5 at 20x):', suggestion)
+    }
+
+    /** All or nothing: parses every result first, then changes the hierarchy, one event per annotation. */
+    void apply(List<RegionResult> results, Map modelCard) {
+        (modelCard.classes as List<Map>).each { Map c ->
+            List rgb = c.color as List
+            PathClass.fromString(c.name as String, ColorTools.packRGB(rgb[0] as int, rgb[1] as int, rgb[2] as int))
+        }
+        Map<RegionResult, List<PathObject>> parsed = [:]
+        results.each { RegionResult r ->
+            parsed[r] = GsonTools.parseObjectsFromGeoJSON(r.toFeatureCollection()) as List<PathObject>
+        }
+        parsed.each { RegionResult r, List<PathObject> objects ->
+            PathObject parent = r.target as PathObject
+            if (parent == null) {
+                parent = wholeImageAnnotation(r.geometry)
+                hierarchy.addObjects([parent])
+            }
+            List<PathObject> keep = parent.getChildObjects().findAll { PathObject child ->
+                !Results.isCellBridgeObject(child.getMeasurements())
+            } as List<PathObject>
+            parent.clearChildObjects()
+            parent.addChildObjects(keep + objects)
+            Map<String, Number> m = parent.getMeasurements()
+            Results.summaryKeys(m.keySet()).each { String k -> m.remove(k) }
+            r.summary.each { String k, Double v -> m.put(k, v) }
+            hierarchy.fireHierarchyChangedEvent(this, parent)
+        }
+    }
+
+    private static PathObject wholeImageAnnotation(Map geometry) {
+        String json = JsonOutput.toJson([type: 'Feature', geometry: geometry,
+                                         properties: [objectType: 'annotation', name: WHOLE_IMAGE_NAME, isLocked: true]])
+        return GsonTools.parseObjectsFromGeoJSON(json)[0] as PathObject
+    }
+
+}
+
+/** A small always-on-top progress window with a Cancel button (JavaFX, updated from any thread). */
+class ProgressWindow {
+
+    private Stage stage
+    private Label label
+    private ProgressBar bar
+    private volatile long lastUpdate
+
+    static ProgressWindow open(String title, Closure onCancel) {
+        ProgressWindow w = new ProgressWindow()
+        Fx.runAndWait {
+            w.label = new Label('Connecting…')
+            w.bar = new ProgressBar(-1d)
+            w.bar.prefWidth = 360
+            Button cancel = new Button('Cancel')
+            cancel.onAction = { event ->
+                cancel.disable = true
+                w.label.text = 'Cancelling…'
+                Thread.start('cellbridge-cancel') { onCancel.call() }
+            }
+            VBox box = new VBox(10d, w.label, w.bar, cancel)
+            box.padding = new Insets(14d)
+            w.stage = new Stage()
+            w.stage.title = title
+            w.stage.alwaysOnTop = true
+            w.stage.scene = new Scene(box)
+            w.stage.onCloseRequest = { event -> Thread.start('cellbridge-cancel') { onCancel.call() } }
+            w.stage.show()
+        }
+        return w
+    }
+
+    void update(String text, double fraction) {
+        long now = System.currentTimeMillis()
+        if (now - lastUpdate < 200 && fraction < 1d) {
+            return
+        }
+        lastUpdate = now
+        Platform.runLater {
+            label.text = text
+            bar.progress = fraction
+        }
+    }
+
+    void close() {
+        Platform.runLater { stage?.close() }
+    }
+
+}
+
+/** Blocking JavaFX dialogs usable from a background thread. */
+final class Fx {
+
+    private Fx() { }
+
+    static <T> T runAndWait(Closure<T> body) {
+        if (Platform.isFxApplicationThread()) {
+            return body.call()
+        }
+        CompletableFuture<T> f = new CompletableFuture<>()
+        Platform.runLater {
+            try {
+                f.complete(body.call())
+            } catch (Throwable e) {
+                f.completeExceptionally(e)
+            }
+        }
+        return f.get()
+    }
+
+    static boolean confirm(String title, String text) {
+        return runAndWait {
+            Alert alert = new Alert(Alert.AlertType.CONFIRMATION, text, ButtonType.OK, ButtonType.CANCEL)
+            alert.title = title
+            alert.headerText = null
+            alert.showAndWait().orElse(ButtonType.CANCEL) == ButtonType.OK
+        }
+    }
+
+    static void error(String title, String text) {
+        show(Alert.AlertType.ERROR, title, text)
+    }
+
+    static void info(String title, String text) {
+        show(Alert.AlertType.INFORMATION, title, text)
+    }
+
+    private static void show(Alert.AlertType type, String title, String text) {
+        if (QPEx.getQuPath() == null) {
+            println("${title}: ${text}")
+            return
+        }
+        runAndWait {
+            Alert alert = new Alert(type, text, ButtonType.OK)
+            alert.title = title
+            alert.headerText = null
+            alert.resizable = true
+            alert.showAndWait()
+        }
+    }
+
+    static Double askNumber(String title, String text, Double suggestion) {
+        return runAndWait {
+            TextInputDialog dialog = new TextInputDialog(suggestion == null ? '' : suggestion.toString())
+            dialog.title = title
+            dialog.headerText = null
+            dialog.contentText = text
+            String answer = dialog.showAndWait().orElse(null)
+            try {
+                double v = answer == null ? -1d : Double.parseDouble(answer.trim())
+                return v > 0 ? v : null
+            } catch (NumberFormatException ignored) {
+                return null
+            }
+        }
+    }
+
+}

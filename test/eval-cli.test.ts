@@ -1,0 +1,137 @@
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from '../bridge/eval/cli';
+import { openDataset, readTile } from '../bridge/eval/dataset';
+import { datasetMetrics, tileStats } from '../bridge/eval/metrics';
+import { oracleSegmenter } from '../bridge/eval/segmenter';
+
+// dist/test/ -> repo root -> ../shared/data
+const REPO = path.resolve(__dirname, '../..');
+const DATA = path.resolve(REPO, '../shared/data/consep/test');
+const CLI = path.join(REPO, 'dist/bridge/eval/cli.js');
+const SKIP = `CoNSeP test split not found at ${DATA} (read-only shared data, not part of the repo): skipping`;
+
+function runCli(args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const lines = r.stdout.trim().split('\n').filter((l) => l.length > 0);
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(lines[lines.length - 1]) };
+}
+
+describe('eval on real CoNSeP tiles (oracle)', function () {
+  before(function () {
+    if (!existsSync(DATA)) {
+      console.log(`      ${SKIP}`);
+      this.skip();
+    }
+  });
+
+  it('reads tiles: 256x256 RGB, 16-bit instance ids, classes from labels.json', async () => {
+    const ds = openDataset(DATA);
+    assert.deepEqual([...ds.classes.entries()], [[1, 'Other'], [2, 'Inflammatory'], [3, 'Epithelial'], [4, 'Spindle']]);
+    const t = await readTile(ds, ds.tiles[0]);
+    assert.equal(t.width, 256);
+    assert.equal(t.height, 256);
+    assert.equal(t.rgb.length, 256 * 256 * 3);
+    const ids = new Set(t.instances);
+    ids.delete(0);
+    assert.ok(ids.size > 5, 'instances present');
+    for (const id of ids) assert.ok(t.classOf.has(id), `instance ${id} has a class in labels.json`);
+  });
+
+  it('oracle on 3 tiles: every PQ/DQ/SQ/R² is exactly 1', async () => {
+    const ds = openDataset(DATA);
+    const seg = oracleSegmenter(ds.classes, false);
+    const names = [...ds.classes.values()];
+    const stats = [];
+    for (const name of ds.tiles.slice(0, 3)) {
+      const tile = await readTile(ds, name);
+      const pred = await seg.segment(tile);
+      stats.push(tileStats(name, tile.instances, (id) => (tile.classOf.get(id) ?? 0) - 1, pred.labels,
+        (id) => names.indexOf(pred.classOfLabel.get(id) ?? ''), names.length));
+    }
+    const m = datasetMetrics(stats, names.length);
+    assert.equal(m.bPQ, 1);
+    assert.equal(m.mPQ, 1);
+    for (const c of m.perClass) {
+      if (c.trueCount === 0) continue;
+      assert.deepEqual([c.PQ, c.DQ, c.SQ, c.R2, c.fp, c.fn], [1, 1, 1, 1, 0, 0]);
+    }
+  });
+
+  it('npm run eval -- --oracle --limit 3 prints PQ exactly 1 as the last JSON line', () => {
+    const r = runCli(['--oracle', '--limit', '3', '--iterations', '200']);
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json();
+    assert.equal(j.model, 'oracle');
+    assert.equal(j.tiles, 3);
+    assert.equal(typeof j.seconds, 'number');
+    assert.equal(j.bPQ, 1);
+    assert.deepEqual(j.bPQ_CI, [1, 1]);
+    assert.equal(j.mPQ, 1);
+    assert.deepEqual(Object.keys(j.perClass), ['Other', 'Inflammatory', 'Epithelial', 'Spindle']);
+    for (const [name, c] of Object.entries<Record<string, unknown>>(j.perClass)) {
+      if (c.trueCount === 0) continue;
+      for (const k of ['PQ', 'DQ', 'SQ', 'R2']) {
+        assert.equal(c[k], 1, `${name}.${k}`);
+        assert.deepEqual(c[`${k}_CI`], [1, 1], `${name}.${k}_CI`);
+      }
+    }
+    assert.match(r.stderr, /\[eval\] 3\/3 tiles/);
+  });
+
+  it('--oracle-erode scores below 1, with the point estimate inside its CI', () => {
+    const r = runCli(['--oracle-erode', '--limit', '3', '--iterations', '200']);
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json();
+    assert.equal(j.model, 'oracle-erode');
+    assert.ok(j.bPQ > 0.5 && j.bPQ < 1, `bPQ ${j.bPQ}`);
+    assert.ok(j.bPQ_CI[0] <= j.bPQ && j.bPQ <= j.bPQ_CI[1]);
+    assert.ok(j.mPQ > 0 && j.mPQ < 1, `mPQ ${j.mPQ}`);
+  });
+});
+
+describe('eval CLI: setup errors', () => {
+  it('missing data set: clear message, exit code 2, no stack trace', () => {
+    const r = runCli(['--oracle', '--data', path.join(tmpdir(), 'no-such-eval-data')]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /evaluation data not found: .*no-such-eval-data/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.equal(r.stdout, '');
+  });
+
+  it('unknown argument: usage and exit code 2', () => {
+    const r = runCli(['--bogus']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown argument "--bogus"/);
+  });
+
+  it('missing model: clear message, exit code 2', function () {
+    if (!existsSync(DATA)) this.skip();
+    const empty = mkdtempSync(path.join(tmpdir(), 'eval-models-'));
+    try {
+      const r = runCli(['--models', empty, '--model', 'nope', '--limit', '1']);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /model "nope" not found/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  it('default model name comes from models/default.json, else cellbridge-he-v1', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'eval-models-'));
+    try {
+      assert.equal(parseArgs(['--models', dir]).model, 'cellbridge-he-v1');
+      writeFileSync(path.join(dir, 'default.json'), JSON.stringify({ default: 'my-model' }));
+      assert.equal(parseArgs(['--models', dir]).model, 'my-model');
+      assert.equal(parseArgs(['--models', dir, '--model', 'other']).model, 'other');
+      assert.equal(parseArgs([]).data, DATA);
+      assert.equal(parseArgs([]).modelsDir, path.join(REPO, 'models'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

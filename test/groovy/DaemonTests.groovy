@@ -1,0 +1,236 @@
+// Scenarios of the Cell Bridge Groovy client against a REAL daemon (started by the mocha test).
+// The QuPath image is replaced by RawImageHost: raw RGB pixels dumped by the mocha test with sharp,
+// read the way QuPath's RegionRequest does (x, y, width, height, downsample).
+//
+// Run: java -cp "<groovy 4 jars>/*" groovy.ui.GroovyMain test/groovy/DaemonTests.groovy REPO_ROOT CONFIG.json SCENARIO...
+// Prints one line "RESULT {json}" with one entry per scenario; the mocha test asserts on it.
+
+import groovy.json.JsonOutput
+import groovy.json.JsonSlurper
+
+import java.awt.Graphics2D
+import java.awt.RenderingHints
+import java.awt.image.BufferedImage
+
+File root = new File(args[0]).canonicalFile
+Map config = new JsonSlurper().parse(new File(args[1])) as Map
+List<String> scenarios = (args.length > 2 ? args[2..-1] : []) as List<String>
+Class support = evaluate(new File(root, 'test/groovy/TestSupport.groovy'))
+def t = support.newInstance(root)
+Class Settings = t.cls('Settings')
+Class Workflow = t.cls('DetectionWorkflow')
+Class Client = t.cls('CellBridgeClient')
+Class CellBridgeException = t.cls('CellBridgeException')
+
+/** A stand-in for QuPath's image + hierarchy: raw RGB bytes, regions given by the test. */
+class RawImageHost {
+
+    byte[] rgb
+    int width
+    int height
+    String name
+    Double mpp
+    List<Map> regions
+    Double pixelSizeAnswer
+    Closure onRead
+    long readDelayMs
+    int applyCalls
+    List<Map> applied = []
+    List<Long> tilesRead = Collections.synchronizedList([])
+    List<String> progressLines = Collections.synchronizedList([])
+    int pixelSizeQuestions
+
+    Map imageInfo() {
+        return [name: name, width: width, height: height, micronsPerPixel: mpp]
+    }
+
+    List<Map> regions() {
+        return regions
+    }
+
+    /** Like server.readRegion(RegionRequest.createInstance(path, ds, x, y, w, h)). */
+    Object readTile(Map tile, double downsample) {
+        tilesRead << (tile.id as long)
+        onRead?.call(tile)
+        if (readDelayMs > 0) {
+            Thread.sleep(readDelayMs)
+        }
+        int x = tile.x as int
+        int y = tile.y as int
+        int w = tile.width as int
+        int h = tile.height as int
+        if (x < 0 || y < 0 || x + w > width || y + h > height) {
+            throw new IllegalArgumentException("region ${x},${y} ${w}x${h} is outside the ${width}x${height} image")
+        }
+        BufferedImage full = new BufferedImage(w, h, BufferedImage.TYPE_INT_RGB)
+        int[] row = new int[w]
+        for (int j = 0; j < h; j++) {
+            int o = ((y + j) * width + x) * 3
+            for (int i = 0; i < w; i++) {
+                row[i] = ((rgb[o] & 0xff) << 16) | ((rgb[o + 1] & 0xff) << 8) | (rgb[o + 2] & 0xff)
+                o += 3
+            }
+            full.setRGB(0, j, w, 1, row, 0, w)
+        }
+        int outW = (int) Math.round(w / downsample)
+        int outH = (int) Math.round(h / downsample)
+        if (outW == w && outH == h) {
+            return full
+        }
+        BufferedImage scaled = new BufferedImage(outW, outH, BufferedImage.TYPE_INT_RGB)
+        Graphics2D g = scaled.createGraphics()
+        g.setRenderingHint(RenderingHints.KEY_INTERPOLATION, RenderingHints.VALUE_INTERPOLATION_BILINEAR)
+        g.drawImage(full, 0, 0, outW, outH, null)
+        g.dispose()
+        return scaled
+    }
+
+    void progress(String text, double fraction) {
+        progressLines << text
+    }
+
+    Double askPixelSize(String imageName, Double suggestion) {
+        pixelSizeQuestions++
+        return pixelSizeAnswer
+    }
+
+    void apply(List results, Map card) {
+        applyCalls++
+        results.each { r ->
+            applied << [id: r.id, label: r.label, features: r.features, summary: r.summary]
+        }
+    }
+
+}
+
+byte[] pixels = new File(config.raw as String).bytes
+Closure newHost = { Map overrides = [:] ->
+    new RawImageHost([rgb: pixels, width: config.width as int, height: config.height as int, name: config.imageName,
+                      mpp: config.mpp as Double, regions: config.rois as List<Map>, ] + overrides)
+}
+Closure settingsFor = { List<String> extra = [] ->
+    List<String> a = ["server=${config.server}".toString()]
+    if (config.model) {
+        a << "model=${config.model}".toString()
+    }
+    if (config.pixelSize) {
+        a << "pixelSize=${config.pixelSize}".toString()
+    }
+    if (config.token) {
+        a << "token=${config.token}".toString()
+    }
+    a.addAll(extra)
+    // later keys win in parseArgs' map, so extra overrides
+    Settings.resolve(a, null, [:], new Properties())
+}
+Closure runWorkflow = { Object settings, Object host, Closure configure = null ->
+    def wf = Workflow.newInstance(settings)
+    List<String> logLines = Collections.synchronizedList([])
+    wf.log = { String line -> logLines << line }
+    configure?.call(wf)
+    long t0 = System.currentTimeMillis()
+    def report = wf.runSafely(host)
+    return [report: report.toMap(), applyCalls: host.applyCalls, tilesRead: host.tilesRead.toList(),
+            progress: host.progressLines.size(), log: logLines.toList(), ms: System.currentTimeMillis() - t0,
+            pixelSizeQuestions: host.pixelSizeQuestions, ]
+}
+
+Map out = [:]
+scenarios.each { String name ->
+    try {
+        switch (name) {
+            case 'detect':
+                def host = newHost()
+                Map r = runWorkflow(settingsFor(), host)
+                File f = new File(config.outDir as String, 'groovy-features.json')
+                f.text = JsonOutput.toJson(host.applied)
+                r.featuresFile = f.path
+                out[name] = r
+                break
+            case 'detections':
+                def host = newHost()
+                Map r = runWorkflow(settingsFor(['objectType=detection']), host)
+                r.objectTypes = host.applied.collectMany { it.features }*.properties*.objectType.unique()
+                r.withNucleus = host.applied.collectMany { it.features }.count { it.nucleusGeometry != null }
+                r.summaryKeys = host.applied ? host.applied[0].summary.keySet().toList() : []
+                out[name] = r
+                break
+            case 'askPixelSize':
+                // the image has no pixel size: the host is asked, its answer is used
+                def host = newHost(mpp: null, pixelSizeAnswer: config.modelMpp as Double)
+                def s = settingsFor()
+                s.pixelSize = null
+                out[name] = runWorkflow(s, host)
+                break
+            case 'missingPixelSize':
+                def host = newHost(mpp: null, pixelSizeAnswer: null)
+                def s = settingsFor()
+                s.pixelSize = null
+                out[name] = runWorkflow(s, host)
+                break
+            case 'cancel':
+                def wfRef = null
+                def host = newHost(readDelayMs: 300)
+                host.onRead = { Map tile ->
+                    if (host.tilesRead.size() == 1) {
+                        wfRef.cancel()
+                    }
+                }
+                out[name] = runWorkflow(settingsFor(['maxTilesInFlight=1']), host) { wf -> wfRef = wf }
+                break
+            case 'killed':
+                def host = newHost(readDelayMs: 400)
+                host.onRead = { Map tile ->
+                    if (host.tilesRead.size() == 2) {
+                        println 'READY_TO_KILL'
+                        System.out.flush()
+                    }
+                }
+                out[name] = runWorkflow(settingsFor(['maxTilesInFlight=1']), host)
+                break
+            case 'unknownModel':
+                out[name] = runWorkflow(settingsFor(['model=no-such-model']), newHost())
+                break
+            case 'emptyRoi':
+                // a zero-area polygon (caught by the client) and one wholly outside the image (daemon's EmptyRoi)
+                def flat = newHost(regions: [[id: 'flat', label: 'flat line', geometry:
+                    [type: 'Polygon', coordinates: [[[10, 10], [50, 10], [90, 10], [10, 10]]]]]])
+                def outside = newHost(regions: [[id: 'out', label: 'outside', geometry:
+                    [type: 'Polygon', coordinates: [[[-500, -500], [-400, -500], [-400, -400], [-500, -400], [-500, -500]]]]]])
+                out[name] = [flat: runWorkflow(settingsFor(), flat), outside: runWorkflow(settingsFor(), outside)]
+                break
+            case 'versionMismatch':
+                def c = Client.newInstance(config.server as String, config.token as String)
+                c.protocolVersion = '2.0'
+                try {
+                    c.connect()
+                    c.initialize()
+                    out[name] = [thrown: false]
+                } catch (Exception e) {
+                    out[name] = [thrown: true, code: e.hasProperty('code') ? e.code : null, message: e.message]
+                } finally {
+                    c.close()
+                }
+                break
+            case 'badToken':
+                def s = settingsFor()
+                s.token = 'wrong-token'
+                out[name] = runWorkflow(s, newHost())
+                break
+            case 'absent':
+                ServerSocket probe = new ServerSocket(0)
+                int port = probe.localPort
+                probe.close()
+                out[name] = runWorkflow(settingsFor(["server=127.0.0.1:${port}".toString()]), newHost())
+                break
+            default:
+                out[name] = [error: "unknown scenario ${name}"]
+        }
+    } catch (Throwable e) {
+        StringWriter sw = new StringWriter()
+        e.printStackTrace(new PrintWriter(sw))
+        out[name] = [error: e.toString(), stack: sw.toString().readLines().take(15).join('\n')]
+    }
+}
+println 'RESULT ' + JsonOutput.toJson(out)
+System.out.flush()

@@ -1,17 +1,34 @@
-/** Daemon settings with their defaults; every limit is documented in README.md. */
+/** Daemon settings with their defaults; every limit is documented in bridge/SECURITY-NOTES.md. */
 import type { DeviceRequest } from './inference/providers';
 import type { LogLevel } from './util/log';
 
 export interface ServerLimitsConfig {
+  /** Largest WebSocket message (text or binary), bytes; larger ones close the connection (1009). */
   maxMessageBytes: number;
+  /** Upper bound for one job's maxTilesInFlight (a larger request is clamped). */
   maxTilesInFlight: number;
+  /** Tiles one connection may have asked for and not yet through inference, over all its jobs. */
+  maxTilesInFlightPerClient: number;
   maxJobsPerClient: number;
+  /** Total ROI area of one job, full-resolution px². */
   maxRoiAreaPixels: number;
   maxRoisPerJob: number;
+  /** Vertices over all ROIs of one job. */
   maxRoiVertices: number;
+  /** Planned tiles of one job. */
+  maxTilesPerJob: number;
+  /** Checking the ROIs and planning the tiles of one job must end within this time (runs in a worker). */
+  planTimeoutMs: number;
+  /** A requested tile must arrive within this time, or the job fails with Timeout. */
   tileTimeoutMs: number;
   /** A connection that has not sent `initialize` within this time is closed. */
   initializeTimeoutMs: number;
+  /** A connection with no running job that sends nothing for this long is closed; 0 = never. */
+  idleTimeoutMs: number;
+  /** WebSocket ping period; a peer that misses a pong for one period is dropped; 0 = no pings. */
+  pingIntervalMs: number;
+  /** Bytes queued for a client that does not read; above this the connection is closed. */
+  maxSendBufferBytes: number;
   maxClients: number;
 }
 
@@ -28,17 +45,25 @@ export interface ServerConfig {
   postprocessWorkers?: number;
   intraOpThreads?: number;
   limits: ServerLimitsConfig;
+  /** Test and debugging aid: answer the `debug/stats` request (CELLBRIDGE_DEBUG=1). Off by default. */
+  debug?: boolean;
 }
 
 export const DEFAULT_LIMITS: ServerLimitsConfig = {
   maxMessageBytes: 32 * 1024 * 1024,
   maxTilesInFlight: 16,
+  maxTilesInFlightPerClient: 32,
   maxJobsPerClient: 4,
   maxRoiAreaPixels: 4_000_000_000,
   maxRoisPerJob: 10_000,
-  maxRoiVertices: 1_000_000,
+  maxRoiVertices: 200_000,
+  maxTilesPerJob: 250_000,
+  planTimeoutMs: 30_000,
   tileTimeoutMs: 120_000,
   initializeTimeoutMs: 30_000,
+  idleTimeoutMs: 3_600_000,
+  pingIntervalMs: 30_000,
+  maxSendBufferBytes: 64 * 1024 * 1024,
   maxClients: 64,
 };
 

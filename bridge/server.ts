@@ -15,6 +15,9 @@ import { TileEngine } from './pipeline/engine';
 import { ClientSession } from './session/client-session';
 import type { DaemonContext } from './session/daemon-context';
 import { createLogger, type Logger } from './util/log';
+import { WorkerPool } from './workers/pool';
+import type { PlanResult, PlanTask } from './session/plan-worker';
+import { bearerToken, tokenMatches } from './session/auth';
 
 export const VERSION: string = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')).version;
 
@@ -25,7 +28,11 @@ export interface Daemon {
   provider: ExecutionProviderInfo;
   registry: ModelRegistry;
   engine: TileEngine;
-  /** Stops accepting, tells clients, lets jobs end within graceMs (cancelling the rest), then closes. */
+  /**
+   * Stops accepting, tells clients (server/shutdown), lets jobs end within graceMs, cancels the
+   * rest (ShuttingDown), closes the connections and the workers. Bounded: resolves within about
+   * graceMs + 4 s whatever the clients do. Calling it again ends the grace period at once.
+   */
   close(graceMs?: number, reason?: string): Promise<void>;
   readonly clients: number;
 }
@@ -60,15 +67,42 @@ async function verifyModels(registry: ModelRegistry, provider: string, log: Logg
   }
 }
 
+/**
+ * Picks the execution provider by probing with a ready model. A probe that fails because the model
+ * file itself is broken (it does not load even on the CPU) marks that model failed and probes with
+ * the next one: a corrupt model must not stop the daemon, nor pass for a provider problem.
+ */
+async function chooseProvider(config: ServerConfig, registry: ModelRegistry, log: Logger) {
+  for (;;) {
+    const probe = probeOf(registry);
+    try {
+      return await selectProvider(config.device, probe);
+    } catch (err) {
+      if (!probe) throw err;
+      const m = registry.list().find((r) => r.onnxPath === probe.path)!;
+      try {
+        const s = await ort.InferenceSession.create(probe.path, { executionProviders: ['cpu'] });
+        await s.release();
+      } catch (loadErr) {
+        const reason = `model file could not be loaded: ${summariseError(loadErr)}`;
+        registry.markFailed(m.name, reason);
+        log.error('model failed', { model: m.name, reason });
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
 export async function startDaemon(config: ServerConfig, log: Logger = createLogger(config.logLevel)): Promise<Daemon> {
   if (!isLoopback(config.host) && !config.token) {
     throw new Error(`refusing to listen on ${config.host} without a token: anyone on the network could use the daemon. Set --token or CELLBRIDGE_TOKEN, or use --host 127.0.0.1.`);
   }
   const registry = new ModelRegistry(config.modelsDir, config.defaultModel);
   for (const m of registry.list()) if (m.status === 'failed') log.error('model failed', { model: m.name, reason: m.error });
-  const choice = await selectProvider(config.device, probeOf(registry));
+  const choice = await chooseProvider(config, registry, log);
   for (const s of choice.skipped) log.warn('execution provider skipped', s);
-  log.info('execution provider', { provider: choice.name });
+  log.info('execution provider', { provider: choice.name, deviceName: choice.deviceName });
   await verifyModels(registry, choice.name, log);
   const engine = new TileEngine({
     provider: choice.name, inferenceWorkers: config.inferenceWorkers,
@@ -76,31 +110,44 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   });
   engine.inference.on('crash', (err: Error) => log.error('inference worker crashed; replaced', { error: err.message }));
   engine.postprocess.on('crash', (err: Error) => log.error('post-processing worker crashed; replaced', { error: err.message }));
+  const planner = new WorkerPool<PlanTask, PlanResult>(join(__dirname, 'session/plan-worker.js'), {
+    name: 'planning', size: 1, taskTimeoutMs: config.limits.planTimeoutMs,
+  });
+  planner.on('crash', (err: Error) => log.warn('planning worker stopped; replaced', { error: err.message }));
 
   const sessions = new Set<ClientSession>();
   const running = new Set<import('./session/job').Job>();
-  const ended = new Map<number, { status: JobStatus; session: ClientSession }>();
+  /** Recently ended jobs (for late frames and job/cancel): keyed by job id, holding the session's id, not the session. */
+  const ended = new Map<number, { status: JobStatus; session: number }>();
   let jobCounter = 0;
   let shuttingDown = false;
   const provider: ExecutionProviderInfo = { name: choice.name, ...(choice.deviceName ? { deviceName: choice.deviceName } : {}), skipped: choice.skipped };
 
   const context: DaemonContext = {
-    config, version: VERSION, registry, engine, provider,
+    config, version: VERSION, registry, engine, planner, provider,
     get shuttingDown() { return shuttingDown; },
     nextJobId: () => ++jobCounter,
     trackJob(job, session) {
       running.add(job);
       void job.finished.then((summary) => {
         running.delete(job);
-        ended.set(job.id, { status: summary.status, session });
+        ended.set(job.id, { status: summary.status, session: session.id });
         if (ended.size > 10_000) ended.delete(ended.keys().next().value as number);
       });
     },
     endedStatus(jobId, session) {
       const e = ended.get(jobId);
-      return e && e.session === session ? e.status : undefined;
+      return e && e.session === session.id ? e.status : undefined;
     },
     forget(session) { sessions.delete(session); },
+    stats() {
+      return {
+        clients: sessions.size, jobs: running.size,
+        queued: { inference: engine.inference.queued, postprocess: engine.postprocess.queued, plan: planner.queued },
+        busy: { inference: engine.inference.busy, postprocess: engine.postprocess.busy, plan: planner.busy },
+        memory: process.memoryUsage(),
+      };
+    },
   };
 
   const http = createServer((_req, res) => {
@@ -112,29 +159,37 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
     maxPayload: config.limits.maxMessageBytes,
     perMessageDeflate: false,
     verifyClient: (info: { origin: string; req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) => {
-      const origin = info.req.headers.origin;
-      if (origin !== undefined && !config.allowedOrigins.includes(origin)) {
-        log.warn('connection refused', { reason: 'origin not allowed', origin });
-        done(false, 403, 'Origin not allowed');
+      // Browsers always send Origin (web pages cannot suppress it); native clients (QuPath, Node) do not.
+      // A page the user opens must not drive the daemon: cross-site WebSocket hijacking.
+      const origin = info.req.headers.origin ?? info.req.headers['sec-websocket-origin'];
+      const remote = info.req.socket.remoteAddress;
+      if (origin !== undefined && !config.allowedOrigins.includes(String(origin))) {
+        log.warn('connection refused', { reason: 'origin not allowed', origin: String(origin).slice(0, 200), remote });
+        done(false, 403, 'Origin not allowed (start the daemon with --allow-origin to allow it)');
         return;
       }
       const auth = info.req.headers.authorization;
-      if (config.token && auth !== undefined && auth !== `Bearer ${config.token}`) {
-        log.warn('connection refused', { reason: 'wrong token header' });
+      if (config.token && auth !== undefined && !tokenMatches(bearerToken(auth), config.token)) {
+        log.warn('connection refused', { reason: 'wrong token header', remote });
         done(false, 401, 'Unauthorized');
         return;
       }
       if (shuttingDown) { done(false, 503, 'Shutting down'); return; }
-      if (sessions.size >= config.limits.maxClients) { done(false, 503, 'Too many clients'); return; }
+      if (sessions.size >= config.limits.maxClients) {
+        log.warn('connection refused', { reason: 'too many clients', limit: config.limits.maxClients, remote });
+        done(false, 503, 'Too many clients');
+        return;
+      }
       done(true);
     },
   });
   let clientCounter = 0;
   wss.on('connection', (socket: WebSocket, req: IncomingMessage) => {
-    const authorized = !!config.token && req.headers.authorization === `Bearer ${config.token}`;
-    const clientLog = log.child({ conn: ++clientCounter, remote: req.socket.remoteAddress });
+    const authorized = !!config.token && tokenMatches(bearerToken(req.headers.authorization), config.token);
+    const conn = ++clientCounter;
+    const clientLog = log.child({ conn, remote: req.socket.remoteAddress });
     clientLog.info('client connected');
-    sessions.add(new ClientSession(socket, context, clientLog, authorized));
+    sessions.add(new ClientSession(socket, context, clientLog, authorized, conn));
   });
   wss.on('error', (err) => log.error('websocket server error', { error: err.message }));
 
@@ -149,24 +204,33 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   log.info('listening', { url, provider: choice.name, models: registry.list().map((m) => `${m.name}:${m.status}`) });
 
   let closing: Promise<void> | null = null;
+  let endGrace: () => void = () => undefined;
+  // Not unref'd: the process must live until the shutdown has run to its end.
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
   return {
     url, port, host: config.host, provider, registry, engine,
     get clients() { return sessions.size; },
     close(graceMs = 10_000, reason = 'server stopping') {
-      if (closing) return closing;
+      if (closing) { endGrace(); return closing; }
       shuttingDown = true;
       closing = (async () => {
-        log.info('shutting down', { reason, jobs: running.size, graceMs });
-        wss.close();
+        log.info('shutting down', { reason, jobs: running.size, clients: sessions.size, graceMs });
+        // Stop accepting: no new connections; new job/start requests get ShuttingDown.
+        const httpClosed = new Promise<void>((r) => http.close(() => r()));
         for (const s of sessions) s.announceShutdown(reason, graceMs);
-        const drained = Promise.all([...running].map((j) => j.finished));
-        await Promise.race([drained, new Promise((r) => setTimeout(r, graceMs).unref())]);
+        const grace = new Promise<void>((r) => { endGrace = r; setTimeout(r, graceMs); });
+        await Promise.race([Promise.all([...running].map((j) => j.finished)), grace]);
         for (const s of sessions) s.cancelAll(reason);
-        await Promise.race([Promise.all([...running].map((j) => j.finished)), new Promise((r) => setTimeout(r, 2000).unref())]);
+        // Cancelled jobs end at once; running worker tasks are not waited for long.
+        await Promise.race([Promise.all([...running].map((j) => j.finished)), sleep(1000)]);
         for (const s of sessions) s.close(1001, 'server stopping');
-        await new Promise<void>((r) => http.close(() => r()));
-        await engine.close();
-        log.info('stopped');
+        for (let t = 0; t < 20 && sessions.size > 0; t++) await sleep(50);
+        for (const s of [...sessions]) s.terminate();
+        http.closeAllConnections();
+        wss.close();
+        await Promise.race([httpClosed, sleep(1000)]);
+        await Promise.race([Promise.all([engine.close(), planner.close()]), sleep(1000)]);
+        log.info('stopped', { jobsLeft: running.size });
       })();
       return closing;
     },

@@ -93,6 +93,35 @@ describe('eval on real CoNSeP tiles (oracle)', function () {
   });
 });
 
+describe('eval with the daemon pipeline (model mode)', function () {
+  const MODEL = 'cellbridge-he-v1';
+  before(function () {
+    if (!existsSync(DATA)) { console.log(`      ${SKIP}`); this.skip(); }
+    if (!existsSync(path.join(REPO, 'models', MODEL, 'card.json'))) {
+      console.log(`      models/${MODEL}/card.json not found: skipping the model-mode run`);
+      this.skip();
+    }
+  });
+
+  it('segments 1 tile through segmentRgbImage and prints well-formed metrics', () => {
+    const r = runCli(['--model', MODEL, '--limit', '1', '--device', 'cpu', '--threads', '1', '--iterations', '20']);
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json();
+    assert.equal(j.model, MODEL);
+    assert.equal(j.mode, 'model');
+    assert.equal(j.provider, 'cpu');
+    assert.equal(j.tiles, 1);
+    const unit = (v: unknown) => v === null || (typeof v === 'number' && v >= 0 && v <= 1);
+    assert.ok(unit(j.bPQ) && unit(j.mPQ), `bPQ ${j.bPQ} mPQ ${j.mPQ}`);
+    assert.deepEqual(Object.keys(j.perClass), ['Other', 'Inflammatory', 'Epithelial', 'Spindle']);
+    for (const c of Object.values<Record<string, unknown>>(j.perClass)) {
+      for (const k of ['PQ', 'DQ', 'SQ']) assert.ok(unit(c[k]), `${k} = ${c[k]}`);
+      assert.ok(c.R2 === null || typeof c.R2 === 'number');
+      assert.ok(Array.isArray(c.PQ_CI) && Array.isArray(c.R2_CI));
+    }
+  });
+});
+
 describe('eval CLI: setup errors', () => {
   it('missing data set: clear message, exit code 2, no stack trace', () => {
     const r = runCli(['--oracle', '--data', path.join(tmpdir(), 'no-such-eval-data')]);

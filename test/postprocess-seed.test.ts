@@ -2,9 +2,15 @@ import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { readNpy } from '../bridge/inference/npy';
 import {
-  clusterPositions, foregroundMask, followFlows, labelTile, postprocessTile, ringArea, type TileMaps,
+  clusterPositions, foregroundMask, followFlows, labelTile, postprocessTile, ringArea, type PostprocessOptions,
+  type TileMaps,
 } from '../bridge/postprocess';
-import { SEED_OPTS } from './postprocess-helpers';
+
+/** The seed card's post-processing defaults (student-contract.md). */
+const SEED_OPTS: PostprocessOptions = {
+  mode: 'seed', niter: 200, flowScale: 1, cellprobThreshold: 0, seedMinCount: 10, claimMinCount: 2,
+  growIterations: 1, minSize: 30, fillHoles: true,
+};
 
 // Fixtures written by test/fixtures/postprocess/seed_reference.py (numpy/scipy, from the contract).
 const DIR = path.resolve(__dirname, '../../test/fixtures/postprocess');
@@ -55,6 +61,17 @@ describe('postprocess: seed mode reproduces the Python reference', () => {
     assert.ok(refMax >= 5, 'the fixture has several cells');
     assert.equal(count, refMax);
     assert.deepEqual(Array.from(labels), Array.from(ref));
+  });
+
+  it('unit-length flows: identical final labels, one cell per blob of at least 30 px', () => {
+    const unit = load('seed_unit_input_flows.npy').data as Float32Array;
+    const ref = load('seed_unit_labels.npy').data as Int32Array;
+    const m: TileMaps = { ...maps, dy: unit.slice(0, n), dx: unit.slice(n, 2 * n) };
+    const { labels, n: count } = labelTile(m, SEED_OPTS);
+    assert.deepEqual(Array.from(labels), Array.from(ref));
+    assert.equal(count, 6, '7 blobs, one under 30 px');
+    const { cells } = postprocessTile(m, SEED_OPTS);
+    assert.equal(cells.length, 6);
   });
 
   it('postprocessTile on the fixture: each cell is the largest 4-connected part of a reference instance', () => {

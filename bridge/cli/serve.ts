@@ -1,75 +1,124 @@
 /** `cellbridge serve`: run the daemon until SIGINT/SIGTERM. */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
-import { DEFAULT_LIMITS, DEFAULT_PORT, type ServerConfig } from '../config';
-import { DEVICE_CHOICES, type DeviceRequest } from '../inference/providers';
-import { startDaemon } from '../server';
-import { createLogger, isLogLevel } from '../util/log';
+import { DEFAULT_LIMITS, DEFAULT_PORT, type ServerConfig, type ServerLimitsConfig } from '../config';
+import { DEVICE_CHOICES, describeChoice, type DeviceRequest } from '../inference/providers';
+import { isLoopback, startDaemon } from '../server';
+import { createLogger, isLogLevel, type Logger } from '../util/log';
 import { intFlag, UsageError } from './args';
 import { defaultModelsDir } from './paths';
 
 export const SERVE_USAGE = `cellbridge serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--model NAME] [--device auto|cpu|webgpu|cuda]
-                [--token SECRET] [--allow-origin ORIGIN]... [--log-level debug|info|warn|error]
+                [--token SECRET] [--allow-origin ORIGIN]... [--log-level debug|info|warn|error|silent]
                 [--inference-workers N] [--postprocess-workers N] [--threads N]
-                [--max-message-mb N] [--max-tiles-in-flight N] [--max-jobs-per-client N] [--tile-timeout-s N]
-                [--shutdown-grace-s N]`;
+                [--max-message-mb N] [--max-clients N] [--max-jobs-per-client N]
+                [--max-tiles-in-flight N] [--max-tiles-per-client N] [--max-tiles-per-job N]
+                [--max-rois-per-job N] [--max-roi-vertices N] [--max-roi-megapixels N]
+                [--tile-timeout-s N] [--plan-timeout-s N] [--init-timeout-s N] [--idle-timeout-s N] [--ping-interval-s N]
+                [--max-send-buffer-mb N] [--shutdown-grace-s N]`;
 
-export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig & { shutdownGraceMs: number } {
+/** Integer limit flags: flag name → [config key, min, max, multiplier from the flag's unit]. */
+const LIMIT_FLAGS: Record<string, [keyof ServerLimitsConfig, number, number, number]> = {
+  'max-message-mb': ['maxMessageBytes', 1, 99, 1024 * 1024],
+  'max-clients': ['maxClients', 1, 10_000, 1],
+  'max-jobs-per-client': ['maxJobsPerClient', 1, 1000, 1],
+  'max-tiles-in-flight': ['maxTilesInFlight', 1, 256, 1],
+  'max-tiles-per-client': ['maxTilesInFlightPerClient', 1, 4096, 1],
+  'max-tiles-per-job': ['maxTilesPerJob', 1, 10_000_000, 1],
+  'max-rois-per-job': ['maxRoisPerJob', 1, 1_000_000, 1],
+  'max-roi-vertices': ['maxRoiVertices', 3, 10_000_000, 1],
+  'max-roi-megapixels': ['maxRoiAreaPixels', 1, 1_000_000, 1_000_000],
+  'tile-timeout-s': ['tileTimeoutMs', 1, 86_400, 1000],
+  'plan-timeout-s': ['planTimeoutMs', 1, 3600, 1000],
+  'init-timeout-s': ['initializeTimeoutMs', 1, 3600, 1000],
+  'idle-timeout-s': ['idleTimeoutMs', 0, 7 * 86_400, 1000],
+  'ping-interval-s': ['pingIntervalMs', 0, 3600, 1000],
+  'max-send-buffer-mb': ['maxSendBufferBytes', 1, 4096, 1024 * 1024],
+};
+
+export type ServeConfig = ServerConfig & { shutdownGraceMs: number };
+
+export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
   const { values } = parseArgs({
     args: argv,
     options: {
       host: { type: 'string' }, port: { type: 'string' }, models: { type: 'string' }, model: { type: 'string' },
       device: { type: 'string' }, token: { type: 'string' }, 'allow-origin': { type: 'string', multiple: true },
       'log-level': { type: 'string' }, 'inference-workers': { type: 'string' }, 'postprocess-workers': { type: 'string' },
-      threads: { type: 'string' }, 'max-message-mb': { type: 'string' }, 'max-tiles-in-flight': { type: 'string' },
-      'max-jobs-per-client': { type: 'string' }, 'tile-timeout-s': { type: 'string' }, 'shutdown-grace-s': { type: 'string' },
+      threads: { type: 'string' }, 'shutdown-grace-s': { type: 'string' },
+      ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((k) => [k, { type: 'string' as const }])),
     },
     strict: true,
     allowPositionals: false,
   });
+  const v = values as Record<string, string | string[] | undefined>;
   const device = (values.device ?? env.CELLBRIDGE_DEVICE ?? 'auto') as DeviceRequest;
   if (!DEVICE_CHOICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICE_CHOICES.join(', ')}, got "${device}"`);
   const logLevel = values['log-level'] ?? env.CELLBRIDGE_LOG_LEVEL ?? 'info';
   if (!isLogLevel(logLevel)) throw new UsageError(`--log-level must be debug, info, warn, error or silent`);
   const limits = { ...DEFAULT_LIMITS };
-  const mb = intFlag(values['max-message-mb'], 'max-message-mb', 1, 99);
-  if (mb !== undefined) limits.maxMessageBytes = mb * 1024 * 1024;
-  limits.maxTilesInFlight = intFlag(values['max-tiles-in-flight'], 'max-tiles-in-flight', 1, 256) ?? limits.maxTilesInFlight;
-  limits.maxJobsPerClient = intFlag(values['max-jobs-per-client'], 'max-jobs-per-client', 1, 1000) ?? limits.maxJobsPerClient;
-  const tileTimeout = intFlag(values['tile-timeout-s'], 'tile-timeout-s', 1, 86_400);
-  if (tileTimeout !== undefined) limits.tileTimeoutMs = tileTimeout * 1000;
+  for (const [flag, [key, min, max, unit]] of Object.entries(LIMIT_FLAGS)) {
+    const n = intFlag(v[flag] as string | undefined, flag, min, max);
+    if (n !== undefined) limits[key] = n * unit;
+  }
+  const token = values.token ?? (env.CELLBRIDGE_TOKEN || undefined);
   return {
     host: values.host ?? env.CELLBRIDGE_HOST ?? '127.0.0.1',
     port: intFlag(values.port ?? env.CELLBRIDGE_PORT, 'port', 0, 65535) ?? DEFAULT_PORT,
     modelsDir: resolve(values.models ?? env.CELLBRIDGE_MODELS ?? defaultModelsDir()),
     defaultModel: values.model ?? env.CELLBRIDGE_MODEL,
     device,
-    token: values.token ?? (env.CELLBRIDGE_TOKEN || undefined),
-    allowedOrigins: values['allow-origin'] ?? (env.CELLBRIDGE_ALLOW_ORIGIN ? env.CELLBRIDGE_ALLOW_ORIGIN.split(',') : []),
+    token,
+    allowedOrigins: values['allow-origin'] ?? (env.CELLBRIDGE_ALLOW_ORIGIN ? env.CELLBRIDGE_ALLOW_ORIGIN.split(',').map((s) => s.trim()).filter(Boolean) : []),
     logLevel,
     inferenceWorkers: intFlag(values['inference-workers'], 'inference-workers', 1, 64),
     postprocessWorkers: intFlag(values['postprocess-workers'], 'postprocess-workers', 1, 256),
     intraOpThreads: intFlag(values.threads, 'threads', 1, 256),
     limits,
-    shutdownGraceMs: (intFlag(values['shutdown-grace-s'], 'shutdown-grace-s', 0, 3600) ?? 10) * 1000,
+    debug: env.CELLBRIDGE_DEBUG === '1',
+    shutdownGraceMs: (intFlag(values['shutdown-grace-s'] ?? env.CELLBRIDGE_SHUTDOWN_GRACE_S, 'shutdown-grace-s', 0, 3600) ?? 10) * 1000,
   };
+}
+
+/** Last-resort handlers: log what escaped, keep serving the other clients. */
+function installSafetyNets(log: Logger): void {
+  // A parent that went away must not crash the daemon through EPIPE on its log stream.
+  process.stderr.on('error', () => undefined);
+  process.stdout.on('error', () => undefined);
+  process.on('unhandledRejection', (reason) => log.error('unhandled rejection', { error: (reason as Error)?.stack ?? String(reason) }));
+  process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err?.stack ?? String(err) }));
 }
 
 export async function serve(argv: string[]): Promise<void> {
   const config = parseServeArgs(argv);
   const log = createLogger(config.logLevel);
+  if (config.token !== undefined && config.token.length < 16 && !isLoopback(config.host)) {
+    log.warn('short token', { hint: 'use a long random token (e.g. openssl rand -hex 32) when the daemon is reachable from the network' });
+  }
+  installSafetyNets(log);
   const daemon = await startDaemon(config, log);
   process.stdout.write(JSON.stringify({
     event: 'listening', url: daemon.url, port: daemon.port,
-    provider: daemon.provider.name, skipped: daemon.provider.skipped,
+    provider: daemon.provider.name, deviceName: daemon.provider.deviceName, skipped: daemon.provider.skipped,
     models: daemon.registry.list().map((m) => ({ name: m.name, status: m.status, ...(m.error ? { error: m.error } : {}) })),
     defaultModel: daemon.registry.defaultModel,
   }) + '\n');
+  if (config.logLevel !== 'silent') process.stderr.write(`cellbridge: listening on ${daemon.url}, execution provider ${describeChoice(daemon.provider)}\n`);
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal: no more grace, cancel now.
+      log.warn('second signal: cancelling jobs now', { signal });
+      void daemon.close();
+      return;
+    }
     stopping = true;
-    void daemon.close(config.shutdownGraceMs, `received ${signal}`).then(() => process.exit(0), () => process.exit(1));
+    // Whatever happens below, the process ends within the bound (grace + 5 s), with status 0.
+    setTimeout(() => { log.error('shutdown took too long; exiting', { graceMs: config.shutdownGraceMs }); process.exit(0); }, config.shutdownGraceMs + 5000).unref();
+    void daemon.close(config.shutdownGraceMs, `received ${signal}`).then(() => process.exit(0), (err: Error) => {
+      log.error('shutdown failed', { error: err.message });
+      process.exit(0);
+    });
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -11,7 +11,9 @@
 import * as path from 'node:path';
 import { DatasetError, openDataset, readTile } from './dataset';
 import { BOOTSTRAP_DEFAULTS, bootstrapIntervals, datasetMetrics, tileStats, type Interval, type TileStats } from './metrics';
-import { defaultModelName, modelSegmenter, oracleSegmenter, SetupError, type Segmenter } from './segmenter';
+import { defaultModelName, modelSegmenter, oracleSegmenter, SetupError, type DeviceRequest, type Segmenter } from './segmenter';
+
+const DEVICES: DeviceRequest[] = ['auto', 'cpu', 'cuda', 'webgpu'];
 
 const REPO_ROOT = path.resolve(__dirname, '../../..');
 
@@ -25,6 +27,10 @@ export interface EvalOptions {
   micronsPerPixel: number;
   iterations: number;
   seed: number;
+  /** Execution provider for model mode (as the daemon's --device). */
+  device: DeviceRequest;
+  /** Threads per onnxruntime session (default: all cores). */
+  threads?: number;
 }
 
 export class UsageError extends Error {
@@ -32,7 +38,7 @@ export class UsageError extends Error {
 }
 
 const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
-                         [--mpp UM_PER_PX] [--iterations N] [--seed S]
+                         [--mpp UM_PER_PX] [--device auto|cpu|cuda|webgpu] [--threads N] [--iterations N] [--seed S]
   --data DIR        evaluation split (default ../shared/data/consep/test from the repo root)
   --models DIR      models folder (default <repo>/models)
   --model NAME      model under --models (default: models/default.json "default", else cellbridge-he-v1)
@@ -40,6 +46,8 @@ const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR]
   --oracle          predict the ground truth itself (all metrics must be exactly 1)
   --oracle-erode    predict the ground truth eroded by 1 px
   --mpp UM          µm per pixel of the tiles (default 0.25, CoNSeP at 40x)
+  --device D        execution provider for the model: auto (CUDA, WebGPU, CPU), cpu, cuda, webgpu (default auto)
+  --threads N       onnxruntime threads per session (default: all cores)
   --iterations N    bootstrap resamples (default ${BOOTSTRAP_DEFAULTS.iterations})
   --seed S          bootstrap seed (default ${BOOTSTRAP_DEFAULTS.seed})`;
 
@@ -53,6 +61,7 @@ export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
     micronsPerPixel: 0.25,
     iterations: BOOTSTRAP_DEFAULTS.iterations,
     seed: BOOTSTRAP_DEFAULTS.seed,
+    device: 'auto',
     help: false,
   };
   const value = (i: number, flag: string): string => {
@@ -75,6 +84,12 @@ export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
       case '--mpp': o.micronsPerPixel = num(value(i, a), a, false, Number.MIN_VALUE); i++; break;
       case '--iterations': o.iterations = num(value(i, a), a, true, 1); i++; break;
       case '--seed': o.seed = num(value(i, a), a, true, 0); i++; break;
+      case '--device': {
+        const d = value(i, a);
+        if (!DEVICES.includes(d as DeviceRequest)) throw new UsageError(`--device must be one of ${DEVICES.join(', ')}`);
+        o.device = d as DeviceRequest; i++; break;
+      }
+      case '--threads': o.threads = num(value(i, a), a, true, 1); i++; break;
       case '--oracle': o.mode = 'oracle'; break;
       case '--oracle-erode': o.mode = 'oracle-erode'; break;
       case '-h': case '--help': o.help = true; break;
@@ -108,7 +123,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
   const classIndexByName = new Map(classNames.map((n, i) => [norm(n), i]));
 
   const segmenter: Segmenter = opts.mode === 'model'
-    ? await modelSegmenter(opts.modelsDir, opts.model, opts.micronsPerPixel)
+    ? await modelSegmenter(opts.modelsDir, opts.model, opts.micronsPerPixel, { device: opts.device, intraOpThreads: opts.threads, log })
     : oracleSegmenter(ds.classes, opts.mode === 'oracle-erode');
   const modelClasses = segmenter.classNames;
   if (modelClasses) {
@@ -165,6 +180,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
   return {
     model: segmenter.name,
     mode: opts.mode,
+    ...(segmenter.provider ? { provider: segmenter.provider } : {}),
     data: opts.data,
     tiles: stats.length,
     seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
@@ -192,11 +208,20 @@ async function main(): Promise<number> {
     throw e;
   }
   if (opts.help) { process.stdout.write(`${USAGE}\n`); return 0; }
+  let finished = false;
+  process.on('exit', () => {
+    if (!finished) {
+      process.stderr.write('eval: stopped before finishing (nothing left to wait for: a worker reply was lost)\n');
+      process.exitCode = 1;
+    }
+  });
   try {
     const result = await runEvaluation(opts, (line) => process.stderr.write(`${line}\n`));
     process.stdout.write(`${JSON.stringify(result)}\n`);
+    finished = true;
     return 0;
   } catch (e) {
+    finished = true;
     if (e instanceof DatasetError || e instanceof SetupError) {
       process.stderr.write(`eval: ${e.message}\n`);
       return 2;

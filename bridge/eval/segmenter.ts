@@ -2,16 +2,15 @@
  * The one place where the evaluation touches the daemon's segmentation code. Everything else in
  * bridge/eval/ only sees the `Segmenter` interface below.
  *
- * Model mode calls `segmentRgbImage(rgb, width, height, micronsPerPixel, engine)` from
+ * Model mode calls `segmentRgbImage(rgb, width, height, micronsPerPixel, { engine, model })` from
  * bridge/pipeline/segment-image.ts (the daemon's own per-image pipeline, which resizes to the model's
- * resolution and back). That module is loaded at run time so this file compiles before it exists;
- * WIRING: once it (and the engine loader) are in the tree, replace `loadPipeline`/`createEngine`
- * below with static imports.
+ * resolution and back), with the daemon's ModelRegistry (card validation), provider selection
+ * (`--device`, as the daemon's) and TileEngine (inference + post-processing worker pools).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ModelCard } from '../inference/model-card';
-import { ModelRegistry } from '../inference/model-registry';
+import type { RegisteredModel } from '../inference/model-registry';
 import type { Tile } from './dataset';
 import { erodeLabels, gtClassNames } from './oracle';
 
@@ -26,6 +25,8 @@ export interface Segmenter {
   name: string;
   /** Class names the segmenter can predict (model card classes), or null when it is the GT itself. */
   classNames: string[] | null;
+  /** Execution provider that runs the model (model mode only). */
+  provider?: string;
   segment(tile: Tile): Promise<EvalPrediction>;
   close(): Promise<void>;
 }
@@ -66,8 +67,9 @@ export function defaultModelName(modelsDir: string): string {
  * Find a model with the daemon's own registry (models/<name>/card.json, validated, ONNX file present);
  * class names come from the card's `classes`.
  */
-export function findModel(modelsDir: string, model: string): { card: ModelCard; dir: string; onnxPath: string } {
-  let registry: ModelRegistry;
+export function findModel(modelsDir: string, model: string): { card: ModelCard; dir: string; onnxPath: string; registered: RegisteredModel } {
+  const { ModelRegistry } = require('../inference/model-registry') as typeof import('../inference/model-registry');
+  let registry: InstanceType<typeof ModelRegistry>;
   try {
     registry = new ModelRegistry(modelsDir);
   } catch (e) {
@@ -79,50 +81,66 @@ export function findModel(modelsDir: string, model: string): { card: ModelCard; 
     throw new SetupError(`model "${model}" not found in ${registry.root} (no ${model}/card.json; models there: ${known.length ? known.join(', ') : 'none'}); choose one with --model NAME / --models DIR, or use --oracle`);
   }
   if (m.status !== 'ready' || !m.card || !m.onnxPath) throw new SetupError(`model "${model}" is not usable: ${m.error ?? 'unknown error'}`);
-  return { card: m.card, dir: m.dir, onnxPath: m.onnxPath };
+  return { card: m.card, dir: m.dir, onnxPath: m.onnxPath, registered: m };
 }
 
 // ---- coupling to the daemon (bridge/pipeline/segment-image.ts) ----------------------------------
+// The daemon's modules are required lazily (types are imported statically and erased), so the oracle
+// modes keep working whatever state the inference/post-processing code is in.
 
-/** The signature promised for bridge/pipeline/segment-image.ts. */
-interface SegmentedImage {
-  labels: Int32Array;
-  width: number;
-  height: number;
-  classOfLabel: Map<number, string>;
+type SegmentImageModule = typeof import('../pipeline/segment-image');
+type EngineModule = typeof import('../pipeline/engine');
+type ProvidersModule = typeof import('../inference/providers');
+
+export type DeviceRequest = import('../inference/providers').DeviceRequest;
+
+export interface ModelSegmenterOptions {
+  /** onnxruntime execution provider: 'auto' tries CUDA, WebGPU, then CPU, like the daemon. */
+  device: DeviceRequest;
+  /** Threads per onnxruntime session (default: all cores). */
+  intraOpThreads?: number;
+  /** Post-processing workers (default: cores - 1). */
+  postprocessWorkers?: number;
+  log?: (line: string) => void;
 }
-type SegmentRgbImage = (rgb: Uint8Array, width: number, height: number, micronsPerPixel: number, engine: unknown) => Promise<SegmentedImage>;
 
-function loadPipeline(): SegmentRgbImage {
-  const file = path.resolve(__dirname, '../pipeline/segment-image.js');
-  if (!existsSync(file)) {
-    throw new SetupError('model evaluation needs bridge/pipeline/segment-image.ts (segmentRgbImage), which is not in this build yet; use --oracle or --oracle-erode meanwhile');
+export async function modelSegmenter(modelsDir: string, model: string, micronsPerPixel: number, options: ModelSegmenterOptions): Promise<Segmenter> {
+  const m = findModel(modelsDir, model);
+  const card = m.card;
+  const { segmentRgbImage } = require('../pipeline/segment-image') as SegmentImageModule;
+  const { TileEngine } = require('../pipeline/engine') as EngineModule;
+  const { selectProvider, summariseError, ProviderUnavailable } = require('../inference/providers') as ProvidersModule;
+  const i = card.input;
+  const probe = { path: m.onnxPath, inputName: i.name, dims: i.layout === 'NCHW' ? [1, i.channels, i.modelSize, i.modelSize] : [1, i.modelSize, i.modelSize, i.channels] };
+  let provider: string;
+  try {
+    const choice = await selectProvider(options.device, probe);
+    for (const sk of choice.skipped) options.log?.(`[eval] execution provider ${sk.provider} skipped: ${sk.reason}`);
+    provider = choice.name;
+    options.log?.(`[eval] execution provider: ${choice.name}${choice.deviceName ? ` (${choice.deviceName})` : ''}`);
+  } catch (e) {
+    if (e instanceof ProviderUnavailable) throw new SetupError(e.message);
+    throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const mod = require(file) as { segmentRgbImage?: SegmentRgbImage };
-  if (typeof mod.segmentRgbImage !== 'function') throw new SetupError(`${file} does not export segmentRgbImage`);
-  return mod.segmentRgbImage;
-}
-
-/** WIRING: create the daemon's InferenceEngine for a model card (not yet defined by the daemon). */
-async function createEngine(_card: ModelCard, _onnxPath: string): Promise<{ engine: unknown; close(): Promise<void> }> {
-  throw new SetupError('model evaluation: the InferenceEngine loader is not wired into bridge/eval/segmenter.ts yet; use --oracle or --oracle-erode meanwhile');
-}
-
-export async function modelSegmenter(modelsDir: string, model: string, micronsPerPixel: number): Promise<Segmenter> {
-  const { card, onnxPath } = findModel(modelsDir, model);
-  const segmentRgbImage = loadPipeline();
-  const { engine, close } = await createEngine(card, onnxPath);
+  const engine = new TileEngine({ provider, intraOpThreads: options.intraOpThreads, postprocessWorkers: options.postprocessWorkers });
+  const ie = { engine, model: m.registered };
+  // The pools unref their worker threads (the daemon's server keeps it alive); without a ref'd handle
+  // Node would exit silently while waiting for a worker's reply.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   return {
     name: model,
     classNames: card.classes.map((c) => c.name),
+    provider,
     async segment(tile) {
-      const r = await segmentRgbImage(tile.rgb, tile.width, tile.height, micronsPerPixel, engine);
+      const r = await segmentRgbImage(tile.rgb, tile.width, tile.height, micronsPerPixel, ie);
       if (r.width !== tile.width || r.height !== tile.height || r.labels.length !== tile.width * tile.height) {
         throw new Error(`segmentRgbImage returned ${r.width}x${r.height} for a ${tile.width}x${tile.height} tile`);
       }
       return { labels: r.labels, classOfLabel: r.classOfLabel };
     },
-    close,
+    close: async () => {
+      clearInterval(keepAlive);
+      await engine.close();
+    },
   };
 }

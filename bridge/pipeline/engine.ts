@@ -4,8 +4,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { WorkerPool } from '../workers/pool';
-import type { InferenceResult, InferenceTask, InferenceWorkerData } from '../inference/inference-worker';
+import { PoolTaskAborted, WorkerCrashed, WorkerPool } from '../workers/pool';
+import type { InferenceBatchTask, InferenceResult, InferenceTask, InferenceWorkerData } from '../inference/inference-worker';
+import { paddedSize } from '../inference/preprocess';
 import type { PostprocessResult, PostprocessTask } from './postprocess-worker';
 import type { RegisteredModel } from '../inference/model-registry';
 import type { TileOutputMaps } from '../inference/preprocess';
@@ -14,35 +15,151 @@ import type { PostprocessOptions } from '../postprocess';
 
 export interface EngineOptions {
   provider: string;
-  /** Inference workers (sessions). Default 1: onnxruntime already uses several threads per run. */
+  /** Inference workers (one onnxruntime session each, runs in flight). Default per provider, see engineDefaults. */
   inferenceWorkers?: number;
-  /** Threads per onnxruntime session. Default: all cores. */
+  /** Threads per onnxruntime session. Default per provider, see engineDefaults. */
   intraOpThreads?: number;
   /** Post-processing workers. Default: cores - 1, at least 1. */
   postprocessWorkers?: number;
+  /**
+   * Most tiles run as one batch (same model, same input size). Batches only form from tiles that are
+   * already waiting, so a batch size above 1 adds no latency. Default per provider, or
+   * CELLBRIDGE_BATCH_SIZE.
+   */
+  batchSize?: number;
+}
+
+export interface EngineDefaults { inferenceWorkers: number; intraOpThreads: number; batchSize: number }
+
+/**
+ * Defaults per execution provider.
+ * - cpu: one session using every core (onnxruntime parallelises inside a run), batch 1.
+ * - webgpu: two runs in flight keep the GPU busy while the CPU prepares the next tile; batch 1,
+ *   because batching measured slower under WebGPU (shared/reference/gpu.md).
+ * - cuda: two sessions, batches of up to 4 waiting tiles (PyTorch on the same GPU gained 1.8x
+ *   from batch 8; not measured with onnxruntime-node CUDA yet).
+ * GPU sessions need few CPU threads (only for nodes that fall back to the CPU): the cores are left
+ * to post-processing, which becomes the bottleneck.
+ */
+export function engineDefaults(provider: string, cores: number = availableParallelism()): EngineDefaults {
+  if (provider === 'cuda') return { inferenceWorkers: 2, intraOpThreads: Math.max(1, Math.min(4, Math.floor(cores / 4))), batchSize: 4 };
+  if (provider === 'webgpu') return { inferenceWorkers: 2, intraOpThreads: Math.max(1, Math.min(4, Math.floor(cores / 4))), batchSize: 1 };
+  return { inferenceWorkers: 1, intraOpThreads: cores, batchSize: 1 };
+}
+
+function envBatchSize(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env.CELLBRIDGE_BATCH_SIZE;
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`CELLBRIDGE_BATCH_SIZE must be an integer from 1 to 64, got "${v}"`);
+  return n;
 }
 
 export interface TileOutcome extends PostprocessResult { inferenceMs: number }
 
-export class TileEngine {
-  readonly inference: WorkerPool<InferenceTask, InferenceResult>;
-  readonly postprocess: WorkerPool<PostprocessTask, PostprocessResult>;
+interface Pending {
+  key: string;
+  model: RegisteredModel & { card: NonNullable<RegisteredModel['card']>; onnxPath: string };
+  tile: { rgb: Uint8Array; width: number; height: number };
+  resolve: (r: InferenceResult) => void;
+  reject: (e: Error) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
 
-  constructor(readonly options: EngineOptions) {
+export class TileEngine {
+  readonly inference: WorkerPool<InferenceTask | InferenceBatchTask, InferenceResult | InferenceResult[]>;
+  readonly postprocess: WorkerPool<PostprocessTask, PostprocessResult>;
+  /** The settings in effect (options, else the provider's defaults). */
+  readonly settings: EngineDefaults & { postprocessWorkers: number };
+  private readonly pending: Pending[] = [];
+  private batchesInFlight = 0;
+  /** Models whose ONNX file refused a batch (fixed batch dimension): run tile by tile. */
+  private readonly unbatchable = new Set<string>();
+  /** Why batching was turned off for a model (for logs and tests). */
+  batchFailure: string | null = null;
+
+  constructor(readonly options: EngineOptions, env: NodeJS.ProcessEnv = process.env) {
     const cores = availableParallelism();
-    const data: InferenceWorkerData = { provider: options.provider, intraOpThreads: options.intraOpThreads ?? cores };
+    const d = engineDefaults(options.provider, cores);
+    this.settings = {
+      inferenceWorkers: options.inferenceWorkers ?? d.inferenceWorkers,
+      intraOpThreads: options.intraOpThreads ?? d.intraOpThreads,
+      batchSize: options.batchSize ?? envBatchSize(env) ?? d.batchSize,
+      postprocessWorkers: options.postprocessWorkers ?? Math.max(1, cores - 1),
+    };
+    const data: InferenceWorkerData = { provider: options.provider, intraOpThreads: this.settings.intraOpThreads };
     this.inference = new WorkerPool(join(__dirname, '../inference/inference-worker.js'), {
-      name: 'inference', size: options.inferenceWorkers ?? 1, workerData: data,
+      name: 'inference', size: this.settings.inferenceWorkers, workerData: data,
     });
     this.postprocess = new WorkerPool(join(__dirname, 'postprocess-worker.js'), {
-      name: 'post-processing', size: options.postprocessWorkers ?? Math.max(1, cores - 1),
+      name: 'post-processing', size: this.settings.postprocessWorkers,
     });
   }
 
   infer(model: RegisteredModel, rgb: Uint8Array, width: number, height: number, signal?: AbortSignal): Promise<InferenceResult> {
     if (!model.card || !model.onnxPath) return Promise.reject(new Error(`model ${model.name} is not ready: ${model.error}`));
-    const task: InferenceTask = { model: model.name, onnxPath: model.onnxPath, card: model.card, rgb, width, height };
-    return this.inference.run(task, [rgb.buffer as ArrayBuffer], signal);
+    if (this.settings.batchSize <= 1) {
+      const task: InferenceTask = { model: model.name, onnxPath: model.onnxPath, card: model.card, rgb, width, height };
+      return this.inference.run(task, [rgb.buffer as ArrayBuffer], signal) as Promise<InferenceResult>;
+    }
+    if (signal?.aborted) return Promise.reject(new PoolTaskAborted());
+    const { pw, ph } = paddedSize(model.card.input, width, height);
+    return new Promise<InferenceResult>((resolve, reject) => {
+      const p: Pending = {
+        key: `${model.onnxPath}|${pw}x${ph}`, model: model as Pending['model'], tile: { rgb, width, height }, resolve, reject, signal,
+      };
+      if (signal) {
+        p.onAbort = () => {
+          const i = this.pending.indexOf(p);
+          if (i >= 0) { this.pending.splice(i, 1); reject(new PoolTaskAborted()); }
+        };
+        signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.pending.push(p);
+      this.pump();
+    });
+  }
+
+  /** Tiles waiting for inference: in the engine's batch queue and in the worker pool's queue. */
+  get inferenceQueued(): number { return this.pending.length + this.inference.queued; }
+
+  /** Sends waiting tiles to free inference workers, grouping up to batchSize tiles of one model and size. */
+  private pump(): void {
+    while (this.batchesInFlight < this.inference.size && this.pending.length > 0) {
+      const first = this.pending.shift()!;
+      const batch = [first];
+      const limit = this.unbatchable.has(first.model.onnxPath) ? 1 : this.settings.batchSize;
+      for (let i = 0; i < this.pending.length && batch.length < limit;) {
+        if (this.pending[i].key === first.key) batch.push(...this.pending.splice(i, 1));
+        else i++;
+      }
+      for (const p of batch) if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort);
+      this.batchesInFlight++;
+      const m = first.model;
+      const run = batch.length === 1
+        ? this.inference.run({ model: m.name, onnxPath: m.onnxPath, card: m.card, ...first.tile }, [first.tile.rgb.buffer as ArrayBuffer])
+          .then((r) => [r as InferenceResult])
+        // Copied, not transferred: if the model refuses a batch, the tiles are retried one by one.
+        : this.inference.run({ model: m.name, onnxPath: m.onnxPath, card: m.card, tiles: batch.map((p) => p.tile) })
+          .then((r) => r as InferenceResult[]);
+      void run.then(
+        (results) => { batch.forEach((p, i) => p.resolve(results[i])); },
+        (err: Error) => {
+          if (batch.length > 1 && !(err instanceof WorkerCrashed) && !this.unbatchable.has(m.onnxPath)) {
+            // E.g. an ONNX file with a fixed batch dimension of 1: run this model tile by tile from now on.
+            this.unbatchable.add(m.onnxPath);
+            this.batchFailure = `${m.name}: ${err.message}`;
+            const retry = batch.filter((p) => !p.signal?.aborted);
+            for (const p of batch) if (p.signal?.aborted) p.reject(new PoolTaskAborted());
+            for (const p of retry) if (p.signal && p.onAbort) p.signal.addEventListener('abort', p.onAbort, { once: true });
+            this.pending.unshift(...retry);
+            return;
+          }
+          for (const p of batch) p.reject(err);
+        },
+      ).finally(() => { this.batchesInFlight--; this.pump(); });
+    }
   }
 
   finish(maps: TileOutputMaps, options: PostprocessOptions, context: FeatureContext, signal?: AbortSignal): Promise<PostprocessResult> {
@@ -51,6 +168,7 @@ export class TileEngine {
   }
 
   async close(): Promise<void> {
+    for (const p of this.pending.splice(0)) p.reject(new Error('inference pool closed'));
     await Promise.all([this.inference.close(), this.postprocess.close()]);
   }
 }

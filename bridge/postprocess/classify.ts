@@ -69,12 +69,18 @@ export function voteClasses(
 
 /** Zeroes pixels of instances voted background; returns how many instances were dropped. No renumbering. */
 export function dropBackgroundVoted(labels: Int32Array, classIndex: Int32Array): number {
+  let any = false;
+  for (let l = 1; l < classIndex.length; l++) if (classIndex[l] === 0) { any = true; break; }
+  if (!any) return 0;
+  // Labels absent from the map also vote 0; count only those that had pixels.
+  const seen = new Uint8Array(classIndex.length);
   let dropped = 0;
-  for (let l = 1; l < classIndex.length; l++) if (classIndex[l] === 0) dropped++;
-  if (dropped === 0) return 0;
   for (let i = 0; i < labels.length; i++) {
     const l = labels[i];
-    if (l !== 0 && classIndex[l] === 0) labels[i] = 0;
+    if (l !== 0 && classIndex[l] === 0) {
+      labels[i] = 0;
+      if (!seen[l]) { seen[l] = 1; dropped++; }
+    }
   }
   return dropped;
 }

@@ -109,6 +109,7 @@ export function maskFlows(labels: Int32Array, W: number, H: number): Float64Arra
     const niter = 2 * (r1 - r0 + 1 + c1 - c0 + 1 + 2);
     for (let t = 0; t < niter; t++) {
       T[centre] += 1;
+      // Jacobi update (all new values from the old T), as Cellpose's vectorised numpy update.
       for (let k = 0; k < m; k++) {
         const g = loc[k];
         Tn[k] = (T[g] + T[g - lx] + T[g + lx] + T[g - 1] + T[g + 1]

@@ -49,7 +49,7 @@ export function foregroundMask(
  * - cellpose mode (Cellpose steps2D + map_coordinates): dP = flows * fg / flowScale (float32),
  *   sampled bilinearly at the position itself with neighbour indices clamped to the image, then the
  *   same clamp. Cellpose's GPU path uses the seed mode's sampling instead; the difference is a
- *   half-pixel shift of the sampled field that does not change which pixels end in which sink.
+ *   half-pixel shift of the sampled field, which rarely changes the sink a pixel ends in.
  *
  * `niter` steps are taken; cost is proportional to the number of foreground pixels.
  */
@@ -109,17 +109,26 @@ export function followFlows(
         // Same summation order as the Python reference (nw, ne, sw, se); skipped terms add exact zeros.
         let vy = 0;
         let vx = 0;
-        const inX0 = x0 >= 0 && x0 < W;
-        const inX1 = x0 + 1 >= 0 && x0 + 1 < W;
-        if (y0 >= 0 && y0 < H) {
-          const row = y0 * W;
-          if (inX0) { const w = gx * gy; vy += w * py[row + x0]; vx += w * px[row + x0]; }
-          if (inX1) { const w = fx * gy; vy += w * py[row + x0 + 1]; vx += w * px[row + x0 + 1]; }
-        }
-        if (y0 + 1 >= 0 && y0 + 1 < H) {
-          const row = (y0 + 1) * W;
-          if (inX0) { const w = gx * fy; vy += w * py[row + x0]; vx += w * px[row + x0]; }
-          if (inX1) { const w = fx * fy; vy += w * py[row + x0 + 1]; vx += w * px[row + x0 + 1]; }
+        if (x0 >= 0 && y0 >= 0 && x0 < xmax && y0 < ymax) {
+          // All four neighbours inside: same terms and order as below, without the bounds tests.
+          const a = y0 * W + x0;
+          const b = a + W;
+          const w00 = gx * gy, w01 = fx * gy, w10 = gx * fy, w11 = fx * fy;
+          vy = w00 * py[a] + w01 * py[a + 1] + w10 * py[b] + w11 * py[b + 1];
+          vx = w00 * px[a] + w01 * px[a + 1] + w10 * px[b] + w11 * px[b + 1];
+        } else {
+          const inX0 = x0 >= 0 && x0 < W;
+          const inX1 = x0 + 1 >= 0 && x0 + 1 < W;
+          if (y0 >= 0 && y0 < H) {
+            const row = y0 * W;
+            if (inX0) { const w = gx * gy; vy += w * py[row + x0]; vx += w * px[row + x0]; }
+            if (inX1) { const w = fx * gy; vy += w * py[row + x0 + 1]; vx += w * px[row + x0 + 1]; }
+          }
+          if (y0 + 1 >= 0 && y0 + 1 < H) {
+            const row = (y0 + 1) * W;
+            if (inX0) { const w = gx * fy; vy += w * py[row + x0]; vx += w * px[row + x0]; }
+            if (inX1) { const w = fx * fy; vy += w * py[row + x0 + 1]; vx += w * px[row + x0 + 1]; }
+          }
         }
         x += vx;
         y += vy;

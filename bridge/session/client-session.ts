@@ -1,6 +1,9 @@
 /**
  * One WebSocket connection: the JSON-RPC handlers (initialize, models/list, job/start, job/cancel),
  * binary tile frames, and clean-up when the client leaves (its jobs are cancelled and freed).
+ *
+ * Limits enforced here (see bridge/config.ts): jobs per client, ROIs/vertices/area/tiles per job,
+ * tiles in flight per job and per client, initialize/idle timeouts, unresponsive peers (ping).
  */
 import type WebSocket from 'ws';
 import { createMessageConnection, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
@@ -12,18 +15,50 @@ import {
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/ws-transport';
 import { checkJobId, checkStartJob, invalid } from './validate';
 import { FrameRejection, Job } from './job';
-import { parseRoi, RoiError, type Roi } from '../tiling/roi';
-import { planTiles } from '../tiling/planner';
+import type { PlanResult } from './plan-worker';
+import { TileBudget } from './tile-budget';
+import { tokenMatches } from './auth';
+import { PoolTaskAborted, PoolTaskTimeout, tagOwner } from '../workers/pool';
 import type { Logger } from '../util/log';
 import type { DaemonContext } from './daemon-context';
 import type { PostprocessOptions } from '../postprocess';
+
+/** LimitExceeded, naming the limit in the message and in `data`. */
+export function limitExceeded(limit: string, value: number, message: string): ResponseError<{ limit: string; value: number }> {
+  return new ResponseError(ErrorCodes.LimitExceeded, `Limit exceeded: ${message} (${limit} = ${value})`, { limit, value });
+}
+
+const KNOWN_CODES = new Set<number>(Object.values(ErrorCodes));
+
+/** Positions in a GeoJSON Polygon/MultiPolygon's coordinates, counted without trusting the shape. */
+function countPositions(geometry: unknown): number {
+  const g = geometry as { type?: unknown; coordinates?: unknown };
+  const polys = g?.type === 'MultiPolygon' ? g.coordinates : [g?.coordinates];
+  let n = 0;
+  if (!Array.isArray(polys)) return 0;
+  for (const p of polys) if (Array.isArray(p)) for (const ring of p) if (Array.isArray(ring)) n += ring.length;
+  return n;
+}
+
+/** Warnings about one client's bad frames and messages are logged this many times, then counted. */
+const WARN_BUDGET = 20;
 
 export class ClientSession {
   private readonly connection: MessageConnection;
   private initialized = false;
   private readonly jobs = new Map<number, Job>();
+  /** job/start requests being planned: they count against maxJobsPerClient. */
+  private pendingStarts = 0;
   private closed = false;
-  private readonly initTimer: NodeJS.Timeout;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private lastActivity = Date.now();
+  private alive = true;
+  /** Aborted when the client leaves: drops its queued planning work. */
+  private readonly lifetime = new AbortController();
+  private readonly budget: TileBudget;
+  private readonly counters = { rejectedFrames: 0, protocolErrors: 0, internalErrors: 0 };
+  private warnings = 0;
+  readonly owner: string;
 
   constructor(
     private readonly socket: WebSocket,
@@ -31,28 +66,76 @@ export class ClientSession {
     private log: Logger,
     /** The upgrade already carried the right token. */
     private authorized: boolean,
+    readonly id: number,
   ) {
-    const reader = new WebSocketMessageReader(socket, (data) => this.onBinary(data));
-    const writer = new WebSocketMessageWriter(socket);
+    const limits = daemon.config.limits;
+    this.owner = `client-${id}`;
+    tagOwner(this.lifetime.signal, this.owner);
+    this.budget = new TileBudget(limits.maxTilesInFlightPerClient);
+    const reader = new WebSocketMessageReader(socket, (data) => this.onBinary(data), {
+      onActivity: () => { this.lastActivity = Date.now(); this.alive = true; },
+      onInternalError: (err, where) => this.internalError(err, where),
+      onProtocolError: (code, message) => { this.counters.protocolErrors++; this.warn('bad message', { code, message }); },
+      maxBufferedBytes: limits.maxSendBufferBytes,
+    });
+    const writer = new WebSocketMessageWriter(socket, { maxBufferedBytes: limits.maxSendBufferBytes });
     this.connection = createMessageConnection(reader, writer, {
       error: (m) => log.debug('jsonrpc', { message: m }), warn: (m) => log.debug('jsonrpc', { message: m }),
       info: () => undefined, log: () => undefined,
     });
     this.register();
     this.connection.listen();
-    socket.on('close', () => this.dispose('client disconnected'));
-    this.initTimer = setTimeout(() => {
-      if (!this.initialized) this.socket.close(1008, 'initialize was not sent in time');
-    }, daemon.config.limits.initializeTimeoutMs);
-    this.initTimer.unref();
+    socket.on('close', (code: number, reason: Buffer) => this.dispose(`client disconnected (${code}${reason.length ? ' ' + reason.toString().slice(0, 100) : ''})`));
+    socket.on('error', (err: Error) => log.debug('socket error', { error: err.message }));
+    socket.on('pong', () => { this.alive = true; });
+    this.every(limits.initializeTimeoutMs, () => {
+      if (!this.initialized) this.closeWith(1008, 'initialize was not sent in time', 'initialize timeout');
+    }, true);
+    if (limits.pingIntervalMs > 0) {
+      this.every(limits.pingIntervalMs, () => {
+        if (!this.alive) { this.log.warn('client unresponsive: no pong', { afterMs: limits.pingIntervalMs }); this.socket.terminate(); return; }
+        this.alive = false;
+        try { this.socket.ping(); } catch { /* closing */ }
+      });
+    }
+    if (limits.idleTimeoutMs > 0) {
+      this.every(Math.max(100, Math.min(60_000, limits.idleTimeoutMs / 4)), () => {
+        if (this.jobs.size === 0 && this.pendingStarts === 0 && Date.now() - this.lastActivity > limits.idleTimeoutMs) {
+          this.closeWith(1000, `idle for ${Math.round(limits.idleTimeoutMs / 1000)} s`, 'idle timeout');
+        }
+      });
+    }
   }
 
   get jobCount(): number { return this.jobs.size; }
 
-  private guard<P, R>(handler: (params: P) => R | Promise<R>): (params: P) => Promise<R> {
+  private every(ms: number, fn: () => void, once = false): void {
+    const t = once ? setTimeout(fn, ms) : setInterval(fn, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private warn(event: string, fields: Record<string, unknown>): void {
+    if (this.warnings++ < WARN_BUDGET) this.log.warn(event, fields);
+    else this.log.debug(event, fields);
+  }
+
+  private closeWith(code: number, reason: string, event: string): void {
+    this.log.info('closing connection', { reason: event });
+    this.socket.close(code, reason);
+  }
+
+  private internalError(err: unknown, where: string): void {
+    this.counters.internalErrors++;
+    this.log.error('internal error', { where, error: (err as Error)?.stack ?? String(err) });
+    if (where === 'binary frame') this.notify(FrameRejectedNotification.method, { jobId: null, tileId: null, code: ErrorCodes.InternalError, message: `Internal error: ${(err as Error)?.message ?? err}` });
+    if (this.counters.internalErrors > 100) this.closeWith(1011, 'too many internal errors', 'internal errors');
+  }
+
+  private guard<P, R>(handler: (params: P) => R | Promise<R>, duringShutdown = false): (params: P) => Promise<R> {
     return async (params: P) => {
       if (!this.initialized) throw new ResponseError(ErrorCodes.NotInitialized, 'Not initialized: send "initialize" first');
-      if (this.daemon.shuttingDown) throw new ResponseError(ErrorCodes.ShuttingDown, 'The daemon is shutting down');
+      if (this.daemon.shuttingDown && !duringShutdown) throw new ResponseError(ErrorCodes.ShuttingDown, 'The daemon is shutting down');
       return handler(params);
     };
   }
@@ -60,9 +143,17 @@ export class ClientSession {
   private register(): void {
     const c = this.connection;
     c.onRequest('initialize', (params: unknown) => this.initialize(params));
-    c.onRequest('models/list', this.guard(() => this.modelInfos()));
+    c.onRequest('models/list', this.guard(() => this.modelInfos(), true));
     c.onRequest('job/start', this.guard((params: unknown) => this.startJob(params)));
-    c.onRequest('job/cancel', this.guard((params: unknown) => this.cancelJob(params)));
+    c.onRequest('job/cancel', this.guard((params: unknown) => this.cancelJob(params), true));
+    if (this.daemon.config.debug) {
+      // Test and debugging aid (CELLBRIDGE_DEBUG=1): counts of live objects and the process's memory.
+      c.onRequest('debug/stats', this.guard(() => {
+        const gc = (globalThis as { gc?: () => void }).gc;
+        if (gc) gc();
+        return this.daemon.stats();
+      }, true));
+    }
   }
 
   private modelInfos(): ModelInfo[] {
@@ -86,22 +177,24 @@ export class ClientSession {
     const clientInfo = p.clientInfo as Record<string, unknown> | undefined;
     if (typeof clientInfo !== 'object' || clientInfo === null || typeof clientInfo.name !== 'string') throw invalid('"clientInfo.name" must be a string');
     if (typeof p.protocolVersion !== 'string') throw invalid('"protocolVersion" must be a string like "1.0"');
-    if (!isCompatibleProtocol(p.protocolVersion)) {
-      throw new ResponseError(ErrorCodes.VersionMismatch, `Protocol version mismatch: the client speaks ${p.protocolVersion}, this daemon speaks ${PROTOCOL_VERSION}. Update the client scripts or the daemon so that the major versions match.`);
-    }
     const token = this.daemon.config.token;
     if (token && !this.authorized) {
-      if (p.token !== token) {
-        setTimeout(() => this.socket.close(1008, 'unauthorized'), 50).unref();
+      if (!tokenMatches(p.token, token)) {
+        this.log.warn('connection refused', { reason: p.token === undefined ? 'no token' : 'wrong token' });
+        setTimeout(() => this.socket.close(1008, 'unauthorized: missing or wrong token'), 50).unref();
         throw new ResponseError(ErrorCodes.Unauthorized, p.token === undefined
           ? 'Unauthorized: this daemon requires a token (set it in the client settings, e.g. CELLBRIDGE_TOKEN)'
           : 'Unauthorized: the token is wrong');
       }
       this.authorized = true;
     }
+    if (!isCompatibleProtocol(p.protocolVersion)) {
+      throw new ResponseError(ErrorCodes.VersionMismatch, `Protocol version mismatch: the client speaks ${String(p.protocolVersion).slice(0, 20)}, this daemon speaks ${PROTOCOL_VERSION}. Update the client scripts or the daemon so that the major versions match.`);
+    }
     this.initialized = true;
-    clearTimeout(this.initTimer);
-    this.log = this.log.child({ client: `${clientInfo.name}${typeof clientInfo.version === 'string' ? '/' + clientInfo.version : ''}` });
+    const name = clientInfo.name.slice(0, 100);
+    const version = typeof clientInfo.version === 'string' ? '/' + clientInfo.version.slice(0, 50) : '';
+    this.log = this.log.child({ client: `${name}${version}` });
     this.log.info('client initialized');
     const l = this.daemon.config.limits;
     return {
@@ -117,23 +210,27 @@ export class ClientSession {
     };
   }
 
-  private startJob(params: unknown): StartJobResult {
+  private async startJob(params: unknown): Promise<StartJobResult> {
     const p = checkStartJob(params);
     const limits = this.daemon.config.limits;
     const modelName = p.model ?? this.daemon.registry.defaultModel;
     const model = modelName ? this.daemon.registry.get(modelName) : undefined;
     if (!model) {
       const names = this.daemon.registry.list().map((m) => m.name).join(', ') || 'none';
-      throw new ResponseError(ErrorCodes.UnknownModel, `Unknown model "${modelName ?? ''}". Models on this daemon: ${names}`);
+      throw new ResponseError(ErrorCodes.UnknownModel, `Unknown model "${(modelName ?? '').slice(0, 200)}". Models on this daemon: ${names}`);
     }
     if (model.status !== 'ready' || !model.card) throw new ResponseError(ErrorCodes.ModelFailed, `Model "${model.name}" cannot be used: ${model.error}`);
-    if (this.jobs.size >= limits.maxJobsPerClient) {
-      throw new ResponseError(ErrorCodes.LimitExceeded, `Limit exceeded: at most ${limits.maxJobsPerClient} jobs per connection run at once`);
+    if (this.jobs.size + this.pendingStarts >= limits.maxJobsPerClient) {
+      throw limitExceeded('maxJobsPerClient', limits.maxJobsPerClient, `at most ${limits.maxJobsPerClient} jobs per connection run at once; wait for one to complete`);
     }
-    if (p.rois.length > limits.maxRoisPerJob) throw new ResponseError(ErrorCodes.LimitExceeded, `Limit exceeded: at most ${limits.maxRoisPerJob} ROIs per job`);
+    if (p.rois.length > limits.maxRoisPerJob) throw limitExceeded('maxRoisPerJob', limits.maxRoisPerJob, `${p.rois.length} ROIs in one job`);
+    const vertices = p.rois.reduce((n, r) => n + countPositions(r.geometry), 0);
+    if (vertices > limits.maxRoiVertices) {
+      throw limitExceeded('maxRoiVertices', limits.maxRoiVertices, `the ROIs have ${vertices} vertices; simplify the annotations or split the job`);
+    }
     const card = model.card;
     const opts = p.options ?? {};
-    let imageMpp = p.image.micronsPerPixel ?? opts.assumeMicronsPerPixel ?? null;
+    const imageMpp = p.image.micronsPerPixel ?? opts.assumeMicronsPerPixel ?? null;
     let downsample = 1;
     if (card.input.micronsPerPixel !== null) {
       if (imageMpp === null) {
@@ -144,30 +241,30 @@ export class ClientSession {
         throw new ResponseError(ErrorCodes.InvalidParams, `Invalid params: pixel size ${imageMpp} µm/px is implausible for model ${model.name} (${card.input.micronsPerPixel} µm/px)`);
       }
     }
-    const rois: Roi[] = [];
-    let area = 0;
-    for (const r of p.rois) {
-      let roi: Roi;
-      try {
-        roi = parseRoi(r.id, r.geometry, limits.maxRoiVertices);
-      } catch (err) {
-        if (err instanceof RoiError) throw new ResponseError(err.empty ? ErrorCodes.EmptyRoi : ErrorCodes.InvalidRoi, err.message);
-        throw err;
+    let planned: PlanResult;
+    this.pendingStarts++;
+    try {
+      planned = await this.daemon.planner.run({
+        rois: p.rois,
+        grid: { imageWidth: p.image.width, imageHeight: p.image.height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap },
+        maxRoiVertices: limits.maxRoiVertices, maxRoiAreaPixels: limits.maxRoiAreaPixels, maxTilesPerJob: limits.maxTilesPerJob,
+      }, [], this.lifetime.signal);
+    } catch (err) {
+      if (this.closed || err instanceof PoolTaskAborted) throw new ResponseError(ErrorCodes.Cancelled, 'The connection is closing');
+      if (this.daemon.shuttingDown) throw new ResponseError(ErrorCodes.ShuttingDown, 'The daemon is shutting down');
+      if (err instanceof PoolTaskTimeout) {
+        throw limitExceeded('planTimeoutMs', limits.planTimeoutMs, 'checking the ROIs and planning the tiles took too long; simplify the annotations or split the job');
       }
-      const [x0, y0, x1, y1] = roi.bbox;
-      if (x1 <= 0 || y1 <= 0 || x0 >= p.image.width || y0 >= p.image.height) {
-        throw new ResponseError(ErrorCodes.EmptyRoi, `ROI "${r.id}" lies wholly outside the ${p.image.width}x${p.image.height} image`);
-      }
-      area += roi.area;
-      rois.push(roi);
+      const { code, data } = err as { code?: unknown; data?: unknown };
+      const message = (err as Error).message ?? String(err);
+      if (typeof code === 'number' && KNOWN_CODES.has(code)) throw new ResponseError(code, message, data);
+      throw new ResponseError(ErrorCodes.InvalidRoi, `The ROIs could not be read: ${message}`);
+    } finally {
+      this.pendingStarts--;
     }
-    if (area > limits.maxRoiAreaPixels) {
-      throw new ResponseError(ErrorCodes.LimitExceeded, `Limit exceeded: the ROIs cover ${Math.round(area)} px², the daemon accepts at most ${limits.maxRoiAreaPixels} px² per job`);
-    }
-    const tiles = planTiles({
-      imageWidth: p.image.width, imageHeight: p.image.height, downsample,
-      tileSize: card.input.readSize, overlap: card.tiling.overlap,
-    }, rois);
+    if (this.closed) throw new ResponseError(ErrorCodes.Cancelled, 'The connection is closing');
+    if (this.daemon.shuttingDown) throw new ResponseError(ErrorCodes.ShuttingDown, 'The daemon is shutting down');
+    const { rois, tiles } = planned;
     const maxTilesInFlight = Math.min(opts.maxTilesInFlight ?? 4, limits.maxTilesInFlight);
     const pixelFormat = opts.pixelFormat ?? 'argb32';
     const postprocess: PostprocessOptions = { ...card.postprocess, ...(opts.postprocess ?? {}) };
@@ -185,12 +282,15 @@ export class ClientSession {
       },
       detectionBatchSize: opts.detectionBatchSize ?? 500,
       tileTimeoutMs: limits.tileTimeoutMs,
+      budget: this.budget,
     }, this.daemon.engine, {
       requestTiles: (m) => this.notify(RequestTilesNotification.method, m),
       progress: (m) => this.notify(ProgressNotification.method, m),
       detections: (m) => this.notify(DetectionsNotification.method, m),
       completed: (m) => { this.notify(CompletedNotification.method, m); this.jobs.delete(jobId); },
     }, this.log.child({ job: jobId }));
+    // The pools share workers round-robin between clients, not first come first served.
+    tagOwner(job.signal, this.owner);
     this.jobs.set(jobId, job);
     this.daemon.trackJob(job, this);
     this.log.info('job started', { job: jobId, model: model.name, tiles: tiles.length, rois: rois.length, downsample });
@@ -236,13 +336,18 @@ export class ClientSession {
   }
 
   private rejectFrame(jobId: number | null, tileId: number | null, code: number, message: string): void {
-    this.log.warn('frame rejected', { job: jobId, tile: tileId, message });
+    this.counters.rejectedFrames++;
+    this.warn('frame rejected', { job: jobId, tile: tileId, code, message });
     this.notify(FrameRejectedNotification.method, { jobId, tileId, code, message });
   }
 
   private notify(method: string, params: unknown): void {
     if (this.closed) return;
-    void this.connection.sendNotification(method, params).catch(() => undefined);
+    try {
+      void this.connection.sendNotification(method, params).catch(() => undefined);
+    } catch {
+      // The connection closed under us (sendNotification throws synchronously then): nothing to tell.
+    }
   }
 
   /** The daemon is stopping: running jobs may finish within graceMs. */
@@ -258,14 +363,20 @@ export class ClientSession {
     this.socket.close(code, reason);
   }
 
+  /** Drops the connection without the closing handshake (a peer that does not answer it). */
+  terminate(): void {
+    this.socket.terminate();
+  }
+
   private dispose(why: string): void {
     if (this.closed) return;
+    this.closed = true; // first: the cancelled jobs' job/completed has nowhere to go
     for (const job of this.jobs.values()) job.cancel(ErrorCodes.Cancelled, why);
-    this.closed = true;
-    clearTimeout(this.initTimer);
+    this.lifetime.abort();
+    for (const t of this.timers) clearTimeout(t);
     this.jobs.clear();
     this.connection.dispose();
     this.daemon.forget(this);
-    this.log.info('client left', { why });
+    this.log.info('client left', { why, ...this.counters });
   }
 }

@@ -14,7 +14,8 @@ import type { PlannedTile } from '../tiling/planner';
 import type { Roi } from '../tiling/roi';
 import { toRgb8 } from '../tiling/pixels';
 import type { FeatureContext } from '../results/features';
-import { PoolTaskAborted } from '../workers/pool';
+import { PoolTaskAborted, WorkerCrashed } from '../workers/pool';
+import type { TileBudget } from './tile-budget';
 import type { Logger } from '../util/log';
 
 export interface JobSink {
@@ -35,6 +36,8 @@ export interface JobSpec {
   context: Omit<FeatureContext, 'tile'>;
   detectionBatchSize: number;
   tileTimeoutMs: number;
+  /** The connection's shared cap on tiles in flight (limits.maxTilesInFlightPerClient). */
+  budget?: TileBudget;
 }
 
 export class FrameRejection extends Error {
@@ -61,6 +64,7 @@ export class Job {
   readonly finished: Promise<CompletedParams>;
   private resolveFinished!: (c: CompletedParams) => void;
   private running = 0;
+  private readonly wake = (): void => { if (this.status === 'running') this.requestMore(); };
 
   constructor(readonly spec: JobSpec, private readonly engine: TileEngine, private readonly sink: JobSink, private readonly log: Logger) {
     this.tileById = new Map(spec.tiles.map((t) => [t.id, t]));
@@ -114,8 +118,9 @@ export class Job {
     this.running++;
     try {
       const inferred = await this.engine.infer(this.spec.model, rgb, tile.outputWidth, tile.outputHeight, this.signal);
+      if (this.status !== 'running') return; // end() already gave the job's window back
       this.inFlight--;
-      if (this.status !== 'running') return;
+      this.spec.budget?.release(1);
       this.requestMore();
       this.timings.inferenceMs += inferred.inferenceMs;
       const result = await this.engine.finish(inferred.maps, this.spec.postprocess, { ...this.spec.context, tile }, this.signal);
@@ -144,7 +149,9 @@ export class Job {
     } catch (err) {
       if (err instanceof PoolTaskAborted || this.status !== 'running') return;
       this.log.error('tile failed', { job: this.id, tile: tile.id, error: (err as Error).message });
-      this.fail(ErrorCodes.ModelFailed, `tile ${tile.id} failed: ${(err as Error).message}`);
+      // A crashed post-processing worker is a daemon bug (InternalError); inference failures are the model's.
+      const code = err instanceof WorkerCrashed && err.pool !== 'inference' ? ErrorCodes.InternalError : ErrorCodes.ModelFailed;
+      this.fail(code, `tile ${tile.id} failed: ${(err as Error).message}`);
     } finally {
       if (--this.running === 0 && this.status !== 'running') this.resolveFinished(this.summary());
     }
@@ -152,7 +159,9 @@ export class Job {
 
   private requestMore(): void {
     const ids: number[] = [];
+    const budget = this.spec.budget;
     while (this.inFlight < this.spec.maxTilesInFlight && this.nextToRequest < this.spec.tiles.length) {
+      if (budget && !budget.take()) { budget.wait(this.wake); break; }
       const tile = this.spec.tiles[this.nextToRequest++];
       this.awaiting.set(tile.id, performance.now());
       this.inFlight++;
@@ -202,6 +211,11 @@ export class Job {
     if (this.timeoutTimer) clearInterval(this.timeoutTimer);
     this.abort.abort();
     this.awaiting.clear();
+    if (this.spec.budget) {
+      this.spec.budget.forget(this.wake);
+      this.spec.budget.release(this.inFlight);
+    }
+    this.inFlight = 0;
     const summary = this.summary(error);
     this.sink.completed(summary);
     this.log.info('job ended', { job: this.id, status: this.status, tiles: summary.tilesDone, cells: summary.cells, ms: summary.timings.totalMs, ...(error ? { error: error.message } : {}) });

@@ -2,23 +2,59 @@
  * vscode-jsonrpc over a `ws` WebSocket: one text frame = one JSON-RPC message. Binary frames are
  * handed to `onBinary` (tile pixels). Frames that are not valid JSON-RPC are answered here with
  * ParseError / InvalidRequest, since vscode-jsonrpc only ever sees well-formed messages.
+ *
+ * Hardening: nothing a peer sends can throw out of the socket's event handlers (an exception there
+ * would end the whole process); a peer that stops reading while messages pile up for it is dropped
+ * (`maxBufferedBytes`).
  */
 import type WebSocket from 'ws';
 import { AbstractMessageReader, AbstractMessageWriter, type DataCallback, type Disposable, type Message, type MessageReader, type MessageWriter } from 'vscode-jsonrpc';
 import { ErrorCodes } from '../../protocol';
 
+export interface TransportOptions {
+  /** Called for every frame received (activity tracking). */
+  onActivity?: () => void;
+  /** Called when an unexpected exception escaped a handler; the session decides what to do. */
+  onInternalError?: (err: unknown, where: string) => void;
+  /** Called for each text frame answered here with an error (not JSON, not JSON-RPC). */
+  onProtocolError?: (code: number, message: string) => void;
+  /** Close the connection when this many bytes wait to be sent to the peer (it does not read). */
+  maxBufferedBytes?: number;
+}
+
+/** Notifications vscode-jsonrpc handles itself; their params are dereferenced without checks. */
+const BUILTIN_NOTIFICATIONS = new Set(['$/cancelRequest', '$/progress', '$/setTrace', '$/logTrace']);
+
+/** Sends unless the socket is closed; drops the connection when the peer stopped reading. */
+function guardedSend(socket: WebSocket, data: string, maxBufferedBytes: number | undefined, cb?: (err?: Error) => void): boolean {
+  if (socket.readyState !== socket.OPEN) return false;
+  if (maxBufferedBytes !== undefined && socket.bufferedAmount + data.length > maxBufferedBytes) {
+    socket.close(1008, 'too many unread messages: the client does not read what the server sends');
+    // A peer that does not read will not complete the closing handshake either.
+    setTimeout(() => socket.terminate(), 1000).unref();
+    return false;
+  }
+  socket.send(data, cb);
+  return true;
+}
+
 export class WebSocketMessageReader extends AbstractMessageReader implements MessageReader {
   private callback: DataCallback | null = null;
   private readonly buffered: Message[] = [];
 
-  constructor(private readonly socket: WebSocket, private readonly onBinary: (data: Buffer) => void) {
+  constructor(private readonly socket: WebSocket, private readonly onBinary: (data: Buffer) => void, private readonly options: TransportOptions = {}) {
     super();
     socket.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
-      if (isBinary) { this.onBinary(buf); return; }
-      const msg = this.parse(buf.toString('utf8'));
-      if (!msg) return;
-      if (this.callback) this.callback(msg); else this.buffered.push(msg);
+      try {
+        this.options.onActivity?.();
+        const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+        if (isBinary) { this.onBinary(buf); return; }
+        const msg = this.parse(buf.toString('utf8'));
+        if (!msg) return;
+        if (this.callback) this.callback(msg); else this.buffered.push(msg);
+      } catch (err) {
+        this.internalError(err, isBinary ? 'binary frame' : 'text frame');
+      }
     });
     socket.on('error', (err) => this.fireError(err));
     socket.on('close', () => this.fireClose());
@@ -26,8 +62,15 @@ export class WebSocketMessageReader extends AbstractMessageReader implements Mes
 
   listen(callback: DataCallback): Disposable {
     this.callback = callback;
-    for (const m of this.buffered.splice(0)) callback(m);
+    for (const m of this.buffered.splice(0)) {
+      try { callback(m); } catch (err) { this.internalError(err, 'text frame'); }
+    }
     return { dispose: () => { this.callback = null; } };
+  }
+
+  private internalError(err: unknown, where: string): void {
+    if (this.options.onInternalError) this.options.onInternalError(err, where);
+    else if (this.socket.readyState === this.socket.OPEN) this.socket.close(1011, 'internal error');
   }
 
   private parse(text: string): Message | null {
@@ -35,7 +78,7 @@ export class WebSocketMessageReader extends AbstractMessageReader implements Mes
     try {
       value = JSON.parse(text);
     } catch (err) {
-      this.replyError(null, ErrorCodes.ParseError, `Parse error: the text frame is not valid JSON (${(err as Error).message})`);
+      this.replyError(null, ErrorCodes.ParseError, `Parse error: the text frame is not valid JSON (${(err as Error).message.slice(0, 200)})`);
       return null;
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -64,25 +107,30 @@ export class WebSocketMessageReader extends AbstractMessageReader implements Mes
       if (id !== null) this.replyError(id, ErrorCodes.InvalidParams, 'Invalid params: "params" must be an object');
       return null;
     }
+    if (isRequestOrNotification && id === null && BUILTIN_NOTIFICATIONS.has(m.method as string)) {
+      // The server never sends requests a client could cancel, nor uses progress or tracing;
+      // vscode-jsonrpc would dereference these notifications' params unchecked.
+      return null;
+    }
     return m as unknown as Message;
   }
 
   private replyError(id: number | string | null, code: number, message: string): void {
-    if (this.socket.readyState !== this.socket.OPEN) return;
-    this.socket.send(JSON.stringify({ jsonrpc: '2.0', id, error: { code, message } }));
+    this.options.onProtocolError?.(code, message);
+    guardedSend(this.socket, JSON.stringify({ jsonrpc: '2.0', id, error: { code, message } }), this.options.maxBufferedBytes);
   }
 }
 
 export class WebSocketMessageWriter extends AbstractMessageWriter implements MessageWriter {
-  constructor(private readonly socket: WebSocket) { super(); }
+  constructor(private readonly socket: WebSocket, private readonly options: Pick<TransportOptions, 'maxBufferedBytes'> = {}) { super(); }
 
   write(msg: Message): Promise<void> {
-    if (this.socket.readyState !== this.socket.OPEN) return Promise.resolve();
     return new Promise((resolve) => {
-      this.socket.send(JSON.stringify(msg), (err) => {
+      const sent = guardedSend(this.socket, JSON.stringify(msg), this.options.maxBufferedBytes, (err) => {
         if (err) this.fireError([err, msg, 0]);
         resolve();
       });
+      if (!sent) resolve();
     });
   }
 

@@ -1,7 +1,10 @@
 /**
  * A fixed-size pool of worker threads running one script, one task per worker at a time.
- * Queued tasks can be dropped with an AbortSignal (a cancelled job frees its queued work at once);
- * a worker that crashes is replaced and only the task it held fails.
+ *
+ * - Fair: tasks are queued per owner (a client, see `tagOwner`) and taken round-robin between
+ *   owners, so one client with many queued tiles cannot starve the others.
+ * - Queued tasks can be dropped with an AbortSignal (a cancelled job frees its queued work at once).
+ * - A worker that crashes (or runs past `taskTimeoutMs`) is replaced; only the task it held fails.
  */
 import { Worker, type TransferListItem } from 'node:worker_threads';
 import { EventEmitter } from 'node:events';
@@ -10,13 +13,36 @@ export class PoolTaskAborted extends Error {
   constructor() { super('task aborted'); this.name = 'AbortError'; }
 }
 
-export class WorkerCrashed extends Error {}
+/** The worker holding the task died; `pool` names the pool ('inference', 'post-processing', …). */
+export class WorkerCrashed extends Error {
+  constructor(readonly pool: string, message: string) { super(message); }
+}
+
+/** The task ran longer than the pool's taskTimeoutMs; its worker was replaced. */
+export class PoolTaskTimeout extends WorkerCrashed {}
+
+const owners = new WeakMap<AbortSignal, string>();
+
+/** Says whose work a signal's tasks are: pools share their workers round-robin between owners. */
+export function tagOwner(signal: AbortSignal, owner: string): void {
+  owners.set(signal, owner);
+}
+
+/**
+ * Test-only fault injection: with CELLBRIDGE_TEST_CRASH_ON_TILE=N in the daemon's environment, the
+ * N-th tile (1-based, counted since start-up) given to the post-processing pool makes its worker
+ * thread crash. Never set it in production.
+ */
+export const TEST_CRASH_ENV = 'CELLBRIDGE_TEST_CRASH_ON_TILE';
+const TEST_CRASH_POOL = 'post-processing';
+const TEST_CRASH_MARKER = '__cellbridgeTestCrash';
 
 interface Task<I, O> {
   input: I;
   transfer: TransferListItem[];
   resolve: (out: O) => void;
   reject: (err: Error) => void;
+  owner: string;
   signal?: AbortSignal;
   onAbort?: () => void;
 }
@@ -24,10 +50,10 @@ interface Task<I, O> {
 interface Slot<I, O> {
   worker: Worker;
   task: Task<I, O> | null;
-  ready: boolean;
+  timer: NodeJS.Timeout | null;
 }
 
-type WorkerReply<O> = { ok: true; result: O } | { ok: false; error: string; code?: number };
+type WorkerReply<O> = { ok: true; result: O } | { ok: false; error: string; code?: number; data?: unknown };
 
 export interface PoolOptions {
   size: number;
@@ -35,47 +61,88 @@ export interface PoolOptions {
   /** Node's resourceLimits for each worker. */
   resourceLimits?: { maxOldGenerationSizeMb?: number };
   name: string;
+  /** A task still running after this long has its worker terminated and replaced; 0/undefined = no limit. */
+  taskTimeoutMs?: number;
 }
 
 export class WorkerPool<I, O> extends EventEmitter {
   private readonly slots: Slot<I, O>[] = [];
-  private readonly queue: Task<I, O>[] = [];
+  /** Queued tasks per owner, and the owners with queued work in round-robin order. */
+  private readonly queues = new Map<string, Task<I, O>[]>();
+  private readonly turn: string[] = [];
+  private queuedCount = 0;
   private closed = false;
+  private dispatched = 0;
+  private readonly crashOn: number;
 
   constructor(private readonly script: string, private readonly options: PoolOptions) {
     super();
+    const n = Number(process.env[TEST_CRASH_ENV]);
+    this.crashOn = options.name === TEST_CRASH_POOL && Number.isInteger(n) && n > 0 ? n : 0;
     for (let i = 0; i < options.size; i++) this.slots.push(this.spawn());
   }
 
   get size(): number { return this.slots.length; }
-  get queued(): number { return this.queue.length; }
+  get queued(): number { return this.queuedCount; }
   get busy(): number { return this.slots.filter((s) => s.task !== null).length; }
 
   run(input: I, transfer: TransferListItem[] = [], signal?: AbortSignal): Promise<O> {
     if (this.closed) return Promise.reject(new Error(`${this.options.name} pool is closed`));
     if (signal?.aborted) return Promise.reject(new PoolTaskAborted());
     return new Promise<O>((resolve, reject) => {
-      const task: Task<I, O> = { input, transfer, resolve, reject, signal };
+      const task: Task<I, O> = { input, transfer, resolve, reject, signal, owner: (signal && owners.get(signal)) ?? '' };
       if (signal) {
         task.onAbort = () => {
-          const i = this.queue.indexOf(task);
-          if (i >= 0) {
-            this.queue.splice(i, 1);
-            reject(new PoolTaskAborted());
-          }
+          if (this.unqueue(task)) reject(new PoolTaskAborted());
           // A task already running finishes; its result is simply ignored by the caller.
         };
         signal.addEventListener('abort', task.onAbort, { once: true });
       }
-      this.queue.push(task);
+      this.enqueue(task);
       this.pump();
     });
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.queue.splice(0)) t.reject(new Error(`${this.options.name} pool closed`));
+    for (const q of this.queues.values()) for (const t of q) { this.detach(t); t.reject(new Error(`${this.options.name} pool closed`)); }
+    this.queues.clear();
+    this.turn.length = 0;
+    this.queuedCount = 0;
+    for (const s of this.slots) if (s.timer) clearTimeout(s.timer);
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+
+  private enqueue(task: Task<I, O>): void {
+    let q = this.queues.get(task.owner);
+    if (!q) { this.queues.set(task.owner, (q = [])); this.turn.push(task.owner); }
+    q.push(task);
+    this.queuedCount++;
+  }
+
+  private unqueue(task: Task<I, O>): boolean {
+    const q = this.queues.get(task.owner);
+    const i = q ? q.indexOf(task) : -1;
+    if (!q || i < 0) return false;
+    q.splice(i, 1);
+    this.queuedCount--;
+    if (q.length === 0) {
+      this.queues.delete(task.owner);
+      const t = this.turn.indexOf(task.owner);
+      if (t >= 0) this.turn.splice(t, 1);
+    }
+    return true;
+  }
+
+  /** The next task, round-robin between owners. */
+  private next(): Task<I, O> | undefined {
+    const owner = this.turn.shift();
+    if (owner === undefined) return undefined;
+    const q = this.queues.get(owner)!;
+    const task = q.shift()!;
+    this.queuedCount--;
+    if (q.length > 0) this.turn.push(owner); else this.queues.delete(owner);
+    return task;
   }
 
   private spawn(): Slot<I, O> {
@@ -83,14 +150,15 @@ export class WorkerPool<I, O> extends EventEmitter {
       workerData: this.options.workerData,
       resourceLimits: this.options.resourceLimits,
     });
-    const slot: Slot<I, O> = { worker, task: null, ready: true };
+    const slot: Slot<I, O> = { worker, task: null, timer: null };
     worker.on('message', (reply: WorkerReply<O>) => {
       const task = slot.task;
       slot.task = null;
+      if (slot.timer) { clearTimeout(slot.timer); slot.timer = null; }
       if (task) {
         this.detach(task);
         if (reply.ok) task.resolve(reply.result);
-        else task.reject(Object.assign(new Error(reply.error), { code: reply.code }));
+        else task.reject(Object.assign(new Error(reply.error), { code: reply.code, data: reply.data }));
       }
       this.pump();
     });
@@ -102,17 +170,18 @@ export class WorkerPool<I, O> extends EventEmitter {
     return slot;
   }
 
-  private onCrash(slot: Slot<I, O>, err: Error): void {
+  private onCrash(slot: Slot<I, O>, err: Error, taskError?: Error): void {
     const i = this.slots.indexOf(slot);
     if (i < 0) return; // already replaced (error is followed by exit)
     const task = slot.task;
     slot.task = null;
+    if (slot.timer) { clearTimeout(slot.timer); slot.timer = null; }
     this.slots.splice(i, 1);
     void slot.worker.terminate().catch(() => undefined);
     this.emit('crash', err);
     if (task) {
       this.detach(task);
-      task.reject(new WorkerCrashed(`${this.options.name} worker crashed: ${err.message}`));
+      task.reject(taskError ?? new WorkerCrashed(this.options.name, `the ${this.options.name} worker crashed (${err.message}); it was replaced`));
     }
     if (!this.closed) {
       this.slots.push(this.spawn());
@@ -125,12 +194,25 @@ export class WorkerPool<I, O> extends EventEmitter {
   }
 
   private pump(): void {
+    if (this.closed) return;
     for (const slot of this.slots) {
-      if (this.queue.length === 0) return;
+      if (this.queuedCount === 0) return;
       if (slot.task !== null) continue;
-      const task = this.queue.shift()!;
+      const task = this.next()!;
       slot.task = task;
-      slot.worker.postMessage(task.input, task.transfer);
+      const limit = this.options.taskTimeoutMs;
+      if (limit && limit > 0) {
+        slot.timer = setTimeout(() => {
+          const err = new PoolTaskTimeout(this.options.name, `the ${this.options.name} task ran longer than ${Math.round(limit / 1000)} s and was stopped`);
+          this.onCrash(slot, err, err);
+        }, limit);
+        slot.timer.unref();
+      }
+      if (this.crashOn > 0 && ++this.dispatched === this.crashOn) {
+        slot.worker.postMessage({ [TEST_CRASH_MARKER]: true });
+      } else {
+        slot.worker.postMessage(task.input, task.transfer);
+      }
     }
   }
 }
@@ -141,12 +223,16 @@ export function serveWorker<I, O>(
   handler: (input: I) => Promise<{ result: O; transfer?: TransferListItem[] }>,
 ): void {
   port.on('message', async (input: I) => {
+    if (typeof input === 'object' && input !== null && (input as Record<string, unknown>)[TEST_CRASH_MARKER] === true) {
+      setImmediate(() => { throw new Error(`test crash (${TEST_CRASH_ENV})`); });
+      return;
+    }
     try {
       const { result, transfer } = await handler(input);
       port.postMessage({ ok: true, result } satisfies WorkerReply<O>, transfer ?? []);
     } catch (err) {
-      const e = err as Error & { code?: number };
-      port.postMessage({ ok: false, error: e.message ?? String(err), code: e.code } satisfies WorkerReply<O>);
+      const e = err as Error & { code?: number; data?: unknown };
+      port.postMessage({ ok: false, error: e.message ?? String(err), code: typeof e.code === 'number' ? e.code : undefined, data: e.data } satisfies WorkerReply<O>);
     }
   });
 }

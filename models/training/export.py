@@ -92,6 +92,8 @@ def export_all(model, out_dir, mean, std, post, prov, ref_image_uint8, mpp=0.5):
     onnx_path = os.path.join(out_dir, 'model.onnx')
     onnx_export(model, onnx_path)
     prov = dict(prov)
+    prov.setdefault('trainingData', 'CoNSeP train split (Graham et al., HoVer-Net 2019)')
+    prov.setdefault('licence', 'trained on CoNSeP (research use); cite HoVer-Net. Not for redistribution in a product.')
     prov['onnxBytes'] = os.path.getsize(onnx_path)
     prov['parameters'] = count_params(model)
     card = make_card(mean, std, post, prov, mpp)

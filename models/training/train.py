@@ -83,6 +83,7 @@ def main():
                          '(epoch count then depends on machine speed; it is recorded in the log). '
                          '0 = epoch-based cosine over --epochs (fully deterministic)')
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--crop', type=int, default=0, help='train on random crops of this size (0 = whole tiles)')
     ap.add_argument('--run', default='cellbridge-he-v1')
     a = ap.parse_args()
 
@@ -151,7 +152,13 @@ def main():
             idx = perm[b * a.batch:(b + 1) * a.batch]
             xs, fs, cs, ts = [], [], [], []
             for i in idx:
-                img, fl, (ty, ins) = geometric(rng, tr['images'][i], tr['flows'][i], [tr['type'][i], tr['inst'][i]])
+                im0, fl0, ty0, in0 = tr['images'][i], tr['flows'][i], tr['type'][i], tr['inst'][i]
+                if a.crop:
+                    H0, W0 = ty0.shape
+                    y, x_ = rng.integers(0, H0 - a.crop + 1), rng.integers(0, W0 - a.crop + 1)
+                    sl = (slice(y, y + a.crop), slice(x_, x_ + a.crop))
+                    im0, fl0, ty0, in0 = im0[sl], fl0[(slice(None),) + sl], ty0[sl], in0[sl]
+                img, fl, (ty, ins) = geometric(rng, im0, fl0, [ty0, in0])
                 xs.append(colour(rng, img)); fs.append(fl); ts.append(ty); cs.append(ins > 0)
             x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2) / 255.0
             x = (x - mean_t) / std_t
@@ -203,7 +210,7 @@ def main():
     ck = torch.load(os.path.join(run_dir, 'best.pt'), map_location='cpu')
     model.load_state_dict(ck['model'])
     preds = predict(model, va['images'], mean, std)
-    grid = evaluate(preds, va['inst'], va['type'], thresholds=(-1.0, -0.5, 0.0, 0.5), min_sizes=(5, 8, 10, 12, 15))
+    grid = evaluate(preds, va['inst'], va['type'], thresholds=(-0.5, 0.0, 0.5), min_sizes=(5, 8, 10, 12, 15))
     tuned = max(grid, key=lambda k: (round(score(grid[k]), 3), k[0] == 0.0, -abs(k[1] - 10)))
     for k in sorted(grid):
         log(f'val thr {k[0]:+.1f} minSize {k[1]:2d}: score {score(grid[k]):.4f} binPQ {grid[k]["binary"]["PQ"]:.4f}')
@@ -220,7 +227,7 @@ def main():
         'targets': 'Cellpose heat-diffusion flows (dY,dX unit field x5), foreground probability, 5-class type map',
         'loss': '0.5*MSE(flows) + BCE(cellprob) + weighted CE(type)',
         'typeClassWeights': [round(float(v), 3) for v in w],
-        'epochs': epochs_done, 'bestEpoch': best[1], 'seed': a.seed, 'batch': a.batch, 'optimizer': f'AdamW wd 1e-4, lr {a.lr}, 2-epoch warm-up then cosine to 1% '
+        'epochs': epochs_done, 'bestEpoch': best[1], 'seed': a.seed, 'batch': a.batch, 'trainCrop': a.crop or None, 'optimizer': f'AdamW wd 1e-4, lr {a.lr}, 2-epoch warm-up then cosine to 1% '
                      + (f'over a {a.time_budget_min} min wall-clock budget' if a.time_budget_min else f'over {a.epochs} epochs'),
         'trainingWallSeconds': round(train_wall), 'hardware': f'CPU, {a.threads} threads, torch {torch.__version__}',
         'validation': {'split': 'held-out CoNSeP train images ' + ','.join(VAL_IMAGES), 'resolution': f'{mpp} um/px',

@@ -140,9 +140,16 @@ scenarios.each { String name ->
     try {
         switch (name) {
             case 'detect':
-                def host = newHost()
-                Map r = runWorkflow(settingsFor(), host)
-                File f = new File(config.outDir as String, 'groovy-features.json')
+            case ~/detect:.+/:
+                // "detect:KEY" runs on config.images.KEY (another image, ROI or model) instead of the main one
+                String key = name.contains(':') ? name.split(':', 2)[1] : null
+                Map image = key ? config.images[key] as Map : [:]
+                def host = newHost(image.subMap(['width', 'height', 'name', 'mpp', 'regions']).findAll { it.value != null })
+                if (image.raw) {
+                    host.rgb = new File(image.raw as String).bytes
+                }
+                Map r = runWorkflow(settingsFor(image.model ? ["model=${image.model}".toString()] : []), host)
+                File f = new File(config.outDir as String, key ? "groovy-features-${key}.json" : 'groovy-features.json')
                 f.text = JsonOutput.toJson(host.applied)
                 r.featuresFile = f.path
                 out[name] = r

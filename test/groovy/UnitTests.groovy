@@ -130,8 +130,8 @@ t.check('results: polygon area with a hole, multipolygon, open rings') {
 }
 
 t.check('results: only area geometries are usable ROIs') {
-    t.eq(Results.areaGeometry([type: 'Feature', geometry: [type: 'Point', coordinates: [1, 2]]]), null)
-    t.eq(Results.areaGeometry([type: 'Feature', geometry: [type: 'LineString', coordinates: [[1, 2], [3, 4]]]]), null)
+    t.eq(Results.areaGeometry([type: 'Feature', geometry: [type: 'Point', coordinates: [1, 2]]]), [:])
+    t.eq(Results.areaGeometry([type: 'Feature', geometry: [type: 'LineString', coordinates: [[1, 2], [3, 4]]]]), [:])
     Map poly = [type: 'Polygon', coordinates: [[[0, 0], [1, 0], [1, 1], [0, 0]]]]
     t.eq(Results.areaGeometry([type: 'Feature', geometry: poly]), poly)
     def coll = Results.areaGeometry([type: 'GeometryCollection', geometries: [poly, [type: 'Point', coordinates: [0, 0]]]])

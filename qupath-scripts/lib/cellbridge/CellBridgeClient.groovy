@@ -359,6 +359,7 @@ class CellBridgeClient implements Closeable {
         }
     }
 
+    @SuppressWarnings('CatchRuntimeException') // a failing callback must fail its request, not the listener
     private void handleResponse(Map msg) {
         PendingRequest p = msg.id == null ? null : pending.remove(msg.id as Integer)
         if (p == null) {
@@ -457,10 +458,11 @@ class ClientListener implements WebSocket.Listener {
     }
 
     @Override
+    @SuppressWarnings('CatchRuntimeException') // the listener thread must survive any bad message
     CompletionStage<?> onText(WebSocket webSocket, CharSequence data, boolean last) {
         text.append(data)
         if (last) {
-            String whole = text.toString()
+            String whole = text
             text.setLength(0)
             try {
                 client.handleText(whole)

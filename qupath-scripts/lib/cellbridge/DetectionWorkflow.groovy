@@ -37,6 +37,7 @@ class DetectionWorkflow {
     }
 
     /** Connects, runs and closes; never throws (errors are in the report). */
+    @SuppressWarnings('CatchException') // the boundary: whatever happens becomes a report for the user
     ImageReport runSafely(Object host) {
         CellBridgeClient client = null
         String imageName = null
@@ -74,7 +75,7 @@ class DetectionWorkflow {
         List<String> skipped = []
         (host.regions() as List<Map>).each { Map r ->
             Map g = Results.areaGeometry(r.geometry as Map)
-            if (g == null || Results.area(g) <= 0) {
+            if (Results.area(g) <= 0) {
                 skipped << (r.label as String)
             } else {
                 usable << (r + [geometry: g])
@@ -108,9 +109,12 @@ class DetectionWorkflow {
 
         host.progress("Starting ${card.name} on ${usable.size()} region(s)", 0d)
         long t0 = System.currentTimeMillis()
-        JobRun started = client.startJob(image, rois, card.name as String, options,
-            { Map tile, double ds -> host.readTile(tile, ds) },
-            { Map p -> host.progress(Messages.progress(p), (p.tilesTotal ?: 0) > 0 ? (p.tilesDone as double) / (p.tilesTotal as double) : -1d) })
+        Closure readTile = { Map tile, double ds -> host.readTile(tile, ds) }
+        Closure onProgress = { Map p ->
+            double fraction = (p.tilesTotal ?: 0) > 0 ? (p.tilesDone as double) / (p.tilesTotal as double) : -1d
+            host.progress(Messages.progress(p), fraction)
+        }
+        JobRun started = client.startJob(image, rois, card.name as String, options, readTile, onProgress)
         job = started
         if (cancelled) {
             started.cancel()
@@ -132,7 +136,7 @@ class DetectionWorkflow {
         host.progress("Adding ${outcome.cellCount} ${settings.objectType}s", 1d)
         host.apply(results, card)
         return new ImageReport(image: name, status: 'completed', cells: outcome.cellCount,
-            counts: (outcome.completed.counts ?: [:]) as Map, regions: results.collect { it.describe() },
+            counts: (outcome.completed.counts ?: [:]) as Map, regions: results*.describe(),
             tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0, model: card.name as String,
             skipped: skipped)
     }

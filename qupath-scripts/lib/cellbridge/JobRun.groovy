@@ -2,6 +2,7 @@ package cellbridge
 
 import java.awt.image.BufferedImage
 import java.nio.ByteBuffer
+import java.util.concurrent.BlockingQueue
 import java.util.concurrent.CompletableFuture
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.LinkedBlockingQueue
@@ -30,8 +31,8 @@ class JobRun {
 
     private final Closure readTile
     private final Closure onProgress
-    private final LinkedBlockingQueue<Long> requested = new LinkedBlockingQueue<>()
-    private final Map<String, List<Map>> detections = new LinkedHashMap<>()
+    private final BlockingQueue<Long> requested = new LinkedBlockingQueue<>()
+    private final Map<String, List<Map>> detections = [:]
     private final CompletableFuture<Map> completed = new CompletableFuture<>()
     private final Map<Long, Integer> rejections = new ConcurrentHashMap<>()
     private volatile String localError
@@ -78,6 +79,7 @@ class JobRun {
         (params.tileIds as List).each { requested.offer(it as long) }
     }
 
+    @SuppressWarnings('CatchRuntimeException') // a broken progress display must not stop the job
     void onProgressNotification(Map params) {
         lastProgress = params
         if (onProgress != null && !cancelRequested) {
@@ -179,9 +181,9 @@ class JobRun {
             return new JobOutcome(status: 'failed', code: localErrorCode, message: localError, completed: result)
         }
         if (status == 'completed') {
-            Map<String, List<Map>> copy
+            Map<String, List<Map>> copy = [:]
             synchronized (detections) {
-                copy = new LinkedHashMap<>(detections)
+                copy.putAll(detections)
             }
             return new JobOutcome(status: status, message: null, completed: result, featuresByRoi: copy)
         }
@@ -197,6 +199,7 @@ class JobRun {
 
     // -- sender thread ----------------------------------------------------------------------------
 
+    @SuppressWarnings('CatchException') // any reader failure (I/O, decoding, out of memory of a codec) fails the job cleanly
     private void sendLoop() {
         while (!completed.isDone()) {
             Long id = requested.poll(250, TimeUnit.MILLISECONDS)

@@ -39,7 +39,7 @@ final class Results {
 
     /**
      * The area part of a QuPath-exported annotation feature as a Polygon or MultiPolygon geometry,
-     * or null when the annotation has no area (points, lines).
+     * or an empty map when the annotation has no area (points, lines).
      */
     static Map areaGeometry(Map feature) {
         Map g = (feature?.geometry ?: feature) as Map
@@ -56,19 +56,16 @@ final class Results {
                         polys.addAll(part.coordinates as List)
                     }
                 }
-                return polys ? [type: 'MultiPolygon', coordinates: polys] : null
+                return polys ? [type: 'MultiPolygon', coordinates: polys] : [:]
             default:
-                return null
+                return [:]
         }
     }
 
     /** Area in px² of a Polygon/MultiPolygon (holes subtracted). */
     static double area(Map geometry) {
-        if (geometry == null) {
-            return 0d
-        }
-        List<List> polygons = geometry.type == 'MultiPolygon' ? geometry.coordinates as List<List> :
-            geometry.type == 'Polygon' ? [geometry.coordinates as List] : []
+        List<List> polygons = geometry?.type == 'MultiPolygon' ? geometry.coordinates as List<List> :
+            geometry?.type == 'Polygon' ? [geometry.coordinates as List] : []
         double total = 0
         polygons.each { List rings ->
             rings.eachWithIndex { Object ring, int i ->
@@ -103,7 +100,7 @@ final class Results {
      */
     static Map<String, Double> summary(List<Map> features, Map geometry, Double micronsPerPixel, List<String> classNames,
                                        String objectType = 'cell') {
-        Map<String, Integer> counts = new LinkedHashMap<>()
+        Map<String, Integer> counts = [:]
         classNames.each { counts[it] = 0 }
         features.each { Map f ->
             String c = className(f)
@@ -111,7 +108,7 @@ final class Results {
         }
         int total = features.size()
         String noun = objectType == 'detection' ? 'detections' : 'cells'
-        Map<String, Double> out = new LinkedHashMap<>()
+        Map<String, Double> out = [:]
         out["${PREFIX}Num ${noun}".toString()] = total as double
         counts.each { String c, Integer n -> out["${PREFIX}Num ${c}".toString()] = n as double }
         counts.each { String c, Integer n ->

@@ -50,7 +50,7 @@ class Settings {
     static Settings resolve(Object args, File scriptsDir, Map<String, String> env, Properties sys) {
         Map<String, String> values = [:]
         File file = scriptsDir == null ? null : new File(scriptsDir, PROPERTIES_FILE)
-        if (file != null && file.isFile()) {
+        if (file?.isFile()) {
             Properties props = new Properties()
             file.withReader('UTF-8') { Reader r -> props.load(r) }
             KEYS.each { String k -> putIfText(values, k, props.getProperty(k)) }

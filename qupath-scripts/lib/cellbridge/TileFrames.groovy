@@ -94,7 +94,7 @@ final class TileFrames {
         b.rewind()
         return [magic: b.getInt(), version: (int) b.get(), format: (int) b.get(), reserved: (int) b.getShort(),
                 jobId: Integer.toUnsignedLong(b.getInt()), tileId: Integer.toUnsignedLong(b.getInt()),
-                width: b.getInt(), height: b.getInt(), bytes: frame.remaining(), ] as Map<String, Object>
+                width: b.getInt(), height: b.getInt(), bytes: frame.remaining(), ]
     }
 
 }

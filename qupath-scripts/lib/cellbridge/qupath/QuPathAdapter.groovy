@@ -30,6 +30,8 @@ import qupath.lib.objects.classes.PathClass
 import qupath.lib.regions.RegionRequest
 import qupath.lib.scripting.QP
 
+import java.nio.file.Files
+import java.nio.file.Path
 import java.util.concurrent.CompletableFuture
 
 /*
@@ -79,7 +81,7 @@ class QuPathScripts {
                 targets = all
             }
         }
-        if (targets != null && targets.isEmpty()) {
+        if (targets?.isEmpty()) {
             return finish(ImageReport.failed(null, ErrorCodes.NOTHING_TO_DO, Messages.noAnnotations()), gui)
         }
         return finish(run(settings, imageData, targets, gui), gui)
@@ -89,6 +91,7 @@ class QuPathScripts {
      * One image of a batch ("Run for project", or QuPath's command line with -p): every annotation,
      * or the whole image when it has none. Never throws: a failure is reported and the batch goes on.
      */
+    @SuppressWarnings('CatchException') // a failure on one image is reported and the batch goes on
     static ImageReport runForProject(Script script, File home) {
         ImageReport report
         try {
@@ -166,7 +169,7 @@ class QuPathScripts {
         try {
             return workflow.runSafely(adapter)
         } finally {
-            adapter.window?.close()
+            adapter.window?.dispose()
         }
     }
 
@@ -179,11 +182,7 @@ class QuPathScripts {
     }
 
     private static String currentImageName() {
-        try {
-            return QP.getProjectEntry()?.getImageName()
-        } catch (RuntimeException ignored) {
-            return null
-        }
+        return QP.getProjectEntry()?.getImageName()
     }
 
     /** QuPath's script arguments (-a key=value on the command line); none in the GUI. */
@@ -198,14 +197,13 @@ class QuPathScripts {
     }
 
     private static Object attribute(Script script, String name) {
-        if (script == null) {
-            return null
-        }
+        Object value = null
         try {
-            return script.getProperty(name)
+            value = script?.getProperty(name)
         } catch (MissingPropertyException ignored) {
-            return null
+            value = null // not bound: not run by QuPath's script runner, or an older QuPath
         }
+        return value
     }
 
 }
@@ -256,14 +254,14 @@ class QuPathAdapter {
 
     /** The annotation's ROI as GeoJSON, written by QuPath itself (holes, ellipses, brushes included). */
     private static Map geometryOf(PathObject annotation) {
-        File tmp = File.createTempFile('cellbridge-roi-', '.geojson')
+        Path tmp = Files.createTempFile('cellbridge-roi-', '.geojson')
         try {
-            QP.exportObjectsToGeoJson([annotation], tmp.absolutePath, 'FEATURE_COLLECTION')
-            Map fc = new JsonSlurper().parse(tmp, 'UTF-8') as Map
+            QP.exportObjectsToGeoJson([annotation], tmp.toString(), 'FEATURE_COLLECTION')
+            Map fc = new JsonSlurper().parse(tmp.toFile(), 'UTF-8') as Map
             List features = fc.features as List
-            return features ? (features[0] as Map).geometry as Map : null
+            return features ? (features[0] as Map).geometry as Map : [:]
         } finally {
-            tmp.delete()
+            Files.deleteIfExists(tmp)
         }
     }
 
@@ -371,7 +369,7 @@ class ProgressWindow {
         }
     }
 
-    void close() {
+    void dispose() {
         Platform.runLater { stage?.close() }
     }
 
@@ -382,6 +380,7 @@ final class Fx {
 
     private Fx() { }
 
+    @SuppressWarnings('CatchThrowable') // whatever the FX code throws is handed to the waiting thread
     static <T> T runAndWait(Closure<T> body) {
         if (Platform.isFxApplicationThread()) {
             return body.call()
@@ -434,13 +433,9 @@ final class Fx {
             dialog.title = title
             dialog.headerText = null
             dialog.contentText = text
-            String answer = dialog.showAndWait().orElse(null)
-            try {
-                double v = answer == null ? -1d : Double.parseDouble(answer.trim())
-                return v > 0 ? v : null
-            } catch (NumberFormatException ignored) {
-                return null
-            }
+            String answer = dialog.showAndWait().orElse('').trim()
+            Double v = answer.isDouble() ? answer.toDouble() : null
+            return v != null && v > 0 ? v : null
         }
     }
 

@@ -1,0 +1,67 @@
+/**
+ * Segments an in-memory RGB image into a full-resolution label map with the daemon's own inference
+ * and post-processing code (used by `npm run eval`). Tiles and cores exactly as for jobs; the label
+ * map is painted at model resolution and scaled back to the image with nearest neighbour.
+ */
+import sharp from 'sharp';
+import type { RegisteredModel } from '../inference/model-registry';
+import type { TileEngine } from './engine';
+import { postprocessTile } from '../postprocess';
+import { gridOf, tileAt, type GridSpec } from '../tiling/planner';
+
+export interface InferenceEngine { engine: TileEngine; model: RegisteredModel }
+
+export interface SegmentedImage {
+  labels: Int32Array;
+  width: number;
+  height: number;
+  /** label → class name */
+  classOfLabel: Map<number, string>;
+}
+
+export async function segmentRgbImage(rgb: Uint8Array, width: number, height: number, micronsPerPixel: number, ie: InferenceEngine): Promise<SegmentedImage> {
+  const card = ie.model.card;
+  if (!card) throw new Error(`model ${ie.model.name} is not ready: ${ie.model.error}`);
+  const modelMpp = card.input.micronsPerPixel ?? micronsPerPixel;
+  const mw = Math.max(1, Math.round((width * micronsPerPixel) / modelMpp));
+  const mh = Math.max(1, Math.round((height * micronsPerPixel) / modelMpp));
+  const scaled = mw === width && mh === height ? rgb : new Uint8Array(await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } })
+    .resize(mw, mh, { fit: 'fill', kernel: 'linear' }).raw().toBuffer());
+  const spec: GridSpec = { imageWidth: mw, imageHeight: mh, downsample: 1, tileSize: card.input.readSize, overlap: card.tiling.overlap };
+  const grid = gridOf(spec);
+  const modelLabels = new Int32Array(mw * mh);
+  const classOfLabel = new Map<number, string>();
+  const names = new Map(card.classes.map((c) => [c.index, c.name]));
+  let next = 1;
+  for (let j = 0; j < grid.rows; j++) {
+    for (let i = 0; i < grid.cols; i++) {
+      const t = tileAt(spec, grid, i, j, 0);
+      const tileRgb = new Uint8Array(t.width * t.height * 3);
+      for (let r = 0; r < t.height; r++) tileRgb.set(scaled.subarray(3 * ((t.y + r) * mw + t.x), 3 * ((t.y + r) * mw + t.x + t.width)), 3 * r * t.width);
+      const { maps } = await ie.engine.infer(ie.model, tileRgb, t.width, t.height);
+      const { labels, cells } = postprocessTile(maps, card.postprocess);
+      const [cx0, cy0, cx1, cy1] = t.core;
+      const remap = new Int32Array(cells.reduce((m, c) => Math.max(m, c.label), 0) + 1);
+      for (const c of cells) {
+        const gx = t.x + c.centroidX, gy = t.y + c.centroidY;
+        if (gx < cx0 || gx >= cx1 || gy < cy0 || gy >= cy1) continue;
+        remap[c.label] = next;
+        classOfLabel.set(next, names.get(c.classIndex) ?? String(c.classIndex));
+        next++;
+      }
+      for (let r = 0; r < t.height; r++) {
+        for (let c = 0; c < t.width; c++) {
+          const l = labels[r * t.width + c];
+          if (l > 0 && remap[l] > 0) modelLabels[(t.y + r) * mw + t.x + c] = remap[l];
+        }
+      }
+    }
+  }
+  if (mw === width && mh === height) return { labels: modelLabels, width, height, classOfLabel };
+  const labels = new Int32Array(width * height);
+  for (let y = 0; y < height; y++) {
+    const sy = Math.min(mh - 1, Math.floor(((y + 0.5) * mh) / height));
+    for (let x = 0; x < width; x++) labels[y * width + x] = modelLabels[sy * mw + Math.min(mw - 1, Math.floor(((x + 0.5) * mw) / width))];
+  }
+  return { labels, width, height, classOfLabel };
+}

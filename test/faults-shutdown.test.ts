@@ -1,0 +1,194 @@
+/**
+ * Faults (issue #7): a crashing post-processing worker, corrupt and missing model files, a client
+ * vanishing mid-job, timeouts, and SIGTERM mid-job. The daemon stays up (or exits 0 on SIGTERM) and
+ * every job ends with one clear job/completed.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CellBridgeClient } from '../bridge/client/client';
+import { ErrorCodes, type CompletedParams } from '../protocol';
+import { startDaemon, type RunningDaemon } from './helpers/daemon';
+import { makeSyntheticModelsDir, syntheticCard } from './helpers/synthetic-model';
+import { cropScene, gridScene } from './helpers/synthetic-scene';
+import { cellKeys, RawPeer, runSceneJob, sceneJob, sleep } from './hardening-helpers.test';
+
+describe('faults: worker crash and broken models', function () {
+  let daemon: RunningDaemon;
+  const scene = gridScene(300, 300, 21);
+
+  before(async () => {
+    const models = makeSyntheticModelsDir((root) => {
+      const corrupt = join(root, 'corrupt');
+      mkdirSync(corrupt);
+      writeFileSync(join(corrupt, 'card.json'), JSON.stringify(syntheticCard({ name: 'corrupt' })));
+      writeFileSync(join(corrupt, 'model.onnx'), randomBytes(4096));
+      const missing = join(root, 'missing');
+      mkdirSync(missing);
+      writeFileSync(join(missing, 'card.json'), JSON.stringify(syntheticCard({ name: 'missing' })));
+    });
+    daemon = await startDaemon({
+      modelsDir: models, args: ['--device', 'cpu', '--log-level', 'info', '--model', 'synthetic'],
+      env: { CELLBRIDGE_TEST_CRASH_ON_TILE: '3', CELLBRIDGE_DEBUG: '1' },
+    });
+  });
+  after(async () => { await daemon?.stop(); });
+
+  it('reports a corrupt or missing model file at start-up and at initialize; job/start on it → ModelFailed', async () => {
+    const startupErrors = daemon.stderr.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((e) => e.event === 'model failed');
+    assert.deepEqual(startupErrors.map((e) => e.model).sort(), ['corrupt', 'missing']);
+    const p = await RawPeer.open(daemon.url);
+    const init = await p.initialize();
+    const byName = Object.fromEntries(init.result.models.map((m: { name: string }) => [m.name, m]));
+    assert.equal(byName.synthetic.status, 'ready');
+    assert.equal(byName.corrupt.status, 'failed');
+    assert.match(byName.corrupt.error, /could not be loaded/);
+    assert.equal(byName.missing.status, 'failed');
+    assert.match(byName.missing.error, /missing/);
+    for (const model of ['corrupt', 'missing']) {
+      const r = await p.request(`start-${model}`, 'job/start', sceneJob(scene, { model }));
+      assert.equal(r.error.code, ErrorCodes.ModelFailed, JSON.stringify(r));
+      assert.match(r.error.message, new RegExp(`Model "${model}" cannot be used`));
+    }
+    await p.close();
+  });
+
+  it('a crashing post-processing worker fails that job cleanly; the daemon serves the next jobs', async () => {
+    const crashed = await runSceneJob(daemon.url, scene);
+    assert.equal(crashed.completed.status, 'failed', JSON.stringify(crashed.completed));
+    assert.equal(crashed.completed.error!.code, ErrorCodes.InternalError);
+    assert.match(crashed.completed.error!.message, /post-processing worker crashed/);
+    assert.equal(daemon.process.exitCode, null, 'daemon still up');
+    assert.ok(daemon.stderr.some((l) => /post-processing worker crashed; replaced/.test(l)));
+    const next = await runSceneJob(daemon.url, scene);
+    assert.equal(next.completed.status, 'completed');
+    assert.ok(next.completed.cells > 30, `${next.completed.cells} cells`);
+    const again = await runSceneJob(daemon.url, scene);
+    assert.deepEqual(cellKeys(again), cellKeys(next));
+  });
+
+  it('a client that vanishes mid-job frees its job, its queued work and its connection', async () => {
+    const client = await CellBridgeClient.connect(daemon.url);
+    let sent = 0;
+    const started = new Promise<void>((resolve) => {
+      void client.runJob(sceneJob(scene, { options: { pixelFormat: 'rgb8', maxTilesInFlight: 8 } }), async (t) => {
+        if (++sent === 4) resolve();
+        return cropScene(scene, t.x, t.y, t.width, t.height);
+      }).catch(() => undefined);
+    });
+    await started;
+    client.socket.terminate();
+    const p = await RawPeer.open(daemon.url);
+    await p.initialize();
+    let stats: any = null;
+    for (let i = 0; i < 50; i++) {
+      stats = (await p.request(`stats-${i}`, 'debug/stats')).result;
+      if (stats.clients === 1 && stats.jobs === 0 && stats.queued.inference === 0 && stats.queued.postprocess === 0) break;
+      await sleep(100);
+    }
+    if (stats.clients !== 1) console.log(daemon.stderr.filter((l) => /client (connected|left)|closing|uncaught|unhandled|error/.test(l)).join('\n'));
+    assert.deepEqual({ clients: stats.clients, jobs: stats.jobs, queued: stats.queued }, { clients: 1, jobs: 0, queued: { inference: 0, postprocess: 0, plan: 0 } });
+    assert.ok(daemon.stderr.some((l) => /"event":"job ended".*"status":"cancelled"/.test(l)));
+    await p.close();
+  });
+});
+
+describe('faults: limits and timeouts', function () {
+  let daemon: RunningDaemon;
+  const scene = gridScene(300, 300, 22);
+
+  before(async () => {
+    daemon = await startDaemon({
+      modelsDir: makeSyntheticModelsDir(),
+      args: ['--device', 'cpu', '--log-level', 'warn', '--tile-timeout-s', '1', '--idle-timeout-s', '1', '--max-jobs-per-client', '2',
+        '--max-tiles-per-job', '50', '--max-roi-vertices', '1000', '--max-roi-megapixels', '1', '--max-message-mb', '1'],
+    });
+  });
+  after(async () => { await daemon?.stop(); });
+
+  it('each limit gives LimitExceeded (-32016) naming it', async () => {
+    const p = await RawPeer.open(daemon.url);
+    await p.initialize();
+    const big = (n: number) => ({ type: 'Polygon', coordinates: [[[0, 0], [n, 0], [n, n], [0, n], [0, 0]]] });
+    const image = { name: 'big', width: 100_000, height: 100_000, micronsPerPixel: 0.5 };
+    const circle = Array.from({ length: 1200 }, (_, i) => [500 + 400 * Math.cos((2 * Math.PI * i) / 1200), 500 + 400 * Math.sin((2 * Math.PI * i) / 1200)]);
+    const cases: [string, unknown][] = [
+      ['maxRoiAreaPixels', { image, rois: [{ id: 'a', geometry: big(5000) }], model: 'synthetic' }],
+      ['maxTilesPerJob', { image, rois: [{ id: 'a', geometry: big(900) }], model: 'synthetic' }],
+      ['maxTilesPerJob', { image, rois: [{ id: 'a', geometry: big(10) }, { id: 'b', geometry: { type: 'Polygon', coordinates: [[[90_000, 90_000], [90_010, 90_000], [90_010, 90_010], [90_000, 90_000]]] } }], model: 'synthetic' }],
+      ['maxRoiVertices', { image, rois: [{ id: 'a', geometry: { type: 'Polygon', coordinates: [circle] } }], model: 'synthetic' }],
+    ];
+    for (const [i, [limit, params]] of cases.entries()) {
+      const r = await p.request(`l${i}`, 'job/start', params);
+      assert.equal(r.error?.code, ErrorCodes.LimitExceeded, `${limit}: ${JSON.stringify(r).slice(0, 300)}`);
+      assert.equal(r.error.data.limit, limit);
+      assert.match(r.error.message, new RegExp(limit));
+    }
+    // Jobs per client: the third concurrent job is refused.
+    const j1 = await p.request('j1', 'job/start', sceneJob(scene));
+    const j2 = await p.request('j2', 'job/start', sceneJob(scene));
+    assert.ok(j1.result && j2.result);
+    const j3 = await p.request('j3', 'job/start', sceneJob(scene));
+    assert.equal(j3.error.code, ErrorCodes.LimitExceeded);
+    assert.equal(j3.error.data.limit, 'maxJobsPerClient');
+    // No tiles sent: both jobs fail with Timeout after the 1 s tile timeout.
+    assert.ok(await p.until(() => p.messages.filter((m) => m.method === 'job/completed').length === 2, 8000));
+    const done = p.messages.filter((m) => m.method === 'job/completed').map((m) => m.params as CompletedParams);
+    for (const c of done) { assert.equal(c.status, 'failed'); assert.equal(c.error!.code, ErrorCodes.Timeout); }
+    // Oversize message: closed with 1009.
+    p.send(new Uint8Array(1024 * 1024 + 1));
+    assert.ok(await p.until(() => p.closed !== null, 5000));
+    assert.equal(p.closed!.code, 1009);
+  });
+
+  it('closes an idle connection with a reason', async () => {
+    const p = await RawPeer.open(daemon.url);
+    await p.initialize();
+    assert.ok(await p.until(() => p.closed !== null, 5000), 'closed');
+    assert.equal(p.closed!.code, 1000);
+    assert.match(p.closed!.reason, /idle/);
+  });
+});
+
+describe('faults: SIGTERM mid-job', function () {
+  it('tells clients, ends every job with job/completed (completed or ShuttingDown), exits 0 within the bound', async () => {
+    const scene = gridScene(300, 300, 23);
+    const daemon = await startDaemon({ modelsDir: makeSyntheticModelsDir(), args: ['--device', 'cpu', '--log-level', 'info', '--shutdown-grace-s', '1'] });
+    try {
+      // A client that stops sending tiles (its job cannot finish) and one whose job can.
+      const stuck = await CellBridgeClient.connect(daemon.url);
+      const shutdowns: unknown[] = [];
+      stuck.connection.onNotification('server/shutdown', (p) => { shutdowns.push(p); });
+      let sent = 0;
+      let stuckStarted!: () => void;
+      const stuckRunning = new Promise<void>((r) => (stuckStarted = r));
+      const stuckJob = stuck.runJob(sceneJob(scene), (t) => {
+        if (++sent <= 2) return Promise.resolve(cropScene(scene, t.x, t.y, t.width, t.height));
+        stuckStarted();
+        return new Promise<Uint8Array>(() => undefined);
+      });
+      const fine = await CellBridgeClient.connect(daemon.url);
+      let fineStarted!: () => void;
+      const fineRunning = new Promise<void>((r) => (fineStarted = r));
+      const fineJob = fine.runJob(sceneJob(scene, { rois: [{ id: 'small', geometry: { type: 'Polygon', coordinates: [[[10, 10], [80, 10], [80, 80], [10, 80], [10, 10]]] } }] }),
+        async (t) => { fineStarted(); return cropScene(scene, t.x, t.y, t.width, t.height); });
+      await Promise.all([stuckRunning, fineRunning]);
+      const t0 = Date.now();
+      const code = await daemon.stop('SIGTERM');
+      const ms = Date.now() - t0;
+      assert.equal(code, 0);
+      assert.ok(ms < 1000 + 5000, `exited after ${ms} ms`);
+      const stuckOutcome = await stuckJob;
+      assert.equal(stuckOutcome.completed.status, 'cancelled');
+      assert.equal(stuckOutcome.completed.error!.code, ErrorCodes.ShuttingDown);
+      assert.deepEqual(shutdowns, [{ reason: 'received SIGTERM', graceMs: 1000 }]);
+      const fineOutcome = await fineJob;
+      assert.ok(['completed', 'cancelled'].includes(fineOutcome.completed.status), fineOutcome.completed.status);
+      await sleep(300); // the last log lines may still be in the pipe when 'exit' fires
+      assert.ok(daemon.stderr.some((l) => /"event":"stopped"/.test(l)), daemon.stderr.slice(-8).join('\n'));
+    } finally {
+      await daemon.stop('SIGKILL');
+    }
+  });
+});

@@ -1,0 +1,397 @@
+/**
+ * The QuPath side (qupath-scripts/) tested with QuPath's own Groovy (4.0.26, the jars that
+ * npm-groovy-lint ships) on the system Java, against the REAL daemon:
+ *  - unit checks of the plain-Groovy library (settings, frames, results, messages, connection errors);
+ *  - end to end: the Groovy client reads raw pixels like RegionRequest would, and must get the very
+ *    cells that the Node path (`cellbridge segment`) gets for the same pixels and ROI, and the known
+ *    cells of the painted scene;
+ *  - cancel mid-job, daemon killed mid-job, daemon absent, wrong token, unknown model, version
+ *    mismatch, missing pixel size, empty ROI: a clear message and nothing applied;
+ *  - the real slide CMU-1-Small-Region.svs (skipped when ../shared/data is absent);
+ *  - npm-groovy-lint of qupath-scripts/.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import sharp from 'sharp';
+import { startDaemon, type RunningDaemon } from './helpers/daemon';
+import { makeSyntheticModelsDir } from './helpers/synthetic-model';
+import { gridScene } from './helpers/synthetic-scene';
+import { parseRoi, pointInRoi } from '../bridge/tiling/roi';
+
+const REPO = join(__dirname, '..', '..');
+const CLI = join(REPO, 'dist', 'bridge', 'cli.js');
+const SHARED_DATA = join(REPO, '..', 'shared', 'data');
+const SVS = join(SHARED_DATA, 'wsi', 'CMU-1-Small-Region.svs');
+const GROOVY_JARS = join(REPO, 'node_modules', 'npm-groovy-lint', 'lib', 'java', 'groovy', 'lib');
+/** C1-only JIT and the serial GC: these short runs start twice as fast on a busy 2-core machine. */
+const JAVA = ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', '-cp', join(GROOVY_JARS, '*'), 'groovy.ui.GroovyMain'];
+
+/** The CI lint command, as run by this test: `npx npm-groovy-lint <these args>` from the repo root. */
+const LINT_ARGS = ['--config', 'qupath-scripts/.groovylintrc.json', '--failon', 'info', '--no-parse', '--noserver',
+  '--javaoptions=-Xmx1g,-XX:TieredStopAtLevel=1,-XX:+UseSerialGC', 'qupath-scripts'];
+
+const javaAvailable = spawnSync('java', ['-version']).status === 0;
+
+interface GroovyRun { code: number | null; stdout: string; stderr: string; result: any }
+
+/** Runs a Groovy script; `onLine` sees stdout lines as they come. Resolves with the RESULT line parsed. */
+function runGroovy(script: string, args: string[], onLine?: (line: string) => void, timeoutMs = 110_000): Promise<GroovyRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('java', [...JAVA, join(REPO, 'test', 'groovy', script), REPO, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: string[] = [];
+    let stderr = '';
+    child.stderr!.on('data', (d) => { stderr += d; });
+    createInterface({ input: child.stdout! }).on('line', (line) => { out.push(line); onLine?.(line); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const line = out.find((l) => l.startsWith('RESULT '));
+      if (!line) {
+        reject(new Error(`${script} exited with ${code} without a RESULT line\nstdout:\n${out.join('\n')}\nstderr:\n${stderr}`));
+        return;
+      }
+      resolve({ code, stdout: out.join('\n'), stderr, result: JSON.parse(line.slice('RESULT '.length)) });
+    });
+  });
+}
+
+function scenarioOk(s: any, name: string) {
+  assert.ok(s, `scenario ${name} did not run`);
+  assert.equal(s.error, undefined, `scenario ${name} threw: ${s.error}\n${s.stack ?? ''}`);
+}
+
+/** Features keyed by id, without the client's marker measurement. */
+function byId(features: any[]): Map<string, any> {
+  const m = new Map<string, any>();
+  for (const f of features) {
+    const copy = JSON.parse(JSON.stringify(f));
+    delete copy.properties?.measurements?.cellbridge;
+    assert.ok(!m.has(copy.id), `duplicate feature id ${copy.id}`);
+    m.set(copy.id, copy);
+  }
+  return m;
+}
+
+/** Same cells: same ids, classes, outlines (exact), nucleus outlines and measurement names. */
+function assertSameCells(groovy: any[], node: any[]) {
+  const g = byId(groovy), n = byId(node);
+  assert.equal(g.size, n.size, `Groovy client got ${g.size} cells, the Node path ${n.size}`);
+  for (const [id, nf] of n) {
+    const gf = g.get(id);
+    assert.ok(gf, `cell ${id} of the Node path is missing from the Groovy run`);
+    assert.equal(gf.properties.classification.name, nf.properties.classification.name, `class of ${id}`);
+    assert.deepEqual(gf.geometry, nf.geometry, `outline of ${id}`);
+    assert.deepEqual(gf.nucleusGeometry, nf.nucleusGeometry, `nucleus of ${id}`);
+    assert.deepEqual(Object.keys(gf.properties.measurements).sort(), Object.keys(nf.properties.measurements).sort());
+  }
+}
+
+/** `cellbridge segment` (the Node path) on an image file, through the given daemon; resolves with its features. */
+function segmentWithNode(image: string, roiFile: string, out: string, url: string, extra: string[] = []): Promise<any[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'segment', image, '--server', url, '--roi', roiFile, '--out', out, '--quiet', ...extra],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout!.on('data', (d) => { text += d; });
+    child.stderr!.on('data', (d) => { text += d; });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`cellbridge segment failed (${code}):\n${text}`));
+      else resolve(JSON.parse(readFileSync(out, 'utf8')).features);
+    });
+  });
+}
+
+const ROI = {
+  type: 'Polygon' as const,
+  coordinates: [
+    [[20, 20], [590, 20], [590, 470], [20, 470], [20, 20]],
+    [[250, 150], [350, 150], [350, 260], [250, 260], [250, 150]],
+  ],
+};
+
+const REAL_MODEL_DIR = join(REPO, 'models', 'cellbridge-he-v1');
+
+describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function () {
+  this.timeout(240_000);
+  const W = 610, H = 500;
+  const scene = gridScene(W, H, 11, [96, 192, 288, 384, 480, 576]);
+  let work: string;
+  let daemon: RunningDaemon | undefined;
+  let killDaemon: RunningDaemon | undefined;
+  let unitRun: Promise<GroovyRun>;
+  let lintRun: Promise<{ status: number | null; out: string }>;
+  let mainRun: Promise<GroovyRun>;
+  let killRun: Promise<{ run: GroovyRun; killedAt: number }>;
+  let nodeScene: Promise<any[]>;
+  let svs: { run: Promise<GroovyRun>; node: Promise<any[]>; model: string } | null = null;
+
+  // Everything starts at once and the tests await their part: JVM start-ups, the lint and the
+  // daemons overlap, which keeps the whole file well under a minute on an idle 2-core machine.
+  before(async function () {
+    if (!javaAvailable) {
+      console.log('    (skipped: no `java` on PATH; install a Java 17+ runtime to test the QuPath scripts)');
+      this.skip();
+    }
+    work = mkdtempSync(join(tmpdir(), 'cellbridge-groovy-'));
+    unitRun = runGroovy('UnitTests.groovy', []);
+    lintRun = new Promise((resolve) => {
+      const child = spawn(process.execPath, [join(REPO, 'node_modules', 'npm-groovy-lint', 'lib', 'index.js'), ...LINT_ARGS],
+        { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout!.on('data', (d) => { out += d; });
+      child.stderr!.on('data', (d) => { out += d; });
+      child.on('close', (status) => resolve({ status, out }));
+    });
+    unitRun.catch(() => undefined);
+    // One daemon for the scenarios (synthetic model, plus the real H&E model when it is built), one with a
+    // token that the kill test kills.
+    const useRealModel = existsSync(join(REAL_MODEL_DIR, 'card.json')) && existsSync(join(REAL_MODEL_DIR, 'model.onnx'));
+    const modelsDir = makeSyntheticModelsDir((root) => { if (useRealModel) symlinkSync(REAL_MODEL_DIR, join(root, 'cellbridge-he-v1')); });
+    [daemon, killDaemon] = await Promise.all([
+      startDaemon({ modelsDir, args: ['--device', 'cpu', '--log-level', 'warn'] }),
+      startDaemon({ modelsDir: makeSyntheticModelsDir(), args: ['--device', 'cpu', '--log-level', 'warn', '--token', 's3cret'] }),
+    ]);
+
+    // The painted scene, as the raw pixels the Groovy "image server" reads and as a PNG for the Node path.
+    const raw = join(work, 'scene.rgb');
+    const png = join(work, 'scene.png');
+    writeFileSync(raw, scene.rgb);
+    await sharp(Buffer.from(scene.rgb), { raw: { width: W, height: H, channels: 3 } }).png().toFile(png);
+    const roiFile = join(work, 'roi.geojson');
+    writeFileSync(roiFile, JSON.stringify({ type: 'Feature', id: 'r', geometry: ROI, properties: {} }));
+    const config: any = {
+      server: daemon.url, raw, width: W, height: H, imageName: 'scene.png', mpp: 0.5, modelMpp: 0.5, model: 'synthetic',
+      rois: [{ id: 'r', label: 'ROI with a hole', geometry: ROI }], outDir: work, images: {},
+    };
+    const scenarios = ['detect', 'detections', 'askPixelSize', 'missingPixelSize', 'cancel', 'unknownModel', 'emptyRoi',
+      'versionMismatch', 'absent'];
+
+    // A region of the real slide (when the shared data is here): level-0 pixels dumped with sharp.
+    if (existsSync(SVS)) {
+      const left = 800, top = 1200, width = 640, height = 600;
+      const rgb = await sharp(SVS, { limitInputPixels: false }).extract({ left, top, width, height }).removeAlpha().raw().toBuffer();
+      const svsRaw = join(work, 'cmu.rgb');
+      const svsPng = join(work, 'cmu-region.png');
+      writeFileSync(svsRaw, rgb);
+      await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toFile(svsPng);
+      const roi = { type: 'Polygon', coordinates: [[[40, 30], [600, 60], [560, 570], [60, 540], [40, 30]]] };
+      const svsRoi = join(work, 'cmu-roi.geojson');
+      writeFileSync(svsRoi, JSON.stringify({ type: 'Feature', id: 'r', geometry: roi, properties: {} }));
+      const model = useRealModel ? 'cellbridge-he-v1' : 'synthetic';
+      // The pixel size stated on both paths is the model's 0.5 µm/px (the slide's is 0.499): downsample 1, so
+      // both clients send the very same pixels and any difference is the client's.
+      config.images.svs = { raw: svsRaw, width, height, name: 'cmu-region.png', mpp: 0.5, model,
+        regions: [{ id: 'r', label: 'tissue', geometry: roi }] };
+      scenarios.push('detect:svs');
+      svs = { run: undefined as any, node: segmentWithNode(svsPng, svsRoi, join(work, 'cmu-node.geojson'), daemon.url, ['--mpp', '0.5', '--model', model]), model };
+      svs.node.catch(() => undefined);
+    }
+    const configFile = join(work, 'config.json');
+    writeFileSync(configFile, JSON.stringify(config));
+    mainRun = runGroovy('DaemonTests.groovy', [configFile, ...scenarios]);
+    mainRun.catch(() => undefined);
+    if (svs) svs.run = mainRun;
+    // The Node path on the scene: a PNG has no pixel size, so the same 0.5 µm/px is stated.
+    nodeScene = segmentWithNode(png, roiFile, join(work, 'node.geojson'), daemon.url, ['--mpp', '0.5', '--model', 'synthetic']);
+    nodeScene.catch(() => undefined);
+
+    // Wrong token, then a job whose daemon is SIGKILLed after the client has sent two tiles.
+    const killRaw = join(work, 'kill.rgb');
+    writeFileSync(killRaw, gridScene(W, H, 5).rgb);
+    const killConfig = join(work, 'kill.json');
+    writeFileSync(killConfig, JSON.stringify({
+      server: killDaemon.url, token: 's3cret', raw: killRaw, width: W, height: H, imageName: 'kill.png', mpp: 0.5, model: 'synthetic',
+      rois: [{ id: 'r', label: 'all', geometry: ROI }], outDir: work,
+    }));
+    let killedAt = 0;
+    const kd = killDaemon;
+    killRun = runGroovy('DaemonTests.groovy', [killConfig, 'badToken', 'killed'], (line) => {
+      if (line === 'READY_TO_KILL' && !killedAt) { killedAt = Date.now(); kd.process.kill('SIGKILL'); }
+    }).then((run) => ({ run, killedAt }));
+    killRun.catch(() => undefined);
+  });
+
+  after(async () => {
+    await Promise.allSettled([mainRun, killRun, nodeScene, lintRun, unitRun, svs?.node]);
+    await Promise.all([daemon?.stop(), killDaemon?.stop()]);
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  describe('library checks without a daemon', () => {
+    it('settings, tile frames, results, messages and connection errors', async () => {
+      const run = await unitRun;
+      const failed = run.result.results.filter((r: any) => !r.ok);
+      assert.ok(run.result.results.length >= 15, `only ${run.result.results.length} checks ran`);
+      assert.deepEqual(failed.map((f: any) => `${f.name}: ${f.error}\n${f.stack}`), []);
+    });
+  });
+
+  describe('with the daemon and the synthetic model', () => {
+    let results: any;
+    let nodeFeatures: any[];
+    before(async () => {
+      results = (await mainRun).result;
+      nodeFeatures = await nodeScene;
+    });
+
+    it('detects the same cells as the Node path (ids, classes, exact outlines) and the painted ones', () => {
+      const s = results.detect;
+      scenarioOk(s, 'detect');
+      assert.equal(s.report.status, 'completed', s.report.message);
+      assert.equal(s.applyCalls, 1, 'results applied once, in one batch');
+      const applied = JSON.parse(readFileSync(s.featuresFile, 'utf8'));
+      assert.equal(applied.length, 1);
+      const features = applied[0].features;
+      assertSameCells(features, nodeFeatures);
+      const roi = parseRoi('r', ROI);
+      const expected = scene.discs.filter((d) => pointInRoi(d.cx, d.cy, roi)).length;
+      assert.ok(expected > 100);
+      assert.equal(features.length, expected, 'every painted cell in the ROI, once');
+      assert.ok(features.every((f: any) => f.properties.measurements.cellbridge === 1), 'cells carry the cellbridge marker');
+      assert.equal(s.report.cells, features.length);
+      // tiles: each asked-for tile read once, none rejected
+      assert.equal(new Set(s.tilesRead).size, s.tilesRead.length, 'no tile read twice');
+      assert.equal(s.tilesRead.length, s.report.tilesTotal);
+      assert.ok(!s.log.some((l: string) => l.includes('rejected')), s.log.join('\n'));
+      assert.ok(s.progress >= 2, 'progress was shown');
+    });
+    it('writes the per-annotation summary: counts, percentages, densities per mm²', () => {
+      const applied = JSON.parse(readFileSync(results.detect.featuresFile, 'utf8'));
+      const { summary, features } = applied[0];
+      const alpha = features.filter((f: any) => f.properties.classification.name === 'Alpha').length;
+      const beta = features.length - alpha;
+      assert.equal(summary['Cell Bridge: Num cells'], features.length);
+      assert.equal(summary['Cell Bridge: Num Alpha'], alpha);
+      assert.equal(summary['Cell Bridge: Num Beta'], beta);
+      assert.ok(Math.abs(summary['Cell Bridge: Alpha %'] - (100 * alpha) / features.length) < 1e-9);
+      const areaMm2 = ((570 * 450 - 100 * 110) * 0.25) / 1e6;
+      assert.ok(Math.abs(summary['Cell Bridge: Area mm^2'] - areaMm2) < 1e-12);
+      assert.ok(Math.abs(summary['Cell Bridge: Cells per mm^2'] - features.length / areaMm2) < 1e-6);
+      assert.ok(Math.abs(summary['Cell Bridge: Beta per mm^2'] - beta / areaMm2) < 1e-6);
+    });
+
+    it('objectType=detection gives detections without nucleus outlines', () => {
+      const s = results.detections;
+      scenarioOk(s, 'detections');
+      assert.equal(s.report.status, 'completed', s.report.message);
+      assert.deepEqual(s.objectTypes, ['detection']);
+      assert.equal(s.withNucleus, 0);
+      assert.ok(s.summaryKeys.includes('Cell Bridge: Num detections'));
+      assert.equal(s.report.cells, results.detect.report.cells);
+    });
+
+    it('an image without pixel size: asks for one and uses it, or says how to state it', () => {
+      const asked = results.askPixelSize;
+      scenarioOk(asked, 'askPixelSize');
+      assert.equal(asked.pixelSizeQuestions, 1);
+      assert.equal(asked.report.status, 'completed', asked.report.message);
+      assert.equal(asked.report.cells, results.detect.report.cells);
+      const missing = results.missingPixelSize;
+      scenarioOk(missing, 'missingPixelSize');
+      assert.equal(missing.report.status, 'failed');
+      assert.equal(missing.report.codeName, 'MissingPixelSize');
+      assert.match(missing.report.message, /has no pixel size.*pixelSize=0\.5/s);
+      assert.equal(missing.applyCalls, 0);
+    });
+
+    it('Cancel mid-job: the daemon is told, the report says so, nothing is applied', () => {
+      const s = results.cancel;
+      scenarioOk(s, 'cancel');
+      assert.equal(s.report.status, 'cancelled', JSON.stringify(s.report));
+      assert.match(s.report.message, /Cancelled: nothing was added/);
+      assert.equal(s.applyCalls, 0);
+      assert.ok(s.tilesRead.length < results.detect.tilesRead.length, `read ${s.tilesRead.length} tiles after cancelling`);
+      assert.ok(s.ms < 20_000, `cancel took ${s.ms} ms`);
+    });
+
+    it('unknown model: names the available models', () => {
+      const s = results.unknownModel;
+      scenarioOk(s, 'unknownModel');
+      assert.equal(s.report.codeName, 'UnknownModel');
+      assert.match(s.report.message, /no model named 'no-such-model'.*Available models: synthetic/s);
+      assert.equal(s.applyCalls, 0);
+    });
+
+    it('empty ROI (zero area, or outside the image): a clear message, nothing sent', () => {
+      const s = results.emptyRoi;
+      scenarioOk(s, 'emptyRoi');
+      for (const k of ['flat', 'outside']) {
+        assert.equal(s[k].report.status, 'failed', `${k}: ${JSON.stringify(s[k].report)}`);
+        assert.equal(s[k].report.codeName, 'EmptyRoi', `${k}: ${s[k].report.message}`);
+        assert.match(s[k].report.message, /no area inside the image/);
+        assert.equal(s[k].applyCalls, 0);
+        assert.equal(s[k].tilesRead.length, 0);
+      }
+    });
+
+    it('protocol version mismatch: says which versions and what to update', () => {
+      const s = results.versionMismatch;
+      scenarioOk(s, 'versionMismatch');
+      assert.equal(s.thrown, true);
+      assert.equal(s.code, -32003);
+      assert.match(s.message, /protocol 2\.0.*same Cell Bridge\s+release/s);
+    });
+
+    it('daemon absent: says how to start it (npx cellbridge serve, docker run)', () => {
+      const s = results.absent;
+      scenarioOk(s, 'absent');
+      assert.equal(s.report.codeName, 'DaemonNotRunning');
+      assert.match(s.report.message, /Cannot reach the Cell Bridge daemon at ws:\/\/127\.0\.0\.1:\d+\//);
+      assert.match(s.report.message, /npx cellbridge serve/);
+      assert.match(s.report.message, /docker run/);
+      assert.equal(s.applyCalls, 0);
+    });
+  });
+
+  describe('with a daemon that runs with a token and is killed mid-job', () => {
+    it('a wrong token is refused with a hint', async () => {
+      const bad = (await killRun).run.result.badToken;
+      scenarioOk(bad, 'badToken');
+      assert.equal(bad.report.codeName, 'Unauthorized', JSON.stringify(bad.report));
+      assert.match(bad.report.message, /refused the token.*token=/s);
+      assert.equal(bad.applyCalls, 0);
+    });
+
+    it('daemon killed mid-job: a clear message, nothing applied', async () => {
+      const { run, killedAt } = await killRun;
+      const s = run.result.killed;
+      scenarioOk(s, 'killed');
+      assert.ok(killedAt > 0, 'the job started');
+      assert.equal(s.report.status, 'failed', JSON.stringify(s.report));
+      assert.equal(s.report.codeName, 'ConnectionLost');
+      assert.match(s.report.message, /connection to the Cell Bridge daemon .* was lost.*Nothing was added.*npx cellbridge serve/s);
+      assert.equal(s.applyCalls, 0, 'nothing applied');
+    });
+  });
+
+  describe('with the real slide CMU-1-Small-Region.svs', () => {
+    it('a region read by the Groovy client gives the cells the Node path gets', async function () {
+      if (!svs) {
+        console.log(`    (skipped: ${SVS} is absent; the shared test data is not on this machine)`);
+        this.skip();
+      }
+      const s = (await svs.run).result['detect:svs'];
+      scenarioOk(s, 'detect:svs');
+      assert.equal(s.report.status, 'completed', s.report.message);
+      const groovy = JSON.parse(readFileSync(s.featuresFile, 'utf8'))[0].features;
+      const node = await svs.node;
+      assertSameCells(groovy, node);
+      if (svs.model === 'cellbridge-he-v1') assert.ok(groovy.length > 20, `only ${groovy.length} nuclei in a tissue region`);
+      console.log(`      (${groovy.length} cells with model ${svs.model}: ${JSON.stringify(s.report.counts)})`);
+    });
+  });
+
+  describe('lint', () => {
+    it(`npm-groovy-lint passes on qupath-scripts/ (${LINT_ARGS.join(' ')})`, async () => {
+      const r = await lintRun;
+      assert.equal(r.status, 0, r.out);
+    });
+  });
+});
+

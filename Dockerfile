@@ -4,7 +4,7 @@
 #   docker build --target cpu -t cellbridge:cpu .     # onnxruntime CPU provider, node:20-bookworm-slim
 #   docker build --target gpu -t cellbridge:gpu .     # CUDA 12 + cuDNN 9 (and WebGPU over Vulkan), needs internet
 # Run (the daemon refuses to listen on 0.0.0.0 without a token):
-#   docker run --rm --init -p 8765:8765 -e CELLBRIDGE_TOKEN=$(openssl rand -hex 16) cellbridge:cpu
+#   docker run --rm --init -p 8765:8765 -e CELLBRIDGE_TOKEN=$(openssl rand -hex 32) cellbridge:cpu
 #   docker run --rm --init --gpus all -p 8765:8765 -e CELLBRIDGE_TOKEN=... cellbridge:gpu
 # See DOCKER.md. test/docker.test.ts checks this file (COPY sources, targets, user, port, health check, command).
 

@@ -4,11 +4,15 @@
  * baseline. Also: the inference queue is shared fairly (round-robin between clients).
  */
 import assert from 'node:assert/strict';
-import { CellBridgeClient } from '../bridge/client/client';
+import { setMaxListeners } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tagOwner, WorkerPool } from '../bridge/workers/pool';
 import { startDaemon, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
-import { cropScene, gridScene } from './helpers/synthetic-scene';
-import { cellKeys, RawPeer, rssBytes, runSceneJob, sceneJob, sleep } from './hardening-helpers.test';
+import { gridScene } from './helpers/synthetic-scene';
+import { cellKeys, RawPeer, rssBytes, runSceneJob, sleep } from './hardening-helpers.test';
 
 const MiB = 1024 * 1024;
 
@@ -72,20 +76,42 @@ describe('concurrency: 8 clients on one image', function () {
     assert.ok(after.s.memory.heapUsed - base.s.memory.heapUsed < 8 * MiB, 'main-thread heap back to its baseline');
   });
 
-  it('shares the inference queue fairly: a small job is not stuck behind a greedy client', async () => {
-    // Greedy: 4 jobs x 8 tiles in flight on one connection. Small: one job of one tile on another.
-    const greedy = await CellBridgeClient.connect(daemon.url);
-    const big = gridScene(640, 640, 32);
-    let greedyDone = 0;
-    const greedyJobs = Array.from({ length: 4 }, () => greedy.runJob(sceneJob(big, { options: { pixelFormat: 'rgb8', maxTilesInFlight: 8 } }),
-      async (t) => cropScene(big, t.x, t.y, t.width, t.height)).then((o) => { greedyDone++; return o; }));
-    await sleep(300);
-    const t0 = Date.now();
-    const small = await runSceneJob(daemon.url, scene, { rois: [{ id: 's', geometry: { type: 'Polygon', coordinates: [[[10, 10], [60, 10], [60, 60], [10, 60], [10, 10]]] } }] });
-    const smallMs = Date.now() - t0;
-    assert.equal(small.completed.status, 'completed');
-    assert.equal(greedyDone, 0, `the small job (${smallMs} ms) finished before the greedy jobs`);
-    for (const o of await Promise.all(greedyJobs)) assert.equal(o.completed.status, 'completed');
-    await greedy.close();
+});
+
+describe('concurrency: the worker pools are shared fairly', function () {
+  it('takes queued tasks round-robin between clients, not first come first served', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cellbridge-pool-'));
+    const script = join(dir, 'busy-worker.js');
+    writeFileSync(script, `const { parentPort } = require('node:worker_threads');
+require(${JSON.stringify(join(__dirname, '..', 'bridge', 'workers', 'pool.js'))}).serveWorker(parentPort, async (x) => {
+  const t = Date.now(); while (Date.now() - t < 3) { /* busy */ }
+  return { result: x };
+});`);
+    const pool = new WorkerPool<string, string>(script, { name: 'test', size: 1 });
+    try {
+      const greedy = new AbortController(), doomed = new AbortController(), modest = new AbortController(), late = new AbortController();
+      for (const [c, owner] of [[greedy, 'greedy'], [doomed, 'greedy'], [modest, 'modest'], [late, 'late']] as const) {
+        setMaxListeners(100, c.signal);
+        tagOwner(c.signal, owner);
+      }
+      const order: string[] = [];
+      const run = (x: string, signal: AbortSignal) => pool.run(x, [], signal).then((r) => { order.push(r); });
+      const all = [
+        ...Array.from({ length: 30 }, (_, i) => run(`g${i}`, greedy.signal)),
+        ...Array.from({ length: 3 }, (_, i) => run(`m${i}`, modest.signal)),
+        run('l0', late.signal),
+      ];
+      // Dropping a job's queued work frees it at once.
+      const dropped = Array.from({ length: 5 }, () => pool.run('x', [], doomed.signal).then(() => 'ran', (e: Error) => e.name));
+      doomed.abort();
+      assert.deepEqual(await Promise.all(dropped), Array(5).fill('AbortError'));
+      await Promise.all(all);
+      // g0 was dispatched at once; then the owners take turns.
+      assert.deepEqual(order.slice(0, 10), ['g0', 'g1', 'm0', 'l0', 'g2', 'm1', 'g3', 'm2', 'g4', 'g5']);
+      assert.equal(order.length, 34);
+      assert.equal(pool.queued, 0);
+    } finally {
+      await pool.close();
+    }
   });
 });

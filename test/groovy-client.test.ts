@@ -38,10 +38,16 @@ const javaAvailable = spawnSync('java', ['-version']).status === 0;
 
 interface GroovyRun { code: number | null; stdout: string; stderr: string; result: any }
 
-/** Runs a Groovy script; `onLine` sees stdout lines as they come. Resolves with the RESULT line parsed. */
-function runGroovy(script: string, args: string[], onLine?: (line: string) => void, timeoutMs = 110_000): Promise<GroovyRun> {
+/**
+ * Runs a Groovy script; `onLine` sees stdout lines as they come; `stdin` (when given) is written to it once
+ * resolved. Resolves with the RESULT line parsed.
+ */
+function runGroovy(script: string, args: string[], onLine?: (line: string) => void, stdin?: Promise<string>,
+  timeoutMs = 200_000): Promise<GroovyRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn('java', [...JAVA, join(REPO, 'test', 'groovy', script), REPO, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('java', [...JAVA, join(REPO, 'test', 'groovy', script), REPO, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    if (stdin) stdin.then((text) => child.stdin!.end(text), (err) => { child.kill('SIGKILL'); reject(err); });
+    else child.stdin!.end();
     const out: string[] = [];
     let stderr = '';
     child.stderr!.on('data', (d) => { stderr += d; });
@@ -124,22 +130,20 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
   let work: string;
   let daemon: RunningDaemon | undefined;
   let killDaemon: RunningDaemon | undefined;
-  let unitRun: Promise<GroovyRun>;
   let lintRun: Promise<{ status: number | null; out: string }>;
   let mainRun: Promise<GroovyRun>;
-  let killRun: Promise<{ run: GroovyRun; killedAt: number }>;
+  let killedAt = 0;
   let nodeScene: Promise<any[]>;
-  let svs: { run: Promise<GroovyRun>; node: Promise<any[]>; model: string } | null = null;
+  let svs: { node: Promise<any[]>; model: string } | null = null;
 
-  // Everything starts at once and the tests await their part: JVM start-ups, the lint and the
-  // daemons overlap, which keeps the whole file well under a minute on an idle 2-core machine.
+  // Everything starts at once and the tests await their part: the lint, the daemons, the Node path and
+  // ONE Groovy JVM for all the scenarios (each JVM start + compile of lib/ costs seconds of CPU).
   before(async function () {
     if (!javaAvailable) {
       console.log('    (skipped: no `java` on PATH; install a Java 17+ runtime to test the QuPath scripts)');
       this.skip();
     }
     work = mkdtempSync(join(tmpdir(), 'cellbridge-groovy-'));
-    unitRun = runGroovy('UnitTests.groovy', []);
     lintRun = new Promise((resolve) => {
       const child = spawn(process.execPath, [join(REPO, 'node_modules', 'npm-groovy-lint', 'lib', 'index.js'), ...LINT_ARGS],
         { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -148,7 +152,28 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
       child.stderr!.on('data', (d) => { out += d; });
       child.on('close', (status) => resolve({ status, out }));
     });
-    unitRun.catch(() => undefined);
+    // The Groovy JVM starts now and compiles lib/ while the daemons start; it gets its config on stdin.
+    let giveConfig!: (text: string) => void;
+    let noConfig!: (err: Error) => void;
+    const configText = new Promise<string>((res, rej) => { giveConfig = res; noConfig = rej; });
+    const scenarios = ['unit', 'detect', 'detections', 'askPixelSize', 'missingPixelSize', 'cancel', 'unknownModel', 'emptyRoi',
+      'versionMismatch', 'absent'];
+    const hasSvs = existsSync(SVS);
+    if (hasSvs) scenarios.push('detect:svs');
+    // Last: a wrong token, then a job whose daemon is SIGKILLed after the client has sent two tiles.
+    scenarios.push('badToken', 'killed');
+    mainRun = runGroovy('DaemonTests.groovy', ['-', ...scenarios], (line) => {
+      if (line === 'READY_TO_KILL' && !killedAt) { killedAt = Date.now(); killDaemon?.process.kill('SIGKILL'); }
+    }, configText);
+    mainRun.catch(() => undefined);
+    try {
+      await prepare();
+    } catch (err) {
+      noConfig(err as Error);
+      throw err;
+    }
+
+    async function prepare() {
     // One daemon for the scenarios (synthetic model, plus the real H&E model when it is built), one with a
     // token that the kill test kills.
     const useRealModel = existsSync(join(REAL_MODEL_DIR, 'card.json')) && existsSync(join(REAL_MODEL_DIR, 'model.onnx'));
@@ -169,11 +194,8 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
       server: daemon.url, raw, width: W, height: H, imageName: 'scene.png', mpp: 0.5, modelMpp: 0.5, model: 'synthetic',
       rois: [{ id: 'r', label: 'ROI with a hole', geometry: ROI }], outDir: work, images: {},
     };
-    const scenarios = ['detect', 'detections', 'askPixelSize', 'missingPixelSize', 'cancel', 'unknownModel', 'emptyRoi',
-      'versionMismatch', 'absent'];
-
     // A region of the real slide (when the shared data is here): level-0 pixels dumped with sharp.
-    if (existsSync(SVS)) {
+    if (hasSvs) {
       const left = 800, top = 1200, width = 640, height = 600;
       const rgb = await sharp(SVS, { limitInputPixels: false }).extract({ left, top, width, height }).removeAlpha().raw().toBuffer();
       const svsRaw = join(work, 'cmu.rgb');
@@ -188,46 +210,32 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
       // both clients send the very same pixels and any difference is the client's.
       config.images.svs = { raw: svsRaw, width, height, name: 'cmu-region.png', mpp: 0.5, model,
         regions: [{ id: 'r', label: 'tissue', geometry: roi }] };
-      scenarios.push('detect:svs');
-      svs = { run: undefined as any, node: segmentWithNode(svsPng, svsRoi, join(work, 'cmu-node.geojson'), daemon.url, ['--mpp', '0.5', '--model', model]), model };
+      svs = { node: segmentWithNode(svsPng, svsRoi, join(work, 'cmu-node.geojson'), daemon.url, ['--mpp', '0.5', '--model', model]), model };
       svs.node.catch(() => undefined);
     }
-    const configFile = join(work, 'config.json');
-    writeFileSync(configFile, JSON.stringify(config));
-    mainRun = runGroovy('DaemonTests.groovy', [configFile, ...scenarios]);
-    mainRun.catch(() => undefined);
-    if (svs) svs.run = mainRun;
+    config.kill = { server: killDaemon.url, token: 's3cret' };
+    giveConfig(JSON.stringify(config));
     // The Node path on the scene: a PNG has no pixel size, so the same 0.5 µm/px is stated.
     nodeScene = segmentWithNode(png, roiFile, join(work, 'node.geojson'), daemon.url, ['--mpp', '0.5', '--model', 'synthetic']);
     nodeScene.catch(() => undefined);
-
-    // Wrong token, then a job whose daemon is SIGKILLed after the client has sent two tiles.
-    const killRaw = join(work, 'kill.rgb');
-    writeFileSync(killRaw, gridScene(W, H, 5).rgb);
-    const killConfig = join(work, 'kill.json');
-    writeFileSync(killConfig, JSON.stringify({
-      server: killDaemon.url, token: 's3cret', raw: killRaw, width: W, height: H, imageName: 'kill.png', mpp: 0.5, model: 'synthetic',
-      rois: [{ id: 'r', label: 'all', geometry: ROI }], outDir: work,
-    }));
-    let killedAt = 0;
-    const kd = killDaemon;
-    killRun = runGroovy('DaemonTests.groovy', [killConfig, 'badToken', 'killed'], (line) => {
-      if (line === 'READY_TO_KILL' && !killedAt) { killedAt = Date.now(); kd.process.kill('SIGKILL'); }
-    }).then((run) => ({ run, killedAt }));
-    killRun.catch(() => undefined);
+    }
   });
 
   after(async () => {
-    await Promise.allSettled([mainRun, killRun, nodeScene, lintRun, unitRun, svs?.node]);
+    await Promise.allSettled([mainRun, nodeScene, lintRun, svs?.node]);
     await Promise.all([daemon?.stop(), killDaemon?.stop()]);
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
   describe('library checks without a daemon', () => {
     it('settings, tile frames, results, messages and connection errors', async () => {
-      const run = await unitRun;
-      const failed = run.result.results.filter((r: any) => !r.ok);
-      assert.ok(run.result.results.length >= 15, `only ${run.result.results.length} checks ran`);
+      const run = await mainRun;
+      scenarioOk(run.result.unit, 'unit');
+      const line = run.stdout.split('\n').find((l) => l.startsWith('UNIT_RESULT '));
+      assert.ok(line, `no UNIT_RESULT line in:\n${run.stdout}\n${run.stderr}`);
+      const unit = JSON.parse(line.slice('UNIT_RESULT '.length));
+      const failed = unit.results.filter((r: any) => !r.ok);
+      assert.ok(unit.results.length >= 15, `only ${unit.results.length} checks ran`);
       assert.deepEqual(failed.map((f: any) => `${f.name}: ${f.error}\n${f.stack}`), []);
     });
   });
@@ -314,7 +322,7 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
       const s = results.unknownModel;
       scenarioOk(s, 'unknownModel');
       assert.equal(s.report.codeName, 'UnknownModel');
-      assert.match(s.report.message, /no model named 'no-such-model'.*Available models: synthetic/s);
+      assert.match(s.report.message, /no model named 'no-such-model'.*Available models: .*synthetic/s);
       assert.equal(s.applyCalls, 0);
     });
 
@@ -351,7 +359,7 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
 
   describe('with a daemon that runs with a token and is killed mid-job', () => {
     it('a wrong token is refused with a hint', async () => {
-      const bad = (await killRun).run.result.badToken;
+      const bad = (await mainRun).result.badToken;
       scenarioOk(bad, 'badToken');
       assert.equal(bad.report.codeName, 'Unauthorized', JSON.stringify(bad.report));
       assert.match(bad.report.message, /refused the token.*token=/s);
@@ -359,8 +367,7 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
     });
 
     it('daemon killed mid-job: a clear message, nothing applied', async () => {
-      const { run, killedAt } = await killRun;
-      const s = run.result.killed;
+      const s = (await mainRun).result.killed;
       scenarioOk(s, 'killed');
       assert.ok(killedAt > 0, 'the job started');
       assert.equal(s.report.status, 'failed', JSON.stringify(s.report));
@@ -376,7 +383,7 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
         console.log(`    (skipped: ${SVS} is absent; the shared test data is not on this machine)`);
         this.skip();
       }
-      const s = (await svs.run).result['detect:svs'];
+      const s = (await mainRun).result['detect:svs'];
       scenarioOk(s, 'detect:svs');
       assert.equal(s.report.status, 'completed', s.report.message);
       const groovy = JSON.parse(readFileSync(s.featuresFile, 'utf8'))[0].features;

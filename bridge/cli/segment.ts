@@ -73,7 +73,7 @@ export async function segment(argv: string[]): Promise<number> {
   const slide = await SlideReader.open(imagePath);
   const { width, height } = slide.info;
   const mpp = slide.info.micronsPerPixel;
-  say(`${basename(imagePath)}: ${width}x${height} px, ${mpp ? mpp + ' µm/px' : 'no pixel size'}`);
+  say(`${basename(imagePath)}: ${width}x${height} px, ${mpp ? +mpp.toPrecision(4) + ' µm/px' : 'no pixel size'}`);
   const rois = values.roi ? readRois(values.roi) : [{ id: 'image', geometry: { type: 'Polygon' as const, coordinates: [[[0, 0], [width, 0], [width, height], [0, height], [0, 0]]] } }];
 
   let daemon: Daemon | null = null;

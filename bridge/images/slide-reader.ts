@@ -4,7 +4,7 @@
  */
 import sharp from 'sharp';
 import { existsSync } from 'node:fs';
-import { micronsPerPixelFromDescription, readImageDescription } from './tiff-description';
+import { micronsPerPixelFromDescription, micronsPerPixelFromResolution, readTiffFacts } from './tiff-description';
 
 export class UnsupportedImageError extends Error {}
 
@@ -29,8 +29,13 @@ export class SlideReader {
     }
     if (!meta.width || !meta.height) throw new UnsupportedImageError(`${path}: image has no size`);
     let mpp: number | null = null;
-    if (meta.format === 'tiff') mpp = micronsPerPixelFromDescription(readImageDescription(path));
-    if (mpp === null && meta.density && meta.density > 1000) mpp = 25400 / meta.density; // only plausible microscopy DPI
+    if (meta.format === 'tiff') {
+      const facts = readTiffFacts(path);
+      mpp = micronsPerPixelFromDescription(facts?.description ?? null);
+      // Resolution tags: only when plausible for microscopy (< 100 µm/px), not a scanner's 72 dpi.
+      const fromTags = facts ? micronsPerPixelFromResolution(facts) : null;
+      if (mpp === null && fromTags !== null && fromTags < 100) mpp = fromTags;
+    }
     const reader = new SlideReader({ path, width: meta.width, height: meta.height, micronsPerPixel: mpp, format: meta.format ?? 'unknown' });
     // Decode one small region now: compressions libvips lacks (e.g. JPEG 2000 in some .svs) fail here, not mid-job.
     await reader.readRegion(0, 0, Math.min(16, meta.width), Math.min(16, meta.height), Math.min(16, meta.width), Math.min(16, meta.height));

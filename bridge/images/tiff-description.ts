@@ -11,7 +11,27 @@ function readAt(fd: number, offset: number, length: number): Buffer {
   return b.subarray(0, n);
 }
 
+export interface TiffFacts {
+  description: string | null;
+  /** XResolution in pixels per ResolutionUnit. */
+  xResolution: number | null;
+  /** 1 none, 2 inch, 3 centimetre (TIFF's default is inch). */
+  resolutionUnit: number;
+}
+
+/** µm/px from TIFF resolution tags (only centimetre or inch units). */
+export function micronsPerPixelFromResolution(f: TiffFacts): number | null {
+  if (!f.xResolution || f.xResolution <= 0) return null;
+  if (f.resolutionUnit === 3) return 1e4 / f.xResolution;
+  if (f.resolutionUnit === 2) return 25400 / f.xResolution;
+  return null;
+}
+
 export function readImageDescription(path: string): string | null {
+  return readTiffFacts(path)?.description ?? null;
+}
+
+export function readTiffFacts(path: string): TiffFacts | null {
   const fd = openSync(path, 'r');
   try {
     const head = readAt(fd, 0, 16);
@@ -31,15 +51,26 @@ export function readImageDescription(path: string): string | null {
     const count = big ? u64(cb, 0) : u16(cb, 0);
     if (count > 4096) return null;
     const entries = readAt(fd, ifd + countBytes, count * entrySize);
+    const facts: TiffFacts = { description: null, xResolution: null, resolutionUnit: 2 };
     for (let i = 0; i < count; i++) {
       const e = i * entrySize;
-      if (u16(entries, e) !== 270) continue;
+      const tag = u16(entries, e);
       const n = big ? u64(entries, e + 4) : u32(entries, e + 4);
+      const valueAt = e + (big ? 12 : 8);
       const inline = big ? 8 : 4;
-      const data = n <= inline ? entries.subarray(e + (big ? 12 : 8), e + (big ? 12 : 8) + n) : readAt(fd, big ? u64(entries, e + 12) : u32(entries, e + 8), Math.min(n, 4 * 1024 * 1024));
-      return data.toString('latin1').replace(/\0+$/, '');
+      const offset = () => (big ? u64(entries, valueAt) : u32(entries, valueAt));
+      if (tag === 270) {
+        const data = n <= inline ? entries.subarray(valueAt, valueAt + n) : readAt(fd, offset(), Math.min(n, 4 * 1024 * 1024));
+        facts.description = data.toString('latin1').replace(/\0+$/, '');
+      } else if (tag === 282) {
+        const r = big ? entries.subarray(valueAt, valueAt + 8) : readAt(fd, offset(), 8);
+        const den = u32(r, 4);
+        facts.xResolution = den > 0 ? u32(r, 0) / den : null;
+      } else if (tag === 296) {
+        facts.resolutionUnit = u16(entries, valueAt);
+      }
     }
-    return null;
+    return facts;
   } finally {
     closeSync(fd);
   }

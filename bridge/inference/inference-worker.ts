@@ -4,6 +4,7 @@ import * as ort from 'onnxruntime-node';
 import type { ModelCard } from './model-card';
 import { extractMaps, prepareInput, type RawOutput, type TileOutputMaps } from './preprocess';
 import { serveWorker } from '../workers/pool';
+import { openSession } from './onnx-session';
 
 export interface InferenceWorkerData { provider: string; intraOpThreads: number }
 export interface InferenceTask { model: string; onnxPath: string; card: ModelCard; rgb: Uint8Array; width: number; height: number }

@@ -2,7 +2,7 @@
  * Pure tensor preparation: tile pixels → model input, model output → maps of the tile.
  * No I/O; typed arrays only.
  */
-import type { InputSpec, ModelCard } from './model-card';
+import type { InputSpec, ModelCard, Normalization } from './model-card';
 
 /** Separable resampling with a triangle (bilinear) kernel; widened when shrinking = antialias (as PyTorch's antialias=True). */
 export function resizePlane(src: Float32Array, sw: number, sh: number, dw: number, dh: number, antialias: boolean, dst?: Float32Array): Float32Array {
@@ -54,6 +54,25 @@ function weights(inSize: number, outSize: number, antialias: boolean): Weights {
   return { start, count, offset, w: Float32Array.from(all) };
 }
 
+/** Normalises channel planes in place (0..255 values for 'meanstd'; any values for 'zscore'). */
+export function normalizePlanes(channels: Float32Array[], n: Normalization): void {
+  if (n.kind === 'meanstd') {
+    channels.forEach((p, c) => {
+      const scale = n.scale, mean = n.mean[c], inv = 1 / n.std[c];
+      for (let i = 0; i < p.length; i++) p[i] = (p[i] * scale - mean) * inv;
+    });
+    return;
+  }
+  // Zero mean, unit variance over all channels, as bioimage.io's zero_mean_unit_variance.
+  let sum = 0, count = 0;
+  for (const p of channels) for (let i = 0; i < p.length; i++) { sum += p[i]; count++; }
+  const mean = sum / count;
+  let sq = 0;
+  for (const p of channels) for (let i = 0; i < p.length; i++) sq += (p[i] - mean) ** 2;
+  const inv = 1 / (Math.sqrt(sq / count) + n.eps);
+  for (const p of channels) for (let i = 0; i < p.length; i++) p[i] = (p[i] - mean) * inv;
+}
+
 /** Spatial size of the tensor fed to the model for a tile of w x h pixels. */
 export function paddedSize(spec: InputSpec, w: number, h: number): { pw: number; ph: number } {
   if (spec.modelSize !== spec.readSize || !spec.dynamicSize) return { pw: spec.readSize, ph: spec.readSize };
@@ -86,20 +105,7 @@ export function prepareInput(rgb: Uint8Array, w: number, h: number, spec: InputS
   let channels: Float32Array[] = spec.channels === 1
     ? [planes[0].map((v, i) => (v + planes[1][i] + planes[2][i]) / 3)]
     : planes;
-  const n = spec.normalization;
-  if (n.kind === 'meanstd') {
-    channels.forEach((p, c) => {
-      const scale = n.scale, mean = n.mean[c], inv = 1 / n.std[c];
-      for (let i = 0; i < p.length; i++) p[i] = (p[i] * scale - mean) * inv;
-    });
-  } else {
-    let sum = 0, sq = 0, count = 0;
-    for (const p of channels) for (let i = 0; i < p.length; i++) { sum += p[i]; sq += p[i] * p[i]; count++; }
-    const mean = sum / count;
-    const std = Math.sqrt(Math.max(0, sq / count - mean * mean));
-    const inv = 1 / (std + n.eps);
-    for (const p of channels) for (let i = 0; i < p.length; i++) p[i] = (p[i] - mean) * inv;
-  }
+  normalizePlanes(channels, spec.normalization);
   let size = { w: pw, h: ph };
   if (spec.modelSize !== spec.readSize) {
     const aa = spec.resize === 'bilinear-antialias';

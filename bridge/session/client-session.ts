@@ -5,6 +5,7 @@
  * Limits enforced here (see bridge/config.ts): jobs per client, ROIs/vertices/area/tiles per job,
  * tiles in flight per job and per client, initialize/idle timeouts, unresponsive peers (ping).
  */
+import { setMaxListeners } from 'node:events';
 import type WebSocket from 'ws';
 import { createMessageConnection, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import {
@@ -71,6 +72,7 @@ export class ClientSession {
     const limits = daemon.config.limits;
     this.owner = `client-${id}`;
     tagOwner(this.lifetime.signal, this.owner);
+    setMaxListeners(0, this.lifetime.signal); // one listener per queued job/start
     this.budget = new TileBudget(limits.maxTilesInFlightPerClient);
     const reader = new WebSocketMessageReader(socket, (data) => this.onBinary(data), {
       onActivity: () => { this.lastActivity = Date.now(); this.alive = true; },

@@ -3,6 +3,7 @@
  * engine, streams final detections and progress, and ends exactly once (completed, cancelled or
  * failed). Cancelling drops the job's queued work at once.
  */
+import { setMaxListeners } from 'node:events';
 import {
   ErrorCodes, type CompletedParams, type DetectionsParams, type JobStatus, type ProgressParams,
   type RequestTilesParams, type TileFrame, type PixelFormatName, pixelFormatCode,
@@ -69,6 +70,8 @@ export class Job {
   constructor(readonly spec: JobSpec, private readonly engine: TileEngine, private readonly sink: JobSink, private readonly log: Logger) {
     this.tileById = new Map(spec.tiles.map((t) => [t.id, t]));
     this.finished = new Promise((r) => (this.resolveFinished = r));
+    // One abort listener per queued tile task: up to maxTilesInFlight of them, not a leak.
+    setMaxListeners(0, this.abort.signal);
     for (const roi of spec.rois) this.countsByRoi[roi.id] = {};
   }
 

@@ -3,6 +3,8 @@
 // read the way QuPath's RegionRequest does (x, y, width, height, downsample).
 //
 // Run: java -cp "<groovy 4 jars>/*" groovy.ui.GroovyMain test/groovy/DaemonTests.groovy REPO_ROOT CONFIG.json SCENARIO...
+// Scenarios 'badToken' and 'killed' use the second daemon, config.kill = {server, token}; 'killed' prints
+// READY_TO_KILL once it has read two tiles, and the mocha test then SIGKILLs that daemon.
 // Prints one line "RESULT {json}" with one entry per scenario; the mocha test asserts on it.
 
 import groovy.json.JsonOutput
@@ -13,14 +15,14 @@ import java.awt.RenderingHints
 import java.awt.image.BufferedImage
 
 File root = new File(args[0]).canonicalFile
-Map config = new JsonSlurper().parse(new File(args[1])) as Map
 List<String> scenarios = (args.length > 2 ? args[2..-1] : []) as List<String>
 Class support = evaluate(new File(root, 'test/groovy/TestSupport.groovy'))
 def t = support.newInstance(root)
 Class Settings = t.cls('Settings')
 Class Workflow = t.cls('DetectionWorkflow')
 Class Client = t.cls('CellBridgeClient')
-Class CellBridgeException = t.cls('CellBridgeException')
+// CONFIG "-": read from stdin, so the JVM can start and compile lib/ while the test still prepares the daemons
+Map config = (args[1] == '-' ? new JsonSlurper().parse(System.in, 'UTF-8') : new JsonSlurper().parse(new File(args[1]))) as Map
 
 /** A stand-in for QuPath's image + hierarchy: raw RGB bytes, regions given by the test. */
 class RawImageHost {
@@ -193,7 +195,9 @@ scenarios.each { String name ->
                         System.out.flush()
                     }
                 }
-                out[name] = runWorkflow(settingsFor(['maxTilesInFlight=1']), host)
+                def s = settingsFor(['maxTilesInFlight=1', "server=${config.kill.server}".toString()])
+                s.token = config.kill.token
+                out[name] = runWorkflow(s, host)
                 break
             case 'unknownModel':
                 out[name] = runWorkflow(settingsFor(['model=no-such-model']), newHost())
@@ -219,8 +223,17 @@ scenarios.each { String name ->
                     c.close()
                 }
                 break
+            case 'unit':
+                // the daemon-free checks, in this JVM: prints its own line "UNIT_RESULT {json}"
+                Binding b = new Binding()
+                b.setVariable('args', [root.path] as String[])
+                b.setVariable('resultPrefix', 'UNIT_RESULT ')
+                new GroovyShell(this.class.classLoader, b).evaluate(new File(root, 'test/groovy/UnitTests.groovy'))
+                out[name] = [ran: true]
+                break
             case 'badToken':
-                def s = settingsFor()
+                // against the second daemon (config.kill), which runs with a token
+                def s = settingsFor(["server=${config.kill.server}".toString()])
                 s.token = 'wrong-token'
                 out[name] = runWorkflow(s, newHost())
                 break

@@ -59,8 +59,8 @@ class Harness {
     }
 
     /** Prints the results as one line prefixed by RESULT (stdout may hold other lines). */
-    void report() {
-        println 'RESULT ' + JsonOutput.toJson([results: results, extra: extra])
+    void report(String prefix = 'RESULT ') {
+        println prefix + JsonOutput.toJson([results: results, extra: extra])
         System.out.flush()
     }
 

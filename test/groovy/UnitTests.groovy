@@ -1,5 +1,6 @@
 // Unit checks of qupath-scripts/lib that need no daemon: settings, tile frames, results, messages,
-// connection errors. Run: java -cp "<groovy 4 jars>/*" groovy.ui.GroovyMain test/groovy/UnitTests.groovy REPO_ROOT
+// connection errors. Also run by DaemonTests.groovy's 'unit' scenario.
+// Run: java -cp "<groovy 4 jars>/*" groovy.ui.GroovyMain test/groovy/UnitTests.groovy REPO_ROOT
 
 import groovy.json.JsonSlurper
 
@@ -222,4 +223,5 @@ t.check('client: an HTTP server that is not a daemon is named as such') {
     t.ok(e.message.contains('not a Cell Bridge daemon') && e.message.contains('200'), e.message)
 }
 
-t.report()
+// DaemonTests.groovy runs this file in its own JVM (one start-up less) and asks for another prefix.
+t.report(binding.hasVariable('resultPrefix') ? binding.getVariable('resultPrefix') as String : 'RESULT ')

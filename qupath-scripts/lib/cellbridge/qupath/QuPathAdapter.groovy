@@ -28,7 +28,6 @@ import qupath.lib.io.GsonTools
 import qupath.lib.objects.PathObject
 import qupath.lib.objects.classes.PathClass
 import qupath.lib.regions.RegionRequest
-import qupath.lib.scripting.QP
 
 import java.nio.file.Files
 import java.nio.file.Path
@@ -38,14 +37,17 @@ import java.util.concurrent.CompletableFuture
  * The only file that touches QuPath. Everything else (protocol, frames, flow control, results,
  * messages) is in the plain-Groovy classes beside it, which the tests run without QuPath.
  *
- * QuPath API used here, beyond standard Java/Groovy/JavaFX: QP.getCurrentImageData,
- * QP.getSelectedObjects, QP.getAnnotationObjects, QP.getProjectEntry (+ getImageName, saveImageData),
- * QP.exportObjectsToGeoJson, QPEx.getQuPath (+ installCommand), ImageData.getServer/getHierarchy,
+ * QuPath API used here, beyond standard Java/Groovy/JavaFX: QPEx.getCurrentImageData,
+ * QPEx.getProjectEntry (+ getImageName, saveImageData), QPEx.exportObjectsToGeoJson, QPEx.getQuPath
+ * (+ installCommand, getImageData), ImageData.getServer/getHierarchy, PathObjectHierarchy.getAnnotationObjects/
+ * getSelectionModel().getSelectedObjects/addObjects/fireHierarchyChangedEvent,
  * ImageServer.getPath/getWidth/getHeight/getPixelCalibration/getMetadata().getName/readRegion,
  * PixelCalibration.hasPixelSizeMicrons/getAveragedPixelSizeMicrons, RegionRequest.createInstance,
  * GsonTools.parseObjectsFromGeoJSON, PathClass.fromString, ColorTools.packRGB,
- * PathObject.isAnnotation/getName/getChildObjects/clearChildObjects/addChildObjects/getMeasurements,
- * PathObjectHierarchy.addObjects/fireHierarchyChangedEvent.
+ * PathObject.isAnnotation/getName/getChildObjects/clearChildObjects/addChildObjects/getMeasurements.
+ * The current image is taken once (QPEx.getCurrentImageData in scripts, which QuPath binds to the image
+ * being processed, also in "Run for project"; QuPathGUI.getImageData for the menu item); everything
+ * else goes through that ImageData, never through "current image" statics from another thread.
  */
 
 /** Entry points called by the scripts in the Cell Bridge folder (after the bootstrap lines). */
@@ -54,26 +56,32 @@ class QuPathScripts {
     /** Interactive detection on the selected annotations (offers all annotations when none is selected). */
     static ImageReport detectCells(Script script, File home) {
         boolean gui = QPEx.getQuPath() != null && batchSize(script) <= 1
+        return detectInImage(scriptArgs(script), home, QPEx.getCurrentImageData(), gui)
+    }
+
+    @SuppressWarnings('CatchException') // the boundary of the menu thread: report everything
+    static ImageReport detectInImage(List<String> args, File home, Object imageData, boolean gui) {
         Settings settings
         try {
-            settings = Settings.resolve(scriptArgs(script), home, System.getenv(), System.properties)
+            settings = Settings.resolve(args, home, System.getenv(), System.properties)
         } catch (CellBridgeException e) {
             return finish(ImageReport.failed(null, e.code, e.message), gui)
         }
-        def imageData = QP.getCurrentImageData()
         if (imageData == null) {
             return finish(ImageReport.failed(null, ErrorCodes.NOTHING_TO_DO, 'Open an image first.'), gui)
         }
+        def hierarchy = imageData.getHierarchy()
+        List<PathObject> all = hierarchy.getAnnotationObjects() as List<PathObject>
         List<PathObject> targets
         String mode = settings.roi ?: 'selected'
         if (mode == 'image') {
             targets = null
         } else if (mode == 'all') {
-            targets = QP.getAnnotationObjects() as List<PathObject>
+            targets = all
         } else {
-            targets = QP.getSelectedObjects().findAll { PathObject o -> o.isAnnotation() } as List<PathObject>
+            targets = hierarchy.getSelectionModel().getSelectedObjects()
+                .findAll { PathObject o -> o.isAnnotation() } as List<PathObject>
             if (targets.isEmpty()) {
-                List<PathObject> all = QP.getAnnotationObjects() as List<PathObject>
                 String question = "No annotation is selected. Detect cells in all ${all.size()} annotation(s) of this image?"
                 if (all && gui && !Fx.confirm('Cell Bridge', question)) {
                     return ImageReport.cancelled(null)
@@ -84,7 +92,11 @@ class QuPathScripts {
         if (targets?.isEmpty()) {
             return finish(ImageReport.failed(null, ErrorCodes.NOTHING_TO_DO, Messages.noAnnotations()), gui)
         }
-        return finish(run(settings, imageData, targets, gui), gui)
+        try {
+            return finish(run(settings, imageData, targets, gui), gui)
+        } catch (Exception e) {
+            return finish(ImageReport.failed(null, ErrorCodes.INTERNAL_ERROR, "Cell Bridge failed: ${e}"), gui)
+        }
     }
 
     /**
@@ -96,22 +108,28 @@ class QuPathScripts {
         ImageReport report
         try {
             Settings settings = Settings.resolve(scriptArgs(script), home, System.getenv(), System.properties)
-            def imageData = QP.getCurrentImageData()
+            def imageData = QPEx.getCurrentImageData()
+            if (imageData == null) {
+                throw new CellBridgeException(ErrorCodes.NOTHING_TO_DO, 'No image is open.')
+            }
+            def hierarchy = imageData.getHierarchy()
             String mode = settings.roi ?: 'all'
             List<PathObject> targets = null
             if (mode == 'all') {
-                targets = QP.getAnnotationObjects() as List<PathObject>
+                targets = hierarchy.getAnnotationObjects() as List<PathObject>
                 targets = targets.isEmpty() ? null : targets
             } else if (mode == 'selected') {
-                targets = QP.getSelectedObjects().findAll { PathObject o -> o.isAnnotation() } as List<PathObject>
+                targets = hierarchy.getSelectionModel().getSelectedObjects()
+                    .findAll { PathObject o -> o.isAnnotation() } as List<PathObject>
                 if (targets.isEmpty()) {
                     throw new CellBridgeException(ErrorCodes.NOTHING_TO_DO,
                         'roi=selected, but nothing is selected in this image (use roi=all or roi=image in batch runs).')
                 }
             }
             report = run(settings, imageData, targets, false)
-            if (report.success && settings.save && QP.getProjectEntry() != null) {
-                QP.getProjectEntry().saveImageData(imageData)
+            def entry = QPEx.getProjectEntry()
+            if (report.success && settings.save && entry != null) {
+                entry.saveImageData(imageData)
             }
         } catch (CellBridgeException e) {
             report = ImageReport.failed(currentImageName(), e.code, e.message)
@@ -130,7 +148,9 @@ class QuPathScripts {
             return
         }
         qupath.installCommand('Extensions>Cell Bridge>Detect cells', {
-            Thread.start('cellbridge-detect') { detectCells(null, home) }
+            // on the FX thread: take the image of the active viewer now, then work in the background
+            def imageData = qupath.getImageData()
+            Thread.start('cellbridge-detect') { detectInImage([], home, imageData, true) }
         } as Runnable)
         qupath.installCommand('Extensions>Cell Bridge>Check connection', {
             Thread.start('cellbridge-check') { checkConnection(home) }
@@ -182,7 +202,7 @@ class QuPathScripts {
     }
 
     private static String currentImageName() {
-        return QP.getProjectEntry()?.getImageName()
+        return QPEx.getProjectEntry()?.getImageName()
     }
 
     /** QuPath's script arguments (-a key=value on the command line); none in the GUI. */
@@ -233,13 +253,16 @@ class QuPathAdapter {
     Map imageInfo() {
         def cal = server.getPixelCalibration()
         Double mpp = cal.hasPixelSizeMicrons() ? cal.getAveragedPixelSizeMicrons() as Double : null
-        String name = QP.getProjectEntry()?.getImageName() ?: server.getMetadata().getName()
+        // the project entry's name when this is the image being processed; else the server's
+        def entry = QPEx.getProjectEntry()
+        String name = entry != null && QPEx.getCurrentImageData() == imageData ? entry.getImageName() : null
+        name = name ?: server.getMetadata().getName()
         return [name: name, width: server.getWidth(), height: server.getHeight(), micronsPerPixel: mpp]
     }
 
     List<Map> regions() {
         if (targets == null) {
-            PathObject existing = QP.getAnnotationObjects().find { PathObject a -> a.getName() == WHOLE_IMAGE_NAME }
+            PathObject existing = hierarchy.getAnnotationObjects().find { PathObject a -> a.getName() == WHOLE_IMAGE_NAME }
             int w = server.getWidth()
             int h = server.getHeight()
             return [[id: 'image', label: 'whole image', target: existing,
@@ -256,7 +279,7 @@ class QuPathAdapter {
     private static Map geometryOf(PathObject annotation) {
         Path tmp = Files.createTempFile('cellbridge-roi-', '.geojson')
         try {
-            QP.exportObjectsToGeoJson([annotation], tmp.toString(), 'FEATURE_COLLECTION')
+            QPEx.exportObjectsToGeoJson([annotation], tmp.toString(), 'FEATURE_COLLECTION')
             Map fc = new JsonSlurper().parse(tmp.toFile(), 'UTF-8') as Map
             List features = fc.features as List
             return features ? (features[0] as Map).geometry as Map : [:]

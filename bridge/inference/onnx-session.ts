@@ -1,0 +1,21 @@
+/** The one place that opens onnxruntime sessions (workers, start-up checks and tests use it). */
+import * as ort from 'onnxruntime-node';
+
+export interface SessionOptions { provider: string; intraOpThreads?: number }
+
+export function openSession(path: string, o: SessionOptions): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(path, {
+    executionProviders: [o.provider],
+    ...(o.intraOpThreads ? { intraOpNumThreads: o.intraOpThreads } : {}),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+}
+
+/** Runs one float32 input and returns every output as {data, dims}. */
+export async function runFloat(session: ort.InferenceSession, inputName: string, data: Float32Array, dims: number[]): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
+  const out = await session.run({ [inputName]: new ort.Tensor('float32', data, dims) });
+  const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+  for (const [name, t] of Object.entries(out)) result[name] = { data: t.data as Float32Array, dims: t.dims };
+  return result;
+}

@@ -1,0 +1,97 @@
+/** `cellbridge segment` on real slides (a generated model; the real one has its own tests). */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CLI, SHARED_DATA } from './helpers/daemon';
+import { makeSyntheticModelsDir } from './helpers/synthetic-model';
+
+const run = promisify(execFile);
+const WSI = join(SHARED_DATA, 'wsi');
+
+async function cellbridge(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [CLI, ...args], { maxBuffer: 64 * 1024 * 1024 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('cellbridge segment on real slides', function () {
+  let models: string;
+  let tmp: string;
+  before(function () {
+    if (!existsSync(join(WSI, 'CMU-1-Small-Region.svs'))) this.skip(); // ../shared/data absent
+    models = makeSyntheticModelsDir();
+    tmp = mkdtempSync(join(tmpdir(), 'cellbridge-segment-'));
+  });
+
+  it('segments a region of CMU-1-Small-Region.svs (Aperio, 0.499 µm/px) touching the image corner: valid features inside the image', async () => {
+    const roi = join(tmp, 'roi.geojson');
+    // A region reaching the right and bottom edges of the 2220 x 2967 slide, with a hole.
+    writeFileSync(roi, JSON.stringify({ type: 'FeatureCollection', features: [{ type: 'Feature', id: 'corner', properties: {}, geometry: {
+      type: 'Polygon', coordinates: [[[1500, 2300], [2220, 2300], [2220, 2967], [1500, 2967], [1500, 2300]], [[1700, 2500], [1800, 2500], [1800, 2600], [1700, 2600], [1700, 2500]]],
+    } }] }));
+    const out = join(tmp, 'cells.geojson');
+    const r = await cellbridge(['segment', join(WSI, 'CMU-1-Small-Region.svs'), '--roi', roi, '--models', models, '--model', 'synthetic', '--device', 'cpu', '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    const summary = JSON.parse(lines[lines.length - 1]);
+    assert.equal(summary.status, 'completed');
+    assert.match(r.stderr, /2220x2967 px, 0\.499 µm\/px/);
+    const fc = JSON.parse(readFileSync(out, 'utf8'));
+    assert.equal(fc.type, 'FeatureCollection');
+    assert.equal(fc.features.length, summary.cells);
+    assert.ok(summary.cells > 100, `${summary.cells} cells`);
+    assert.equal(Object.values(summary.counts as Record<string, number>).reduce((a, b) => a + b, 0), summary.cells);
+    const ids = new Set<string>();
+    for (const f of fc.features) {
+      assert.equal(f.type, 'Feature');
+      assert.equal(f.geometry.type, 'Polygon');
+      assert.ok(['Alpha', 'Beta'].includes(f.properties.classification.name));
+      assert.ok(f.properties.measurements['Nucleus: Area µm^2'] > 0);
+      ids.add(f.id);
+      const ring = f.geometry.coordinates[0];
+      assert.deepEqual(ring[0], ring[ring.length - 1], 'ring closed');
+      for (const [x, y] of ring) assert.ok(x >= 1400 && x <= 2220 && y >= 2200 && y <= 2967, `vertex ${x},${y} outside the image or far from the ROI`);
+    }
+    assert.equal(ids.size, fc.features.length, 'ids are unique');
+  });
+
+  it('reads the pixel size of OME-TIFF and pyramidal TIFF too', async () => {
+    for (const [file, expect] of [['CMU-1-Small-Region_pyramid.ome.tif', /0\.499 µm\/px/], ['CMU-1-Small-Region_pyramid_generic.tif', /0\.499 µm\/px/]] as const) {
+      const roi = join(tmp, 'small.geojson');
+      writeFileSync(roi, JSON.stringify({ type: 'Polygon', coordinates: [[[100, 100], [300, 100], [300, 300], [100, 300], [100, 100]]] }));
+      const r = await cellbridge(['segment', join(WSI, file), '--roi', roi, '--models', models, '--device', 'cpu', '--out', join(tmp, `${file}.geojson`)]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, expect);
+    }
+  });
+
+  it('a JPEG 2000 slide it cannot decode: clear error, exit 1, no output file, no stack trace', async () => {
+    const out = join(tmp, 'jp2k.geojson');
+    const r = await cellbridge(['segment', join(WSI, 'TCGA-CR-7395-01A-01-TS1.svs'), '--models', models, '--device', 'cpu', '--out', out]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /JPEG 2000/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.ok(!existsSync(out));
+  });
+
+  it('a file that is no image, a missing file and bad flags: clear errors', async () => {
+    const txt = join(tmp, 'notes.txt');
+    writeFileSync(txt, 'not an image');
+    const a = await cellbridge(['segment', txt, '--models', models, '--out', join(tmp, 'x.geojson')]);
+    assert.equal(a.code, 1);
+    assert.match(a.stderr, /not an image this build can read/);
+    const b = await cellbridge(['segment', join(tmp, 'missing.svs'), '--out', join(tmp, 'y.geojson')]);
+    assert.equal(b.code, 1);
+    assert.match(b.stderr, /no such file/);
+    const c = await cellbridge(['segment', txt]);
+    assert.equal(c.code, 2);
+    assert.match(c.stderr, /--out OUT.geojson is required/);
+  });
+});

@@ -4,6 +4,7 @@ import { ResponseError } from 'vscode-jsonrpc';
 import { serve, SERVE_USAGE } from './cli/serve';
 import { segment, SEGMENT_USAGE } from './cli/segment';
 import { health, HEALTH_USAGE } from './cli/health';
+import { overlay, OVERLAY_USAGE } from './cli/overlay';
 import { UsageError } from './cli/args';
 import { UnsupportedImageError } from './images/slide-reader';
 import { ProviderUnavailable } from './inference/providers';
@@ -15,6 +16,7 @@ Usage:
   ${SERVE_USAGE}
   ${SEGMENT_USAGE}
   ${HEALTH_USAGE}
+  ${OVERLAY_USAGE}
   cellbridge --version`;
 
 async function main(argv: string[]): Promise<number> {
@@ -23,6 +25,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': await serve(rest); return -1; // keeps running
     case 'segment': return segment(rest);
     case 'health': return health(rest);
+    case 'overlay': return overlay(rest);
     case '--version': case '-v': process.stdout.write(VERSION + '\n'); return 0;
     case undefined: case 'help': case '--help': case '-h': process.stdout.write(USAGE + '\n'); return command === undefined ? 2 : 0;
     default: throw new UsageError(`unknown command "${command}"`);

@@ -270,6 +270,8 @@ describe('fuzz: hostile messages against a live daemon', function () {
       await fc.assert(fc.asyncProperty(batch, async (b) => {
         await runBatch(daemon.url, b, index++);
         assert.equal(daemon.process.exitCode, null, 'the daemon is still running');
+        const escaped = daemon.stderr.find((l) => /"event":"(uncaught exception|unhandled rejection|internal error)"/.test(l));
+        assert.equal(escaped, undefined, 'an exception escaped a handler');
       }), { numRuns: RUNS, seed: SEED, endOnFailure: true });
     } finally {
       fuzzing = false;
@@ -279,6 +281,8 @@ describe('fuzz: hostile messages against a live daemon', function () {
       `${stats.answered} requests answered, ${stats.nullIdErrors} id-null errors, ${stats.rejectedFrames} frames rejected, ${stats.oversizeClosed} closed for size, ${stats.jobsStarted} jobs started; ${goodRuns.length} good jobs alongside`);
     assert.ok(stats.messages >= 10_000 || RUNS < 100, `${stats.messages} messages`);
     assert.equal(daemon.process.exitCode, null);
+    const bugs = daemon.stderr.filter((l) => /"event":"(uncaught exception|unhandled rejection|internal error)"/.test(l));
+    assert.deepEqual(bugs, [], 'no exception escaped a handler (the safety nets caught nothing)');
     assert.ok(goodRuns.length >= 1);
     for (const run of goodRuns) assert.deepEqual(run, isolated, 'the good client got exactly the cells of the isolated run');
     // And the daemon still serves a fresh client normally.

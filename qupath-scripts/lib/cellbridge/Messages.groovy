@@ -9,9 +9,9 @@ final class Messages {
     /** How to start the daemon; shown whenever it cannot be reached. */
     static final String START_HINT =
         'Start it with `npx cellbridge serve` in the Cell Bridge install folder ' +
-        '(or with Docker: `docker run --rm -p 8765:8765 cellbridge serve --host 0.0.0.0`), ' +
-        'then run this script again. If the daemon runs on another computer or port, set ' +
-        "server=HOST:PORT in ${Settings.PROPERTIES_FILE} next to the Cell Bridge scripts."
+        '(or with Docker: `docker run -d --init -p 8765:8765 -e CELLBRIDGE_TOKEN=SECRET cellbridge:cpu`, ' +
+        "and token=SECRET in ${Settings.PROPERTIES_FILE}), then run this script again. If the daemon runs on " +
+        "another computer or port, set server=HOST:PORT in ${Settings.PROPERTIES_FILE} next to the Cell Bridge scripts."
 
     private Messages() { }
 

@@ -29,7 +29,10 @@ export const ErrorCodes = {
   UnknownJob: -32014,
   /** A binary tile frame was malformed, of the wrong size, or not asked for. */
   BadTileFrame: -32015,
-  /** A configured limit was exceeded (message says which). */
+  /**
+   * A configured limit was exceeded. The message names the limit; `data` is
+   * `{limit: "maxJobsPerClient" | "maxRoisPerJob" | "maxRoiVertices" | "maxRoiAreaPixels" | "maxTilesPerJob" | "planTimeoutMs", value: number}`.
+   */
   LimitExceeded: -32016,
   /** The model failed to load or to run. */
   ModelFailed: -32020,

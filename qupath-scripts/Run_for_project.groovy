@@ -30,6 +30,6 @@ if (cellBridgeHome == null) {
 }
 GroovyClassLoader cellBridgeLoader = new GroovyClassLoader(getClass().classLoader)
 cellBridgeLoader.addClasspath(new File(cellBridgeHome, 'lib').path)
-Class cellBridge = cellBridgeLoader.loadClass('cellbridge.qupath.QuPathScripts')
+Class cellBridge = cellBridgeLoader.loadClass('cellbridge.qupath.QuPathAdapter')
 // ---- end of bootstrap ---------------------------------------------------------------------------------------
 cellBridge.runForProject(this, cellBridgeHome)

@@ -349,6 +349,8 @@ describe('Dockerfile (by inspection)', () => {
         assert.deepEqual(words.slice(0, 3), ['node', 'dist/bridge/cli.js', 'serve']);
         assert.equal(pkg.scripts.start, 'node dist/bridge/cli.js serve');
         assert.equal(pkg.bin.cellbridge, 'dist/bridge/cli.js');
+        const readme = join(REPO_ROOT, 'README.md');
+        if (existsSync(readme)) assert.match(readFileSync(readme, 'utf8'), /(node dist\/bridge\/cli\.js|cellbridge) serve\b/, 'the README starts the daemon the same way');
         assert.ok(holds(fs(), posix.resolve(fs().workdir, 'dist/bridge/cli.js')), 'dist/bridge/cli.js is in the image');
         assert.ok(holds(fs(), posix.resolve(fs().workdir, 'package.json')), 'package.json (the daemon reads its version from it)');
       });

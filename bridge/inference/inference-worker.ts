@@ -12,17 +12,7 @@ export interface InferenceResult { maps: TileOutputMaps; inferenceMs: number }
 /** Several tiles of one model with the same input size, run as one batch (batch dimension N). */
 export interface InferenceBatchTask { model: string; onnxPath: string; card: ModelCard; tiles: { rgb: Uint8Array; width: number; height: number }[] }
 
-/** Session options per provider (exported for tests). */
-export function sessionOptions(provider: string, intraOpThreads: number): ort.InferenceSession.SessionOptions {
-  // WebGPU: NHWC layout for convolutions measured faster than NCHW (shared/reference/gpu.md: 53 vs 48 tiles/s).
-  const ep: ort.InferenceSession.ExecutionProviderConfig = provider === 'webgpu' ? { name: 'webgpu', preferredLayout: 'NHWC' } : provider;
-  return {
-    executionProviders: [ep],
-    intraOpNumThreads: intraOpThreads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  };
-}
+export { sessionOptions } from './onnx-session';
 
 function mapsTransfer(maps: TileOutputMaps): ArrayBuffer[] {
   return [maps.dy.buffer, maps.dx.buffer, maps.typeLogits.buffer, ...(maps.cellprob ? [maps.cellprob.buffer] : [])] as ArrayBuffer[];
@@ -35,7 +25,7 @@ if (parentPort) {
   const sessionFor = (onnxPath: string): Promise<ort.InferenceSession> => {
     let s = sessions.get(onnxPath);
     if (!s) {
-      s = ort.InferenceSession.create(onnxPath, sessionOptions(config.provider, config.intraOpThreads));
+      s = openSession(onnxPath, { provider: config.provider, intraOpThreads: config.intraOpThreads });
       sessions.set(onnxPath, s);
       s.catch(() => sessions.delete(onnxPath));
     }

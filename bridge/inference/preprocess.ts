@@ -3,6 +3,7 @@
  * No I/O; typed arrays only.
  */
 import type { InputSpec, ModelCard, Normalization } from './model-card';
+import type { TileMaps } from '../postprocess/types';
 
 /** Separable resampling with a triangle (bilinear) kernel; widened when shrinking = antialias (as PyTorch's antialias=True). */
 export function resizePlane(src: Float32Array, sw: number, sh: number, dw: number, dh: number, antialias: boolean, dst?: Float32Array): Float32Array {
@@ -123,18 +124,8 @@ export function prepareInput(rgb: Uint8Array, w: number, h: number, spec: InputS
   return { data, dims: [1, size.h, size.w, c], pw, ph };
 }
 
-/** Maps of one tile, cropped to the tile's own size, channel-major. */
-export interface TileOutputMaps {
-  width: number;
-  height: number;
-  dy: Float32Array;
-  dx: Float32Array;
-  cellprob?: Float32Array;
-  cellprobKind?: 'logit' | 'probability';
-  typeLogits: Float32Array;
-  typeChannels: number;
-  typeKind: 'logits' | 'probabilities';
-}
+/** Maps of one tile, cropped to the tile's own size, channel-major: what post-processing takes. */
+export type TileOutputMaps = TileMaps;
 
 export interface RawOutput { data: Float32Array; dims: readonly number[] }
 

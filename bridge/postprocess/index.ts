@@ -31,4 +31,4 @@ export {
 } from './masks';
 export { voteClasses, dropBackgroundVoted, type ClassVotes } from './classify';
 export { traceOuterContours, ringArea, type OuterContours } from './contours';
-export { labelTile, postprocessTile } from './tile';
+export { labelTile, postprocessTile, newStageTimings, type StageTimings } from './tile';

@@ -22,21 +22,39 @@ function checkMaps(maps: TileMaps): void {
  * removal and hole filling, class vote, background-voted instances dropped; labels renumbered 1..n
  * keeping their order. Instances may still consist of several parts here (as in the references).
  */
-export function labelTile(maps: TileMaps, opts: PostprocessOptions): { labels: Int32Array; n: number } {
+export function labelTile(maps: TileMaps, opts: PostprocessOptions, timings?: StageTimings): { labels: Int32Array; n: number } {
   checkMaps(maps);
   const W = maps.width;
   const H = maps.height;
+  let t = timings ? performance.now() : 0;
+  const lap = (stage: keyof StageTimings): void => {
+    if (!timings) return;
+    const now = performance.now();
+    timings[stage] += now - t;
+    t = now;
+  };
   const fg = foregroundMask(maps, opts);
   const pos = followFlows(maps.dy, maps.dx, fg, W, H, opts);
+  lap('flows');
   const labels = clusterPositions(pos, fg, W, H, opts);
+  lap('cluster');
   if (opts.mode === 'cellpose' && opts.flowThreshold !== undefined && opts.flowThreshold > 0) {
     flowErrorFilter(labels, maps.dy, maps.dx, W, H, opts.flowThreshold, opts.flowScale);
     renumber(labels);
+    lap('flowError');
   }
   let n = removeSmallAndFillHoles(labels, W, H, opts.minSize, opts.fillHoles);
   const vote = voteClasses(labels, n, maps.typeLogits, maps.typeChannels, maps.typeKind);
   if (dropBackgroundVoted(labels, vote.classIndex) > 0) n = renumber(labels);
+  lap('masks');
   return { labels, n };
+}
+
+/** Milliseconds per post-processing stage, accumulated (benchmarks pass one in; production passes none). */
+export interface StageTimings { flows: number; cluster: number; flowError: number; masks: number; contours: number; measurements: number }
+
+export function newStageTimings(): StageTimings {
+  return { flows: 0, cluster: 0, flowError: 0, masks: 0, contours: 0, measurements: 0 };
 }
 
 /**
@@ -48,11 +66,13 @@ export function labelTile(maps: TileMaps, opts: PostprocessOptions): { labels: I
 export function postprocessTile(
   maps: TileMaps,
   opts: PostprocessOptions,
+  timings?: StageTimings,
 ): { labels: Int32Array; cells: CellInstance[] } {
   const W = maps.width;
   const H = maps.height;
   const C = maps.typeChannels;
-  const { labels } = labelTile(maps, opts);
+  const { labels } = labelTile(maps, opts, timings);
+  let t = timings ? performance.now() : 0;
   keepLargestParts(labels, W, H);
   removeSmall(labels, opts.minSize);
   let n = renumber(labels);
@@ -62,7 +82,9 @@ export function postprocessTile(
     n = renumber(labels);
     vote = voteClasses(labels, n, maps.typeLogits, C, maps.typeKind);
   }
+  if (timings) { const now = performance.now(); timings.masks += now - t; t = now; }
   const contours = traceOuterContours(labels, W, H);
+  if (timings) { const now = performance.now(); timings.contours += now - t; t = now; }
 
   const sumX = new Float64Array(n + 1);
   const sumY = new Float64Array(n + 1);
@@ -106,5 +128,6 @@ export function postprocessTile(
       perimeter: contours.perimeters[l],
     });
   }
+  if (timings) timings.measurements += performance.now() - t;
   return { labels, cells };
 }

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { DetectionFeature } from '../../protocol';
 import type { ClassSpec } from '../inference/model-card';
-import type { CellInstance } from '../postprocess';
+import type { CellInstance, StageTimings } from '../postprocess';
 import type { PlannedTile } from '../tiling/planner';
 import { pointInRoi, type Roi } from '../tiling/roi';
 import { maxDiameter, ringArea, ringPerimeter, simplifyRing } from './geometry';
@@ -41,7 +41,18 @@ export function stableId(seed: string, x: number, y: number): string {
   return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20, 32)}`;
 }
 
-export function cellsToFeatures(cells: CellInstance[], ctx: FeatureContext): TileFeatures {
+/**
+ * `timings` (benchmarks only): polygon building (outline to image coordinates, orientation,
+ * simplification, GeoJSON coordinates) is added to `contours`, the rest to `measurements`.
+ */
+export function cellsToFeatures(cells: CellInstance[], ctx: FeatureContext, timings?: StageTimings): TileFeatures {
+  let t = timings ? performance.now() : 0;
+  const lap = (stage: 'contours' | 'measurements'): void => {
+    if (!timings) return;
+    const now = performance.now();
+    timings[stage] += now - t;
+    t = now;
+  };
   const { tile } = ctx;
   const sx = tile.width / tile.outputWidth, sy = tile.height / tile.outputHeight;
   const [cx0, cy0, cx1, cy1] = tile.core;
@@ -62,6 +73,7 @@ export function cellsToFeatures(cells: CellInstance[], ctx: FeatureContext): Til
     if (!cls) continue;
     const area = cell.area * sx * sy * unitArea;
     if (area < ctx.minArea) continue;
+    lap('measurements');
     const full = new Float64Array(cell.ring.length);
     for (let i = 0; i < full.length; i += 2) {
       full[i] = tile.x + cell.ring[i] * sx;
@@ -69,14 +81,15 @@ export function cellsToFeatures(cells: CellInstance[], ctx: FeatureContext): Til
     }
     let ring = ctx.simplifyTolerance > 0 ? simplifyRing(full, ctx.simplifyTolerance) : full;
     if (ringArea(ring) < 0) ring = reverseRing(ring);
+    const coords: number[][] = [];
+    for (let i = 0; i < ring.length; i += 2) coords.push([round4(ring[i]), round4(ring[i + 1])]);
+    coords.push(coords[0]);
+    lap('contours');
     // Perimeter of a pixel-edge staircase overstates a smooth outline by up to 4/π; measure it on
     // the outline simplified to within a pixel, as a pathologist would trace it.
     const smooth = simplifyRing(full, Math.max(sx, sy));
     const perimeter = ringPerimeter(smooth) * unitLen;
     const circularity = Math.min(1, (4 * Math.PI * area) / (perimeter * perimeter || 1));
-    const coords: number[][] = [];
-    for (let i = 0; i < ring.length; i += 2) coords.push([round4(ring[i]), round4(ring[i + 1])]);
-    coords.push(coords[0]);
     const measurements: Record<string, number> = {
       [areaName]: area,
       [perimName]: perimeter,
@@ -103,6 +116,7 @@ export function cellsToFeatures(cells: CellInstance[], ctx: FeatureContext): Til
     list.push(feature);
     count++;
   }
+  lap('measurements');
   return { byRoi, cells: count };
 }
 

@@ -8,6 +8,7 @@
  * centroid falls in exactly one core: that tile alone reports the cell, and it saw the cell whole
  * when the cell reaches less than h past its core.
  */
+import type { TilePlan } from '../../protocol';
 import type { Roi } from './roi';
 import { bboxIntersects, pointInRoi } from './roi';
 
@@ -21,14 +22,7 @@ export interface GridSpec {
   overlap: number;
 }
 
-export interface PlannedTile {
-  id: number;
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-  outputWidth: number;
-  outputHeight: number;
+export interface PlannedTile extends TilePlan {
   /** Core rectangle [x0, y0, x1, y1) in full-res px. */
   core: [number, number, number, number];
 }

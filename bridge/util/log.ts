@@ -1,5 +1,10 @@
-/** Structured logs: one JSON object per line on stderr, filtered by level. */
+/**
+ * Structured logs: one JSON object per line on stderr, filtered by level (--log-level). Every event
+ * of a connection carries `conn` (and `client` once initialized, `remote` address); job events carry `job`.
+ */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+/** Longer string fields (client-supplied text, stacks) are cut: one event stays one readable line. */
+const MAX_FIELD = 4000;
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
 
 export interface Logger {
@@ -13,7 +18,15 @@ export interface Logger {
 export function createLogger(level: LogLevel = 'info', base: Record<string, unknown> = {}, sink: (line: string) => void = (l) => process.stderr.write(l + '\n')): Logger {
   const emit = (lvl: LogLevel, event: string, fields?: Record<string, unknown>): void => {
     if (ORDER[lvl] < ORDER[level]) return;
-    sink(JSON.stringify({ time: new Date().toISOString(), level: lvl, event, ...base, ...fields }));
+    const entry = { time: new Date().toISOString(), level: lvl, event, ...base, ...fields };
+    let line: string;
+    try {
+      line = JSON.stringify(entry, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : typeof v === 'string' && v.length > MAX_FIELD ? v.slice(0, MAX_FIELD) + '…' : v));
+    } catch (err) {
+      // A field that cannot be serialised (a cycle) must not take the daemon down: log without the fields.
+      line = JSON.stringify({ time: entry.time, level: lvl, event, ...base, logError: (err as Error).message });
+    }
+    try { sink(line); } catch { /* a broken log stream is not the daemon's problem */ }
   };
   return {
     debug: (e, f) => emit('debug', e, f),

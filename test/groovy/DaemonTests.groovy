@@ -199,6 +199,14 @@ scenarios.each { String name ->
                 s.token = config.kill.token
                 out[name] = runWorkflow(s, host)
                 break
+            case 'qupath':
+                // the QuPath layer itself (entry script, bootstrap, adapter) on stand-in QuPath classes
+                Binding b = new Binding()
+                b.setVariable('root', root)
+                b.setVariable('config', config)
+                b.setVariable('pixels', pixels)
+                out[name] = new GroovyShell(this.class.classLoader, b).evaluate(new File(root, 'test/groovy/QuPathScenario.groovy'))
+                break
             case 'unknownModel':
                 out[name] = runWorkflow(settingsFor(['model=no-such-model']), newHost())
                 break

@@ -50,8 +50,13 @@ import java.util.concurrent.CompletableFuture
  * else goes through that ImageData, never through "current image" statics from another thread.
  */
 
-/** Entry points called by the scripts in the Cell Bridge folder (after the bootstrap lines). */
-class QuPathScripts {
+/**
+ * Entry points of the scripts in the Cell Bridge folder (static methods, called after the bootstrap
+ * lines), and the "host" of {@link DetectionWorkflow} (an instance per image: reads pixels, applies results).
+ */
+class QuPathAdapter {
+
+    static final String WHOLE_IMAGE_NAME = 'Cell Bridge: whole image'
 
     /** Interactive detection on the selected annotations (offers all annotations when none is selected). */
     static ImageReport detectCells(Script script, File home) {
@@ -226,12 +231,7 @@ class QuPathScripts {
         return value
     }
 
-}
-
-/** The "host" of {@link DetectionWorkflow}: reads pixels and applies results in QuPath. */
-class QuPathAdapter {
-
-    static final String WHOLE_IMAGE_NAME = 'Cell Bridge: whole image'
+    // -- the host of DetectionWorkflow: one instance per image ---------------------------------
 
     final Object imageData
     final Object server

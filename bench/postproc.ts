@@ -1,0 +1,85 @@
+/**
+ * Post-processing only: ms per tile for each stage on recorded model outputs of real tissue
+ * (CMU-1 tiles run through the default model; saved in bench/fixtures/ as .npy).
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { readNpy, writeNpy } from '../bridge/inference/npy';
+import type { TileOutputMaps } from '../bridge/inference/preprocess';
+import { newStageTimings, postprocessTile, type PostprocessOptions, type StageTimings } from '../bridge/postprocess';
+import { cellsToFeatures, type FeatureContext } from '../bridge/results/features';
+import type { PlannedTile } from '../bridge/tiling/planner';
+import type { Roi } from '../bridge/tiling/roi';
+import { FIXTURES_DIR, median, r2, type ReadyModel } from './common';
+
+/** Writes one tile's maps as bench/fixtures/tile-K.npy: float32 [2 + 1 + C, H, W] = dy, dx, cellprob, type logits. */
+export function saveFixtures(maps: TileOutputMaps[], dir = FIXTURES_DIR): string[] {
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+  for (const f of readdirSync(dir)) if (/^tile-\d+\.npy$/.test(f)) rmSync(join(dir, f));
+  return maps.map((m, k) => {
+    const n = m.width * m.height;
+    const data = new Float32Array((3 + m.typeChannels) * n);
+    data.set(m.dy, 0); data.set(m.dx, n); if (m.cellprob) data.set(m.cellprob, 2 * n); data.set(m.typeLogits, 3 * n);
+    const path = join(dir, `tile-${k}.npy`);
+    writeNpy(path, data, [3 + m.typeChannels, m.height, m.width]);
+    return path;
+  });
+}
+
+export function loadFixture(path: string, model: ReadyModel): TileOutputMaps {
+  const a = readNpy(path);
+  const [c, H, W] = a.shape;
+  const d = a.data as Float32Array;
+  const n = H * W;
+  return {
+    width: W, height: H, dy: d.slice(0, n), dx: d.slice(n, 2 * n), cellprob: d.slice(2 * n, 3 * n),
+    cellprobKind: model.card.outputs.cellProbability?.kind, typeLogits: d.slice(3 * n, c * n), typeChannels: c - 3,
+    typeKind: model.card.outputs.type.kind,
+  };
+}
+
+export interface PostprocResult {
+  tiles: number;
+  repeats: number;
+  cellsPerTile: number;
+  foregroundFraction: number;
+  /** ms per tile, per stage (stage timers on). */
+  stagesMs: Record<keyof StageTimings, number>;
+  /** ms per tile of the whole worker task (postprocessTile + cellsToFeatures, timers off), median over tiles. */
+  totalMs: number;
+}
+
+export function postprocBench(model: ReadyModel, maps: TileOutputMaps[], tiles: PlannedTile[], roi: Roi, imageMpp: number | null, repeats: number,
+  opts: PostprocessOptions = model.card.postprocess): PostprocResult {
+  const ctxOf = (tile: PlannedTile): FeatureContext => ({
+    tile, rois: [roi], classes: model.card.classes, imageMicronsPerPixel: imageMpp, objectType: 'cell',
+    simplifyTolerance: 0, minArea: 0, idSeed: 'bench',
+  });
+  // Warm-up (JIT) on every tile.
+  for (let k = 0; k < maps.length; k++) cellsToFeatures(postprocessTile(maps[k], opts).cells, ctxOf(tiles[k]));
+  const timings = newStageTimings();
+  let cells = 0, fg = 0, px = 0;
+  for (let r = 0; r < repeats; r++) {
+    for (let k = 0; k < maps.length; k++) {
+      const res = postprocessTile(maps[k], opts, timings);
+      cellsToFeatures(res.cells, ctxOf(tiles[k]), timings);
+      if (r === 0) {
+        cells += res.cells.length;
+        const cp = maps[k].cellprob!;
+        for (let i = 0; i < cp.length; i++) if (cp[i] > opts.cellprobThreshold) fg++;
+        px += cp.length;
+      }
+    }
+  }
+  const per: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    for (let k = 0; k < maps.length; k++) {
+      const t0 = performance.now();
+      cellsToFeatures(postprocessTile(maps[k], opts).cells, ctxOf(tiles[k]));
+      per.push(performance.now() - t0);
+    }
+  }
+  const runs = repeats * maps.length;
+  const stagesMs = Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, r2(v / runs)])) as PostprocResult['stagesMs'];
+  return { tiles: maps.length, repeats, cellsPerTile: r2(cells / maps.length), foregroundFraction: r2(fg / px), stagesMs, totalMs: r2(median(per)) };
+}

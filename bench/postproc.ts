@@ -45,8 +45,10 @@ export interface PostprocResult {
   foregroundFraction: number;
   /** ms per tile, per stage (stage timers on). */
   stagesMs: Record<keyof StageTimings, number>;
-  /** ms per tile of the whole worker task (postprocessTile + cellsToFeatures, timers off), median over tiles. */
+  /** ms per tile of the whole worker task (postprocessTile + cellsToFeatures, timers off), mean over tiles and repeats. */
   totalMs: number;
+  /** CPU ms per tile of the same (process CPU time: robust to other load on the machine). */
+  cpuMs: number;
 }
 
 export function postprocBench(model: ReadyModel, maps: TileOutputMaps[], tiles: PlannedTile[], roi: Roi, imageMpp: number | null, repeats: number,
@@ -72,6 +74,7 @@ export function postprocBench(model: ReadyModel, maps: TileOutputMaps[], tiles: 
     }
   }
   const per: number[] = [];
+  const cpu0 = process.cpuUsage();
   for (let r = 0; r < repeats; r++) {
     for (let k = 0; k < maps.length; k++) {
       const t0 = performance.now();
@@ -80,6 +83,7 @@ export function postprocBench(model: ReadyModel, maps: TileOutputMaps[], tiles: 
     }
   }
   const runs = repeats * maps.length;
+  const cpu = process.cpuUsage(cpu0);
   const stagesMs = Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, r2(v / runs)])) as PostprocResult['stagesMs'];
-  return { tiles: maps.length, repeats, cellsPerTile: r2(cells / maps.length), foregroundFraction: r2(fg / px), stagesMs, totalMs: r2(median(per)) };
+  return { tiles: maps.length, repeats, cellsPerTile: r2(cells / maps.length), foregroundFraction: r2(fg / px), stagesMs, totalMs: r2(per.reduce((a, b) => a + b, 0) / per.length), cpuMs: r2((cpu.user + cpu.system) / 1000 / runs) };
 }

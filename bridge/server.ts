@@ -154,6 +154,9 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
     res.writeHead(426, { 'content-type': 'text/plain' });
     res.end('Cell Bridge speaks JSON-RPC over WebSocket: connect with ws://\n');
   });
+  // Slow or idle HTTP clients that never upgrade do not hold sockets for long.
+  http.headersTimeout = 10_000;
+  http.requestTimeout = 15_000;
   const wss = new WebSocketServer({
     server: http,
     maxPayload: config.limits.maxMessageBytes,

@@ -29,7 +29,7 @@ describe('faults: worker crash and broken models', function () {
       writeFileSync(join(missing, 'card.json'), JSON.stringify(syntheticCard({ name: 'missing' })));
     });
     daemon = await startDaemon({
-      modelsDir: models, args: ['--device', 'cpu', '--log-level', 'info', '--model', 'synthetic'],
+      modelsDir: models, args: ['--device', 'cpu', '--log-level', 'info', '--model', 'synthetic', '--plan-timeout-s', '2', '--ping-interval-s', '1'],
       env: { CELLBRIDGE_TEST_CRASH_ON_TILE: '3', CELLBRIDGE_DEBUG: '1' },
     });
   });
@@ -68,6 +68,38 @@ describe('faults: worker crash and broken models', function () {
     assert.deepEqual(cellKeys(again), cellKeys(next));
   });
 
+  it('plans in a worker under a time limit: a costly ROI never stalls other clients', async () => {
+    const n = 30_000; // self-intersection checks alone take seconds (O(n²))
+    const ring = Array.from({ length: n }, (_, i) => [150 + 140 * Math.cos((2 * Math.PI * i) / n), 150 + 140 * Math.sin((2 * Math.PI * i) / n)]);
+    const heavy = await RawPeer.open(daemon.url);
+    await heavy.initialize();
+    const other = await RawPeer.open(daemon.url);
+    await other.initialize();
+    const t0 = Date.now();
+    heavy.send({ jsonrpc: '2.0', id: 'heavy', method: 'job/start', params: sceneJob(scene, { rois: [{ id: 'c', geometry: { type: 'Polygon', coordinates: [ring] } }] }) });
+    await sleep(100);
+    const t1 = Date.now();
+    assert.ok((await other.request('list', 'models/list')).result);
+    assert.ok(Date.now() - t1 < 500, `models/list answered in ${Date.now() - t1} ms while the heavy job was being planned`);
+    assert.ok(await heavy.until(() => heavy.responses.has('"heavy"'), 10_000));
+    const r = heavy.responses.get('"heavy"');
+    assert.equal(r.error?.code, ErrorCodes.LimitExceeded, JSON.stringify(r).slice(0, 300));
+    assert.equal(r.error.data.limit, 'planTimeoutMs');
+    assert.ok(Date.now() - t0 < 6000);
+    await Promise.all([heavy.close(), other.close()]);
+  });
+
+  it('drops a peer that stops answering pings, and cancels its jobs', async () => {
+    const p = await RawPeer.open(daemon.url, { autoPong: false });
+    await p.initialize();
+    const j = await p.request('j', 'job/start', sceneJob(scene));
+    assert.ok(j.result);
+    assert.ok(await p.until(() => p.closed !== null, 5000), 'dropped');
+    await sleep(200);
+    assert.ok(daemon.stderr.some((l) => /client unresponsive/.test(l)));
+    assert.ok(daemon.stderr.some((l) => new RegExp(`"job":${j.result.jobId},"status":"cancelled"`).test(l)), 'its job was cancelled');
+  });
+
   it('a client that vanishes mid-job frees its job, its queued work and its connection', async () => {
     const client = await CellBridgeClient.connect(daemon.url);
     let sent = 0;
@@ -102,7 +134,7 @@ describe('faults: limits and timeouts', function () {
     daemon = await startDaemon({
       modelsDir: makeSyntheticModelsDir(),
       args: ['--device', 'cpu', '--log-level', 'warn', '--tile-timeout-s', '1', '--idle-timeout-s', '1', '--max-jobs-per-client', '2',
-        '--max-tiles-per-job', '50', '--max-roi-vertices', '1000', '--max-roi-megapixels', '1', '--max-message-mb', '1'],
+        '--max-tiles-per-job', '50', '--max-roi-vertices', '1000', '--max-roi-megapixels', '1', '--max-message-mb', '1', '--max-tiles-per-client', '3', '--max-send-buffer-mb', '1'],
     });
   });
   after(async () => { await daemon?.stop(); });
@@ -132,14 +164,45 @@ describe('faults: limits and timeouts', function () {
     const j3 = await p.request('j3', 'job/start', sceneJob(scene));
     assert.equal(j3.error.code, ErrorCodes.LimitExceeded);
     assert.equal(j3.error.data.limit, 'maxJobsPerClient');
+    // Two jobs of 4 tiles in flight each, but the connection's budget is 3 tiles.
+    const asked = () => p.messages.filter((m) => m.method === 'job/requestTiles').reduce((n, m) => n + m.params.tileIds.length, 0);
+    await p.until(() => asked() >= 3, 3000);
+    await sleep(200);
+    assert.equal(asked(), 3, 'tiles asked for over both jobs: --max-tiles-per-client');
     // No tiles sent: both jobs fail with Timeout after the 1 s tile timeout.
     assert.ok(await p.until(() => p.messages.filter((m) => m.method === 'job/completed').length === 2, 8000));
     const done = p.messages.filter((m) => m.method === 'job/completed').map((m) => m.params as CompletedParams);
     for (const c of done) { assert.equal(c.status, 'failed'); assert.equal(c.error!.code, ErrorCodes.Timeout); }
-    // Oversize message: closed with 1009.
+    // Oversize message: closed with 1009 (a request first, so that the 1 s idle timeout is not what closes it).
+    assert.ok((await p.request('keep', 'models/list')).result);
     p.send(new Uint8Array(1024 * 1024 + 1));
     assert.ok(await p.until(() => p.closed !== null, 5000));
     assert.equal(p.closed!.code, 1009);
+  });
+
+  it('ignores the JSON-RPC built-in notifications (a bare $/cancelRequest used to crash the daemon)', async () => {
+    const p = await RawPeer.open(daemon.url);
+    for (const method of ['$/cancelRequest', '$/progress', '$/setTrace', '$/logTrace']) {
+      p.send({ jsonrpc: '2.0', method });
+      p.send({ jsonrpc: '2.0', method, params: { id: null } });
+      p.send({ jsonrpc: '2.0', method, params: [] });
+    }
+    assert.ok((await p.initialize()).result);
+    assert.equal(daemon.process.exitCode, null);
+    assert.ok(!daemon.stderr.some((l) => /uncaught exception|unhandled rejection|internal error/.test(l)));
+    await p.close();
+  });
+
+  it('closes the connection of a client that does not read what it asked for', async () => {
+    const p = await RawPeer.open(daemon.url);
+    await p.initialize();
+    p.ws.pause(); // stops reading; the answers pile up in the server
+    for (let i = 0; i < 40_000; i++) p.send(`{"jsonrpc":"2.0","id":${i},"method":"models/list"}`);
+    const t0 = Date.now();
+    while (!daemon.stderr.some((l) => /client not reading; closing/.test(l)) && Date.now() - t0 < 10_000) await sleep(100);
+    assert.ok(daemon.stderr.some((l) => /client not reading; closing/.test(l)), 'closed for not reading');
+    p.ws.terminate();
+    assert.equal(daemon.process.exitCode, null);
   });
 
   it('closes an idle connection with a reason', async () => {

@@ -161,7 +161,8 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
     const hasSvs = existsSync(SVS);
     if (hasSvs) scenarios.push('detect:svs');
     // Last: a wrong token, then a job whose daemon is SIGKILLed after the client has sent two tiles.
-    scenarios.push('badToken', 'killed');
+    // The QuPath layer on stand-in QuPath classes (test/groovy/qupath-stubs), then the kill scenarios.
+    scenarios.push('qupath', 'badToken', 'killed');
     mainRun = runGroovy('DaemonTests.groovy', ['-', ...scenarios], (line) => {
       if (line === 'READY_TO_KILL' && !killedAt) { killedAt = Date.now(); killDaemon?.process.kill('SIGKILL'); }
     }, configText);
@@ -174,50 +175,50 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
     }
 
     async function prepare() {
-    // One daemon for the scenarios (synthetic model, plus the real H&E model when it is built), one with a
-    // token that the kill test kills.
-    const useRealModel = existsSync(join(REAL_MODEL_DIR, 'card.json')) && existsSync(join(REAL_MODEL_DIR, 'model.onnx'));
-    const modelsDir = makeSyntheticModelsDir((root) => { if (useRealModel) symlinkSync(REAL_MODEL_DIR, join(root, 'cellbridge-he-v1')); });
-    [daemon, killDaemon] = await Promise.all([
-      startDaemon({ modelsDir, args: ['--device', 'cpu', '--log-level', 'warn'] }),
-      startDaemon({ modelsDir: makeSyntheticModelsDir(), args: ['--device', 'cpu', '--log-level', 'warn', '--token', 's3cret'] }),
-    ]);
+      // One daemon for the scenarios (synthetic model, plus the real H&E model when it is built), one with a
+      // token that the kill test kills.
+      const useRealModel = existsSync(join(REAL_MODEL_DIR, 'card.json')) && existsSync(join(REAL_MODEL_DIR, 'model.onnx'));
+      const modelsDir = makeSyntheticModelsDir((root) => { if (useRealModel) symlinkSync(REAL_MODEL_DIR, join(root, 'cellbridge-he-v1')); });
+      [daemon, killDaemon] = await Promise.all([
+        startDaemon({ modelsDir, args: ['--device', 'cpu', '--log-level', 'warn'] }),
+        startDaemon({ modelsDir: makeSyntheticModelsDir(), args: ['--device', 'cpu', '--log-level', 'warn', '--token', 's3cret'] }),
+      ]);
 
-    // The painted scene, as the raw pixels the Groovy "image server" reads and as a PNG for the Node path.
-    const raw = join(work, 'scene.rgb');
-    const png = join(work, 'scene.png');
-    writeFileSync(raw, scene.rgb);
-    await sharp(Buffer.from(scene.rgb), { raw: { width: W, height: H, channels: 3 } }).png().toFile(png);
-    const roiFile = join(work, 'roi.geojson');
-    writeFileSync(roiFile, JSON.stringify({ type: 'Feature', id: 'r', geometry: ROI, properties: {} }));
-    const config: any = {
-      server: daemon.url, raw, width: W, height: H, imageName: 'scene.png', mpp: 0.5, modelMpp: 0.5, model: 'synthetic',
-      rois: [{ id: 'r', label: 'ROI with a hole', geometry: ROI }], outDir: work, images: {},
-    };
-    // A region of the real slide (when the shared data is here): level-0 pixels dumped with sharp.
-    if (hasSvs) {
-      const left = 800, top = 1200, width = 640, height = 600;
-      const rgb = await sharp(SVS, { limitInputPixels: false }).extract({ left, top, width, height }).removeAlpha().raw().toBuffer();
-      const svsRaw = join(work, 'cmu.rgb');
-      const svsPng = join(work, 'cmu-region.png');
-      writeFileSync(svsRaw, rgb);
-      await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toFile(svsPng);
-      const roi = { type: 'Polygon', coordinates: [[[40, 30], [600, 60], [560, 570], [60, 540], [40, 30]]] };
-      const svsRoi = join(work, 'cmu-roi.geojson');
-      writeFileSync(svsRoi, JSON.stringify({ type: 'Feature', id: 'r', geometry: roi, properties: {} }));
-      const model = useRealModel ? 'cellbridge-he-v1' : 'synthetic';
-      // The pixel size stated on both paths is the model's 0.5 µm/px (the slide's is 0.499): downsample 1, so
-      // both clients send the very same pixels and any difference is the client's.
-      config.images.svs = { raw: svsRaw, width, height, name: 'cmu-region.png', mpp: 0.5, model,
-        regions: [{ id: 'r', label: 'tissue', geometry: roi }] };
-      svs = { node: segmentWithNode(svsPng, svsRoi, join(work, 'cmu-node.geojson'), daemon.url, ['--mpp', '0.5', '--model', model]), model };
-      svs.node.catch(() => undefined);
-    }
-    config.kill = { server: killDaemon.url, token: 's3cret' };
-    giveConfig(JSON.stringify(config));
-    // The Node path on the scene: a PNG has no pixel size, so the same 0.5 µm/px is stated.
-    nodeScene = segmentWithNode(png, roiFile, join(work, 'node.geojson'), daemon.url, ['--mpp', '0.5', '--model', 'synthetic']);
-    nodeScene.catch(() => undefined);
+      // The painted scene, as the raw pixels the Groovy "image server" reads and as a PNG for the Node path.
+      const raw = join(work, 'scene.rgb');
+      const png = join(work, 'scene.png');
+      writeFileSync(raw, scene.rgb);
+      await sharp(Buffer.from(scene.rgb), { raw: { width: W, height: H, channels: 3 } }).png().toFile(png);
+      const roiFile = join(work, 'roi.geojson');
+      writeFileSync(roiFile, JSON.stringify({ type: 'Feature', id: 'r', geometry: ROI, properties: {} }));
+      const config: any = {
+        server: daemon.url, raw, width: W, height: H, imageName: 'scene.png', mpp: 0.5, modelMpp: 0.5, model: 'synthetic',
+        rois: [{ id: 'r', label: 'ROI with a hole', geometry: ROI }], outDir: work, images: {},
+      };
+      // A region of the real slide (when the shared data is here): level-0 pixels dumped with sharp.
+      if (hasSvs) {
+        const left = 800, top = 1200, width = 640, height = 600;
+        const rgb = await sharp(SVS, { limitInputPixels: false }).extract({ left, top, width, height }).removeAlpha().raw().toBuffer();
+        const svsRaw = join(work, 'cmu.rgb');
+        const svsPng = join(work, 'cmu-region.png');
+        writeFileSync(svsRaw, rgb);
+        await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toFile(svsPng);
+        const roi = { type: 'Polygon', coordinates: [[[40, 30], [600, 60], [560, 570], [60, 540], [40, 30]]] };
+        const svsRoi = join(work, 'cmu-roi.geojson');
+        writeFileSync(svsRoi, JSON.stringify({ type: 'Feature', id: 'r', geometry: roi, properties: {} }));
+        const model = useRealModel ? 'cellbridge-he-v1' : 'synthetic';
+        // The pixel size stated on both paths is the model's 0.5 µm/px (the slide's is 0.499): downsample 1, so
+        // both clients send the very same pixels and any difference is the client's.
+        config.images.svs = { raw: svsRaw, width, height, name: 'cmu-region.png', mpp: 0.5, model,
+          regions: [{ id: 'r', label: 'tissue', geometry: roi }] };
+        svs = { node: segmentWithNode(svsPng, svsRoi, join(work, 'cmu-node.geojson'), daemon.url, ['--mpp', '0.5', '--model', model]), model };
+        svs.node.catch(() => undefined);
+      }
+      config.kill = { server: killDaemon.url, token: 's3cret' };
+      giveConfig(JSON.stringify(config));
+      // The Node path on the scene: a PNG has no pixel size, so the same 0.5 µm/px is stated.
+      nodeScene = segmentWithNode(png, roiFile, join(work, 'node.geojson'), daemon.url, ['--mpp', '0.5', '--model', 'synthetic']);
+      nodeScene.catch(() => undefined);
     }
   });
 
@@ -354,6 +355,74 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
       assert.match(s.report.message, /npx cellbridge serve/);
       assert.match(s.report.message, /docker run/);
       assert.equal(s.applyCalls, 0);
+    });
+  });
+
+  describe('the QuPath layer (entry scripts, bootstrap, adapter) on stand-in QuPath classes', () => {
+    let q: any;
+    before(async () => {
+      q = (await mainRun).result.qupath;
+      scenarioOk(q, 'qupath');
+    });
+
+    it('Run_for_project.groovy (real bootstrap): cells under their annotation, one event each, image saved', () => {
+      const f = q.first;
+      assert.equal(f.status, 'completed', f.message);
+      assert.deepEqual(f.regions.map((r: any) => r.label), ['A1', 'A2']);
+      assert.ok(f.a1Cells > 50 && f.a2Cells > 50, JSON.stringify(f.regions));
+      assert.equal(f.cells, f.a1Cells + f.a2Cells);
+      assert.ok(f.allNewMarked, 'new cells carry the cellbridge marker');
+      assert.equal(f.events, 2, 'one hierarchy event per annotation');
+      assert.equal(f.saves, 1, 'the image was saved');
+      assert.ok(f.reads > 0, 'pixels read through RegionRequest + server.readRegion');
+      assert.match(f.bootstrapLoader, /^groovy\.lang\.GroovyClassLoader/, 'lib/ loaded by the bootstrap lines');
+      assert.deepEqual(f.classes, { Alpha: 0xffff0000 | 0, Beta: 0xff0000ff | 0 }, 'class colours from the model card');
+    });
+
+    it('replaces only the cells of an earlier Cell Bridge run; the user\'s objects and measurements stay', () => {
+      const f = q.first;
+      assert.ok(f.userDetectionKept, "the user's detection is kept");
+      assert.ok(f.oldCellGone, "the earlier run's cell is replaced");
+      assert.equal(f.a1Children, f.a1Cells + 1);
+      assert.equal(f.a1Measurements['My score'], 7);
+      assert.equal(f.a1Measurements['Cell Bridge: Num Gamma'], undefined, 'stale summary removed');
+      assert.equal(f.a1Measurements['Cell Bridge: Num cells'], f.a1Cells);
+      assert.ok(Math.abs(f.a1Measurements['Cell Bridge: Area mm^2'] - (280 * 450 * 0.25) / 1e6) < 1e-12);
+      const s = q.second;
+      assert.equal(s.status, 'completed');
+      assert.deepEqual([s.a1Cells, s.a2Cells], [f.a1Cells, f.a2Cells], 'a second run replaces, never adds');
+      assert.ok(s.sameIds, 'stable cell ids across runs');
+      assert.ok(s.userDetectionKept);
+      assert.equal(s.marked, f.a1Cells + f.a2Cells);
+    });
+
+    it('Detect cells on a selection changes only the selected annotation', () => {
+      const t = q.third;
+      assert.equal(t.status, 'completed', t.message);
+      assert.deepEqual(t.regions, ['A2']);
+      assert.ok(t.a1Untouched, 'A1 untouched');
+      assert.ok(t.a2Replaced, 'A2 replaced');
+    });
+
+    it('an image without annotations: the whole image, in one locked annotation made once', () => {
+      const w = q.wholeImage;
+      assert.deepEqual(w.status, ['completed', 'completed'], w.message);
+      assert.deepEqual(w.annotations, [1, 1]);
+      assert.equal(w.name, 'Cell Bridge: whole image');
+      assert.equal(w.locked, true);
+      assert.ok(w.sameAnnotation, 'the second run reuses it');
+      assert.equal(w.cells, w.reportCells);
+      assert.equal(w.summary['Cell Bridge: Num cells'], w.cells);
+      assert.ok(Math.abs(w.summary['Cell Bridge: Area mm^2'] - (W * H * 0.25) / 1e6) < 1e-12);
+    });
+
+    it('a batch image whose daemon is absent: reported, nothing changed or saved, no exception', () => {
+      const a = q.absent;
+      assert.equal(a.status, 'failed');
+      assert.equal(a.codeName, 'DaemonNotRunning');
+      assert.match(a.message, /npx cellbridge serve/);
+      assert.ok(a.unchanged);
+      assert.equal(a.saved, false);
     });
   });
 

@@ -120,6 +120,7 @@ export async function segment(argv: string[]): Promise<number> {
         for (const f of features) { out.write((first ? '' : ',\n') + JSON.stringify(f)); first = false; }
       },
       onFrameRejected: (p) => say(`  frame rejected: ${p.message}`),
+      retainFeatures: false, // streamed to the file: memory does not grow with the region
     });
     out.write('\n]}\n');
     await new Promise<void>((r, j) => out.end((err?: Error | null) => (err ? j(err) : r())));

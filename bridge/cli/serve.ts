@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { DEFAULT_LIMITS, DEFAULT_PORT, type ServerConfig, type ServerLimitsConfig } from '../config';
 import { DEVICE_CHOICES, describeChoice, type DeviceRequest } from '../inference/providers';
-import { isLoopback, startDaemon } from '../server';
+import { isLoopback, startDaemon, type Daemon } from '../server';
 import { createLogger, isLogLevel, type Logger } from '../util/log';
 import { intFlag, UsageError } from './args';
 import { defaultModelsDir } from './paths';
@@ -96,16 +96,12 @@ export async function serve(argv: string[]): Promise<void> {
     log.warn('short token', { hint: 'use a long random token (e.g. openssl rand -hex 32) when the daemon is reachable from the network' });
   }
   installSafetyNets(log);
-  const daemon = await startDaemon(config, log);
-  process.stdout.write(JSON.stringify({
-    event: 'listening', url: daemon.url, port: daemon.port,
-    provider: daemon.provider.name, deviceName: daemon.provider.deviceName, skipped: daemon.provider.skipped,
-    models: daemon.registry.list().map((m) => ({ name: m.name, status: m.status, ...(m.error ? { error: m.error } : {}) })),
-    defaultModel: daemon.registry.defaultModel,
-  }) + '\n');
-  if (config.logLevel !== 'silent') process.stderr.write(`cellbridge: listening on ${daemon.url}, execution provider ${describeChoice(daemon.provider)}\n`);
+  // Signal handlers first: a signal that arrives during start-up, or right after the 'listening'
+  // line, must still end the process cleanly with status 0.
+  let daemon: Daemon | null = null;
   let stopping = false;
   const stop = (signal: string) => {
+    if (!daemon) { log.info('stopped during start-up', { signal }); process.exit(0); }
     if (stopping) {
       // A second signal: no more grace, cancel now.
       log.warn('second signal: cancelling jobs now', { signal });
@@ -122,4 +118,12 @@ export async function serve(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  daemon = await startDaemon(config, log);
+  process.stdout.write(JSON.stringify({
+    event: 'listening', url: daemon.url, port: daemon.port,
+    provider: daemon.provider.name, deviceName: daemon.provider.deviceName, skipped: daemon.provider.skipped,
+    models: daemon.registry.list().map((m) => ({ name: m.name, status: m.status, ...(m.error ? { error: m.error } : {}) })),
+    defaultModel: daemon.registry.defaultModel,
+  }) + '\n');
+  if (config.logLevel !== 'silent') process.stderr.write(`cellbridge: listening on ${daemon.url}, execution provider ${describeChoice(daemon.provider)}\n`);
 }

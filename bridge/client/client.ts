@@ -22,6 +22,11 @@ export interface JobCallbacks {
   onProgress?(p: ProgressParams): void;
   onDetections?(roiId: string, features: DetectionFeature[]): void;
   onFrameRejected?(p: FrameRejectedParams): void;
+  /**
+   * false: detections go to onDetections only and JobOutcome.features stays empty, so a client that
+   * streams them (cellbridge segment) holds no more than one batch whatever the region's size.
+   */
+  retainFeatures?: boolean;
 }
 
 export interface JobOutcome {
@@ -55,6 +60,7 @@ export class CellBridgeClient {
     });
     connection.onNotification(ProgressNotification, (p) => this.withJob(p.jobId, (j) => j.callbacks.onProgress?.(p)));
     connection.onNotification(DetectionsNotification, (p) => this.withJob(p.jobId, (j) => {
+      if (j.callbacks.retainFeatures === false) { j.callbacks.onDetections?.(p.roiId, p.features); return; }
       let list = j.features.get(p.roiId);
       if (!list) j.features.set(p.roiId, (list = []));
       list.push(...p.features);

@@ -15,7 +15,8 @@ export interface ClassVotes {
  * Majority vote of argmax(type) over each instance's pixels (contract step 5): argmax ties and vote
  * ties go to the lower channel; when background wins and another class is present, the most frequent
  * other class wins (the runner-up); an instance whose pixels are all background-argmax votes 0.
- * `typeLogits` is C*H*W channel-major, `labels` holds 0..n.
+ * `typeLogits` is C*H*W channel-major, `labels` holds 0..n. `withProbabilities` false skips the
+ * mean probabilities (left 0; classIndex, counts and area do not depend on them).
  */
 export function voteClasses(
   labels: Int32Array,
@@ -23,6 +24,7 @@ export function voteClasses(
   typeLogits: Float32Array,
   C: number,
   kind: 'logits' | 'probabilities',
+  withProbabilities = true,
 ): ClassVotes {
   const N = labels.length;
   const counts = new Int32Array((n + 1) * C);
@@ -42,6 +44,7 @@ export function voteClasses(
     }
     counts[l * C + arg]++;
     const o = l * C;
+    if (!withProbabilities) continue;
     if (softmax) {
       // Subtracting the max keeps exp() finite for large logits.
       let z = 0;

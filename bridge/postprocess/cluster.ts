@@ -1,5 +1,6 @@
 import type { ClusterOptions } from './types';
 import { renumber } from './masks';
+import { scratchInt32 } from './scratch';
 
 /**
  * Cluster final flow positions into instances (Cellpose get_masks / the seed's get_masks_cellpose).
@@ -34,8 +35,8 @@ export function clusterPositions(
 ): Int32Array {
   const n = W * H;
   const seedMode = opts.mode === 'seed';
-  const bin = new Int32Array(n).fill(-1);
-  const hist = new Int32Array(n);
+  const bin = scratchInt32('cluster.bin', n, false).fill(-1);
+  const hist = scratchInt32('cluster.hist', n);
   for (let i = 0; i < n; i++) {
     if (!seedMode && !mask[i]) continue;
     // Truncation toward zero (np.int32 of float32); positions are >= 0.
@@ -47,7 +48,7 @@ export function clusterPositions(
   // Seeds in raster order (np.nonzero).
   const seedMin = opts.seedMinCount;
   let nseeds = 0;
-  const seedsBuf = new Int32Array(n);
+  const seedsBuf = scratchInt32('cluster.seeds', n, false);
   for (let by = 0; by < H; by++) {
     for (let bx = 0; bx < W; bx++) {
       const h = hist[by * W + bx];
@@ -69,9 +70,9 @@ export function clusterPositions(
   // Descending count; ties: later raster bin first (stable ascending argsort, reversed).
   order.sort((a, b) => hist[b] - hist[a] || b - a);
 
-  const M = new Int32Array(n);
-  const stamp = new Int32Array(n);
-  const cur = new Int32Array(n);
+  const M = scratchInt32('cluster.M', n);
+  const stamp = scratchInt32('cluster.stamp', n);
+  const cur = scratchInt32('cluster.cur', n, false);
   const claimMin = opts.claimMinCount;
   const rounds = opts.growIterations;
   for (let k = 0; k < nseeds; k++) {

@@ -1,3 +1,4 @@
+import { scratchInt32, scratchUint8 } from './scratch';
 import { components4, largestParts, maxLabel } from './masks';
 
 export interface OuterContours {
@@ -54,10 +55,10 @@ export function traceOuterContours(labels: Int32Array, W: number, H: number): Ou
   }
 
   // Local grid with a one-pixel frame: 1 = part, 2 = outside (reached from the frame), 0 = hole.
-  const grid = new Uint8Array((W + 2) * (H + 2));
-  const queue = new Int32Array((W + 2) * (H + 2));
+  const grid = scratchUint8('contours.grid', (W + 2) * (H + 2), false); // cleared per instance below
+  const queue = scratchInt32('contours.queue', (W + 2) * (H + 2), false);
   // A simple ring visits each lattice point at most once.
-  const verts = new Int32Array(2 * (W + 1) * (H + 1));
+  const verts = scratchInt32('contours.verts', 2 * (W + 1) * (H + 1), false);
 
   for (let l = 1; l <= nLab; l++) {
     const id = best[l];

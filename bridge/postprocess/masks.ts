@@ -2,6 +2,7 @@
  * Label-map clean-up. Label maps are Int32Array, row-major [H][W], 0 = background.
  * All functions work in place on `labels`.
  */
+import { scratchInt32 } from './scratch';
 
 /** Maps the labels present to 1..N keeping their order (like np.unique(return_inverse)); returns N. */
 export function renumber(labels: Int32Array): number {
@@ -91,8 +92,8 @@ function sequentialCleanup(
     }
   }
   // outside[i] === stamp marks pixels reached from the box border for the current instance.
-  const outside = new Int32Array(W * H);
-  const queue = new Int32Array(W * H);
+  const outside = scratchInt32('masks.outside', W * H);
+  const queue = scratchInt32('masks.queue', W * H, false);
   let changed = 0;
   let j = 0;
   for (let l = 1; l <= max; l++) {

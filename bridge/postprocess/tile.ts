@@ -44,7 +44,7 @@ export function labelTile(maps: TileMaps, opts: PostprocessOptions, timings?: St
     lap('flowError');
   }
   let n = removeSmallAndFillHoles(labels, W, H, opts.minSize, opts.fillHoles);
-  const vote = voteClasses(labels, n, maps.typeLogits, maps.typeChannels, maps.typeKind);
+  const vote = voteClasses(labels, n, maps.typeLogits, maps.typeChannels, maps.typeKind, false);
   if (dropBackgroundVoted(labels, vote.classIndex) > 0) n = renumber(labels);
   lap('masks');
   return { labels, n };

@@ -1,6 +1,6 @@
 /**
  * Cells of one tile → QuPath GeoJSON features (pure). Decides which cells the tile reports (centroid
- * in the tile's core) and which ROI each belongs to (first ROI whose polygon holds the centroid).
+ * in the tile's core) and which ROI each belongs to (the first ROI in `rois` whose polygon holds the centroid; callers order them smallest first).
  */
 import { createHash } from 'node:crypto';
 import type { DetectionFeature } from '../../protocol';

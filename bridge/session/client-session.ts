@@ -74,13 +74,15 @@ export class ClientSession {
     tagOwner(this.lifetime.signal, this.owner);
     setMaxListeners(0, this.lifetime.signal); // one listener per queued job/start
     this.budget = new TileBudget(limits.maxTilesInFlightPerClient);
+    const onOverflow = (bytes: number) => this.log.warn('client not reading; closing', { bufferedBytes: bytes, limit: limits.maxSendBufferBytes });
     const reader = new WebSocketMessageReader(socket, (data) => this.onBinary(data), {
+      onOverflow,
       onActivity: () => { this.lastActivity = Date.now(); this.alive = true; },
       onInternalError: (err, where) => this.internalError(err, where),
       onProtocolError: (code, message) => { this.counters.protocolErrors++; this.warn('bad message', { code, message }); },
       maxBufferedBytes: limits.maxSendBufferBytes,
     });
-    const writer = new WebSocketMessageWriter(socket, { maxBufferedBytes: limits.maxSendBufferBytes });
+    const writer = new WebSocketMessageWriter(socket, { maxBufferedBytes: limits.maxSendBufferBytes, onOverflow });
     this.connection = createMessageConnection(reader, writer, {
       error: (m) => log.debug('jsonrpc', { message: m }), warn: (m) => log.debug('jsonrpc', { message: m }),
       info: () => undefined, log: () => undefined,
@@ -274,7 +276,8 @@ export class ClientSession {
     const job = new Job({
       id: jobId, model, tiles, rois, pixelFormat, maxTilesInFlight, postprocess,
       context: {
-        rois: rois.map((r) => ({ id: r.id, polygons: r.polygons, bbox: r.bbox })),
+        // Smallest first: a cell inside nested ROIs belongs to the innermost one.
+        rois: [...rois].sort((a, b) => a.area - b.area).map((r) => ({ id: r.id, polygons: r.polygons, bbox: r.bbox })),
         classes: card.classes,
         imageMicronsPerPixel: imageMpp,
         objectType: opts.objectType ?? 'cell',

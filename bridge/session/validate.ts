@@ -23,7 +23,7 @@ export function checkStartJob(p: unknown): StartJobParams {
   if (!(image.micronsPerPixel === null || image.micronsPerPixel === undefined || positiveNum(image.micronsPerPixel))) {
     throw invalid('"image.micronsPerPixel" must be a positive number or null');
   }
-  if (image.name !== undefined && typeof image.name !== 'string') throw invalid('"image.name" must be a string');
+  if (image.name !== undefined && (typeof image.name !== 'string' || image.name.length > 1000)) throw invalid('"image.name" must be a string of at most 1000 characters');
   if (!Array.isArray(p.rois)) throw invalid('"rois" must be an array of {id, geometry}');
   if (p.rois.length === 0) throw invalid('"rois" is empty: give at least one region');
   const ids = new Set<string>();

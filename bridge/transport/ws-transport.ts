@@ -20,15 +20,19 @@ export interface TransportOptions {
   onProtocolError?: (code: number, message: string) => void;
   /** Close the connection when this many bytes wait to be sent to the peer (it does not read). */
   maxBufferedBytes?: number;
+  /** Called once when the connection is closed for that reason. */
+  onOverflow?: (bufferedBytes: number) => void;
 }
 
 /** Notifications vscode-jsonrpc handles itself; their params are dereferenced without checks. */
 const BUILTIN_NOTIFICATIONS = new Set(['$/cancelRequest', '$/progress', '$/setTrace', '$/logTrace']);
 
 /** Sends unless the socket is closed; drops the connection when the peer stopped reading. */
-function guardedSend(socket: WebSocket, data: string, maxBufferedBytes: number | undefined, cb?: (err?: Error) => void): boolean {
+function guardedSend(socket: WebSocket, data: string, options: Pick<TransportOptions, 'maxBufferedBytes' | 'onOverflow'>, cb?: (err?: Error) => void): boolean {
   if (socket.readyState !== socket.OPEN) return false;
-  if (maxBufferedBytes !== undefined && socket.bufferedAmount + data.length > maxBufferedBytes) {
+  const max = options.maxBufferedBytes;
+  if (max !== undefined && socket.bufferedAmount + data.length > max) {
+    options.onOverflow?.(socket.bufferedAmount);
     socket.close(1008, 'too many unread messages: the client does not read what the server sends');
     // A peer that does not read will not complete the closing handshake either.
     setTimeout(() => socket.terminate(), 1000).unref();
@@ -117,16 +121,16 @@ export class WebSocketMessageReader extends AbstractMessageReader implements Mes
 
   private replyError(id: number | string | null, code: number, message: string): void {
     this.options.onProtocolError?.(code, message);
-    guardedSend(this.socket, JSON.stringify({ jsonrpc: '2.0', id, error: { code, message } }), this.options.maxBufferedBytes);
+    guardedSend(this.socket, JSON.stringify({ jsonrpc: '2.0', id, error: { code, message } }), this.options);
   }
 }
 
 export class WebSocketMessageWriter extends AbstractMessageWriter implements MessageWriter {
-  constructor(private readonly socket: WebSocket, private readonly options: Pick<TransportOptions, 'maxBufferedBytes'> = {}) { super(); }
+  constructor(private readonly socket: WebSocket, private readonly options: Pick<TransportOptions, 'maxBufferedBytes' | 'onOverflow'> = {}) { super(); }
 
   write(msg: Message): Promise<void> {
     return new Promise((resolve) => {
-      const sent = guardedSend(this.socket, JSON.stringify(msg), this.options.maxBufferedBytes, (err) => {
+      const sent = guardedSend(this.socket, JSON.stringify(msg), this.options, (err) => {
         if (err) this.fireError([err, msg, 0]);
         resolve();
       });

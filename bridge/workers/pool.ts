@@ -36,6 +36,8 @@ export function tagOwner(signal: AbortSignal, owner: string): void {
 export const TEST_CRASH_ENV = 'CELLBRIDGE_TEST_CRASH_ON_TILE';
 const TEST_CRASH_POOL = 'post-processing';
 const TEST_CRASH_MARKER = '__cellbridgeTestCrash';
+const READY_KEY = '__cellbridgeWorkerReady';
+const READY = { [READY_KEY]: true } as const;
 
 interface Task<I, O> {
   input: I;
@@ -51,6 +53,8 @@ interface Slot<I, O> {
   worker: Worker;
   task: Task<I, O> | null;
   timer: NodeJS.Timeout | null;
+  /** The worker has loaded its script (serveWorker said so): only then do tasks and their time limit start. */
+  ready: boolean;
 }
 
 type WorkerReply<O> = { ok: true; result: O } | { ok: false; error: string; code?: number; data?: unknown };
@@ -150,11 +154,13 @@ export class WorkerPool<I, O> extends EventEmitter {
       workerData: this.options.workerData,
       resourceLimits: this.options.resourceLimits,
     });
-    const slot: Slot<I, O> = { worker, task: null, timer: null };
-    worker.on('message', (reply: WorkerReply<O>) => {
+    const slot: Slot<I, O> = { worker, task: null, timer: null, ready: false };
+    worker.on('message', (reply: WorkerReply<O> | typeof READY) => {
+      if ((reply as typeof READY)[READY_KEY] === true) { slot.ready = true; this.pump(); return; }
       const task = slot.task;
       slot.task = null;
       if (slot.timer) { clearTimeout(slot.timer); slot.timer = null; }
+      reply = reply as WorkerReply<O>;
       if (task) {
         this.detach(task);
         if (reply.ok) task.resolve(reply.result);
@@ -197,7 +203,7 @@ export class WorkerPool<I, O> extends EventEmitter {
     if (this.closed) return;
     for (const slot of this.slots) {
       if (this.queuedCount === 0) return;
-      if (slot.task !== null) continue;
+      if (slot.task !== null || !slot.ready) continue;
       const task = this.next()!;
       slot.task = task;
       const limit = this.options.taskTimeoutMs;
@@ -222,6 +228,7 @@ export function serveWorker<I, O>(
   port: import('node:worker_threads').MessagePort,
   handler: (input: I) => Promise<{ result: O; transfer?: TransferListItem[] }>,
 ): void {
+  port.postMessage(READY);
   port.on('message', async (input: I) => {
     if (typeof input === 'object' && input !== null && (input as Record<string, unknown>)[TEST_CRASH_MARKER] === true) {
       setImmediate(() => { throw new Error(`test crash (${TEST_CRASH_ENV})`); });

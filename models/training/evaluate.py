@@ -36,6 +36,7 @@ def main():
     ap.add_argument('--card', required=True)
     ap.add_argument('--split', default='test')
     ap.add_argument('--json')
+    ap.add_argument('--val', action='store_true', help='evaluate the held-out train images instead')
     a = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.time()
@@ -45,6 +46,12 @@ def main():
     f = ck.get('factor', 2)
     m = CellUNet(); m.load_state_dict(ck['model']); m.eval()
     d = load_split(a.split, f)
+    if a.val:
+        from train import VAL_IMAGES, image_of
+        a.split = 'train'
+        d = load_split('train', f)
+        keep = np.array([image_of(n) in VAL_IMAGES for n in d['names']])
+        d = {k: v[keep] for k, v in d.items()}
     labels = json.load(open(os.path.join(DATA_ROOT, a.split, 'labels.json')))['tiles']
     flows, cellprob, tlog = predict(m, d['images'], ck['mean'], ck['std'])
     low, full = PQ(), PQ()
@@ -52,7 +59,8 @@ def main():
         lab, cls = postprocess(flows[i], cellprob[i], tlog[i], niter=pp['niter'], flow_scale=pp['flowScale'],
                                cellprob_threshold=pp['cellprobThreshold'], seed_min=pp['seedMinCount'],
                                claim_min=pp['claimMinCount'], grow=pp['growIterations'], min_size=pp['minSize'],
-                               fill_holes=pp['fillHoles'], max_size_fraction=pp.get('maxSizeFraction', 0.4))
+                               fill_holes=pp['fillHoles'], max_size_fraction=pp.get('maxSizeFraction', 0.4),
+                               flow_threshold=pp.get('flowThreshold', 0.0))
         g = d['inst'][i].astype(np.int32)
         low.add(g, gt_classes(g, d['type'][i]), lab, cls)
         gi = np.array(Image.open(os.path.join(DATA_ROOT, a.split, 'instances', name + '.png'))).astype(np.int32)

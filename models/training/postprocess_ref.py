@@ -96,8 +96,9 @@ def clean(labels, min_size=10, fill_holes=True):
 
 
 def classify(labels, type_logits, n_classes=4):
-    """Majority vote of argmax(type) over each mask among classes 1..n (ties -> lower index); if no
-    pixel votes a class, the class with the highest mean logit."""
+    """Majority vote of argmax(type) over each mask (ties -> lower index); if background wins the
+    runner-up foreground class is taken; a mask with no foreground vote gets class 0 (dropped by
+    postprocess), as the bridge's voteClasses + dropBackgroundVoted."""
     am = np.argmax(type_logits, 0)
     n = labels.max()
     cls = np.zeros(n + 1, np.int32)
@@ -110,22 +111,59 @@ def classify(labels, type_logits, n_classes=4):
         v = votes[k, 1:n_classes + 1]
         if v.sum() > 0:
             cls[k] = 1 + int(np.argmax(v))
-        else:
-            m = labels == k
-            cls[k] = 1 + int(np.argmax(type_logits[1:, m].mean(1)))
     return cls
 
 
+def flow_errors(labels, flows, flow_scale=5.0):
+    """Cellpose flow_error: per mask, sum over channels of the mean over the mask of
+    (mask flow - network flow / flowScale)^2 (network flows unmasked)."""
+    from data import heat_flows
+    mf = heat_flows(labels)
+    d = ((mf - flows / flow_scale) ** 2).sum(0)
+    n = labels.max()
+    if n == 0:
+        return np.zeros(1)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    err = np.bincount(labels.ravel(), weights=d.ravel(), minlength=n + 1)
+    return err / np.maximum(area, 1)
+
+
+def drop_labels(labels, drop):
+    """Zero labels with drop[id] true and renumber 1..n keeping order."""
+    keep = ~drop
+    keep[0] = True
+    lut = np.zeros(len(drop), np.int32)
+    lut[keep] = np.arange(keep.sum())
+    lab = labels.copy()
+    lab[~keep[labels]] = 0
+    return lut[lab]
+
+
 def postprocess(flows, cellprob, type_logits, niter=200, flow_scale=5.0, cellprob_threshold=0.0,
-                seed_min=10, claim_min=2, grow=5, min_size=10, fill_holes=True, max_size_fraction=0.4):
+                seed_min=10, claim_min=2, grow=5, min_size=10, fill_holes=True, max_size_fraction=0.4,
+                flow_threshold=0.0):
     """flows [2,H,W] (network output, 5x field), cellprob [H,W] logits, type [5,H,W]. Returns
     (labels int32 [H,W], classes per label index)."""
     mask = cellprob > cellprob_threshold
     dP = flows * mask[None] / flow_scale
     ys, xs, py, px = follow_flows(dP, mask, niter)
     lab = get_masks(ys, xs, py, px, mask.shape, seed_min, claim_min, grow, max_size_fraction)
+    return finish(lab, flows, type_logits, flow_scale, min_size, fill_holes, flow_threshold)
+
+
+def finish(lab, flows, type_logits, flow_scale=5.0, min_size=10, fill_holes=True, flow_threshold=0.0, errors=None):
+    """Flow-error check (if flow_threshold > 0), small-mask removal, hole filling, class vote and
+    removal of background-voted masks. `errors`: precomputed flow_errors(lab, ...)."""
+    if flow_threshold and flow_threshold > 0:
+        e = flow_errors(lab, flows, flow_scale) if errors is None else errors
+        lab = drop_labels(lab, e > flow_threshold)
     lab = clean(lab, min_size, fill_holes)
-    return lab, classify(lab, type_logits)
+    cls = classify(lab, type_logits)
+    bg = cls == 0
+    if bg[1:].any():
+        lab = drop_labels(lab, bg)
+        cls = np.concatenate([[0], cls[1:][~bg[1:]]])
+    return lab, cls
 
 
 # ---------------------------------------------------------------- metrics
@@ -149,11 +187,15 @@ class PQ:
     def __init__(self, n_classes=4):
         self.n = n_classes
         self.acc = np.zeros((n_classes + 1, 4))  # row 0 binary; cols tp, fp, fn, iou_sum
+        self.tile_bpq = []  # per-tile binary PQ (the project's bPQ = mean over tiles, empty tiles skipped)
 
     def add(self, gt, gt_cls, pred, pred_cls):
         """gt/pred label maps; gt_cls/pred_cls: arrays indexed by label id -> class (1..n)."""
         m, gid, pid = match(gt, pred)
-        self.acc[0] += [len(m), len(pid) - len(m), len(gid) - len(m), sum(x[2] for x in m)]
+        row = [len(m), len(pid) - len(m), len(gid) - len(m), sum(x[2] for x in m)]
+        self.acc[0] += row
+        if row[0] + row[1] + row[2] > 0:
+            self.tile_bpq.append(0.0 if row[0] == 0 else row[0] / (row[0] + 0.5 * row[1] + 0.5 * row[2]) * row[3] / row[0])
         for c in range(1, self.n + 1):
             gc = set(int(i) for i in gid if gt_cls[i] == c)
             pc = set(int(i) for i in pid if pred_cls[i] == c)
@@ -168,6 +210,8 @@ class PQ:
             dq = tp / (tp + 0.5 * fp + 0.5 * fn) if tp + fp + fn > 0 else 0.0
             sq = s / tp if tp > 0 else 0.0
             out[nm] = {'PQ': round(dq * sq, 4), 'DQ': round(dq, 4), 'SQ': round(sq, 4), 'TP': int(tp), 'FP': int(fp), 'FN': int(fn)}
+        out['bPQ_tileMean'] = round(float(np.mean(self.tile_bpq)), 4) if self.tile_bpq else 0.0
+        out['mPQ3'] = round(float(np.mean([out[c]['PQ'] for c in ('Inflammatory', 'Epithelial', 'Spindle')])), 4)
         return out
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 from data import load_split  # noqa: E402
 from augment import geometric, colour  # noqa: E402
 from model import CellUNet, count_params  # noqa: E402
-from postprocess_ref import follow_flows, get_masks, clean, classify, PQ, gt_classes  # noqa: E402
+from postprocess_ref import follow_flows, get_masks, finish, PQ, gt_classes  # noqa: E402
 from export import export_all  # noqa: E402
 
 # Whole CoNSeP train images held out for validation (16 tiles each).
@@ -61,15 +61,16 @@ def evaluate(preds, inst, typ, thresholds=(0.0,), min_sizes=(10,)):
         for ms in min_sizes:
             pq = PQ()
             for i in range(len(inst)):
-                lab = clean(raw[i], ms, True)
+                lab, cls = finish(raw[i], flows[i], tlog[i], 5.0, ms, True)
                 g = inst[i].astype(np.int32)
-                pq.add(g, gt_classes(g, typ[i]), lab, classify(lab, tlog[i]))
+                pq.add(g, gt_classes(g, typ[i]), lab, cls)
             res[(thr, ms)] = pq.result()
     return res
 
 
 def score(r):
-    return r['binary']['PQ'] + np.mean([r[c]['PQ'] for c in ('Inflammatory', 'Epithelial', 'Spindle')])
+    """bPQ (mean over tiles, as the project's eval) + mean PQ of Inflammatory, Epithelial, Spindle."""
+    return r['bPQ_tileMean'] + r['mPQ3']
 
 
 def main():
@@ -194,7 +195,7 @@ def main():
         if ep % a.val_every == 0 or ep == a.epochs or stop:
             r = evaluate(predict(model, va['images'], mean, std), va['inst'], va['type'])[(0.0, 10)]
             sc = score(r)
-            rec['val'] = {k: r[k]['PQ'] for k in r}
+            rec['val'] = {k: (r[k]['PQ'] if isinstance(r[k], dict) else r[k]) for k in r}
             rec['val_score'] = round(sc, 4)
             if sc > best[0]:
                 best = (sc, ep)
@@ -213,15 +214,11 @@ def main():
     # Load the best checkpoint; tune cellprob threshold / minSize on the held-out train images.
     ck = torch.load(os.path.join(run_dir, 'best.pt'), map_location='cpu')
     model.load_state_dict(ck['model'])
-    preds = predict(model, va['images'], mean, std)
-    grid = evaluate(preds, va['inst'], va['type'], thresholds=(-0.5, 0.0, 0.5), min_sizes=(5, 8, 10, 12, 15))
-    tuned = max(grid, key=lambda k: (round(score(grid[k]), 3), k[0] == 0.0, -abs(k[1] - 10)))
-    for k in sorted(grid):
-        log(f'val thr {k[0]:+.1f} minSize {k[1]:2d}: score {score(grid[k]):.4f} binPQ {grid[k]["binary"]["PQ"]:.4f}')
-    log(f'chosen postprocess: cellprobThreshold {tuned[0]}, minSize {tuned[1]}')
-    val_final = grid[tuned]
-
-    post = {'cellprobThreshold': tuned[0], 'minSize': tuned[1]}
+    from tune import tune, post_dict, summary
+    best_post, grid = tune(predict(model, va['images'], mean, std), va['inst'], va['type'], log)
+    post = post_dict(best_post)
+    log(f'chosen postprocess: {post}')
+    val_final = summary(grid[best_post])
     prov = {
         'trainingData': 'CoNSeP train split (Graham et al., HoVer-Net 2019), 27 images cut into 432 tiles of 256x256 at 40x, '
                         f'downscaled {a.factor}x to {mpp} um/px; images {list(VAL_IMAGES)} (48 tiles) held out for validation',
@@ -235,8 +232,9 @@ def main():
                      + (f'over a {a.time_budget_min} min wall-clock budget' if a.time_budget_min else f'over {a.epochs} epochs'),
         'trainingWallSeconds': round(train_wall), 'hardware': f'CPU, {a.threads} threads, torch {torch.__version__}',
         'validation': {'split': 'held-out CoNSeP train images ' + ','.join(VAL_IMAGES), 'resolution': f'{mpp} um/px',
-                       'metric': 'PQ at IoU>0.5, dataset-level, Python reference post-processing',
-                       'results': {k: val_final[k]['PQ'] for k in val_final}},
+                       'metric': 'bPQ = mean over tiles of per-tile binary PQ; per-class PQ summed over tiles; IoU > 0.5; '
+                                 'Python reference post-processing (models/training/postprocess_ref.py) at model resolution',
+                       'results': val_final},
     }
     test = load_split('test', a.factor)
     ref_index = int(np.argmax([len(np.unique(i)) for i in test['inst'][:16]]))
@@ -247,7 +245,7 @@ def main():
     with open(os.path.join(a.out, 'training-log.json'), 'w') as fh:
         json.dump({'command': ' '.join(sys.argv), 'trainingWallSeconds': round(train_wall), 'totalWallSeconds': round(total),
                    'parameters': nparam, 'epochs': epochs_done, 'bestEpoch': best[1], 'validationImages': list(VAL_IMAGES),
-                   'postprocessGrid': {f'thr={k[0]},minSize={k[1]}': grid[k] for k in sorted(grid)},
+                   'postprocessGrid': {f'thr={k[0]},minSize={k[1]},flowThreshold={k[2]}': summary(grid[k]) for k in sorted(grid)},
                    'chosenPostprocess': post, 'validationAtChosen': val_final, 'history': history}, fh, indent=1)
     with open(os.path.join(a.out, 'training-log.txt'), 'w') as fh:
         fh.write('\n'.join(log_lines) + '\n')

@@ -27,6 +27,10 @@ class FakeServer {
         return "file:/fake/${name}"
     }
 
+    boolean isRGB() {
+        return true
+    }
+
     Expando getPixelCalibration() {
         return new Expando(hasPixelSizeMicrons: { -> mpp != null }, getAveragedPixelSizeMicrons: { -> mpp ?: Double.NaN })
     }
@@ -150,9 +154,9 @@ out.first = [status: report1.status, message: report1.message, cells: report1.ce
              classes: PathClass.CLASSES.collectEntries { k, v -> [k, v.color] }, reads: img.server.reads, ]
 
 // 2. Again, through the library directly (same classes as the scripts): replaced, not accumulated
-GroovyClassLoader libLoader = new GroovyClassLoader(quPathLoader)
-libLoader.addClasspath(new File(root, 'qupath-scripts/lib').path)
-Class QuPathAdapter = libLoader.loadClass('cellbridge.qupath.QuPathAdapter')
+// the bootstrap's own class loader (it compiled lib/ already): the report's class came from it
+Class QuPathAdapter = report1.getClass().classLoader.loadClass('cellbridge.qupath.QuPathAdapter')
+out.first.bootstrapLoader = report1.getClass().classLoader.getClass().name
 Closure scriptWith = { String[] args ->
     Binding b = new Binding()
     b.setVariable('args', args)

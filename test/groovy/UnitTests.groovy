@@ -207,20 +207,42 @@ t.check('client: nothing listening gives the start command') {
     t.extra.daemonAbsentMessage = e.message
 }
 
-t.check('client: an HTTP server that is not a daemon is named as such') {
+/** A one-shot HTTP server answering the WebSocket upgrade with the given status line. */
+Closure httpAnswer = { String statusLine ->
     ServerSocket server = new ServerSocket(0, 5, InetAddress.getByName('127.0.0.1'))
     Thread.startDaemon {
         server.accept().withCloseable { sock ->
             sock.inputStream.read(new byte[4096])
-            sock.outputStream << 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi'
+            sock.outputStream << "HTTP/1.1 ${statusLine}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
             sock.outputStream.flush()
         }
     }
     def s = Settings.resolve(["server=127.0.0.1:${server.localPort}"], null, [:], new Properties())
-    def e = t.expectThrows(CellBridgeException) { Client.open(s) }
-    server.close()
+    try {
+        return t.expectThrows(CellBridgeException) { Client.open(s) }
+    } finally {
+        server.close()
+    }
+}
+
+t.check('client: an HTTP server that is not a daemon is named as such') {
+    def e = httpAnswer('200 OK')
     t.eq(e.code, ErrorCodes.NOT_A_DAEMON)
     t.ok(e.message.contains('not a Cell Bridge daemon') && e.message.contains('200'), e.message)
+}
+
+t.check('client: upgrade refused with 401 (token) or 503 (busy, stopping) says so') {
+    def e401 = httpAnswer('401 Unauthorized')
+    t.eq(e401.code, ErrorCodes.UNAUTHORIZED)
+    t.ok(e401.message.contains('refused the token') && e401.message.contains('token='), e401.message)
+    def e503 = httpAnswer('503 Service Unavailable')
+    t.eq(e503.code, ErrorCodes.DAEMON_BUSY)
+    t.ok(e503.message.contains('HTTP 503') && e503.message.contains('Try again'), e503.message)
+}
+
+t.check('messages: a server limit gets a hint to analyse smaller regions') {
+    String m = Messages.forServerError([code: -32016, message: 'The ROIs cover 9e9 px, more than maxRoiAreaPixels (4e9).'], 'job/start')
+    t.ok(m.startsWith('The ROIs cover') && m.contains('smaller annotations'), m)
 }
 
 // DaemonTests.groovy runs this file in its own JVM (one start-up less) and asks for another prefix.

@@ -12,7 +12,6 @@ import java.nio.channels.UnresolvedAddressException
 import java.time.Duration
 import java.util.concurrent.CompletableFuture
 import java.util.concurrent.CompletionException
-import java.util.concurrent.CompletionStage
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.ExecutionException
 import java.util.concurrent.TimeUnit
@@ -58,6 +57,10 @@ class CellBridgeClient implements Closeable {
     private final AtomicInteger nextId = new AtomicInteger(1)
     private final Map<Integer, PendingRequest> pending = new ConcurrentHashMap<>()
     private final Map<Long, JobRun> jobs = new ConcurrentHashMap<>()
+    /** job/start requests without an answer yet; while there are some, notifications of unknown jobs are kept. */
+    private final AtomicInteger startsPending = new AtomicInteger()
+    /** Notifications that named a job before its job/start answer was handled (listener thread only). */
+    private final List<List> early = []
     private volatile String closedReason
     private volatile boolean closing
 
@@ -103,8 +106,11 @@ class CellBridgeClient implements Closeable {
     private CellBridgeException connectError(Throwable cause) {
         if (cause instanceof WebSocketHandshakeException) {
             int status = ((WebSocketHandshakeException) cause).response?.statusCode() ?: 0
-            if (status == 401 || status == 403) {
-                return new CellBridgeException(ErrorCodes.UNAUTHORIZED, Messages.unauthorized("HTTP ${status}"), cause)
+            if (status == 401) {
+                return new CellBridgeException(ErrorCodes.UNAUTHORIZED, Messages.unauthorized('HTTP 401'), cause)
+            }
+            if (status == 503) {
+                return new CellBridgeException(ErrorCodes.DAEMON_BUSY, Messages.daemonBusy(url), cause)
             }
             return new CellBridgeException(ErrorCodes.NOT_A_DAEMON,
                 Messages.notADaemon(url, "HTTP status ${status} instead of a WebSocket"), cause)
@@ -202,10 +208,12 @@ class CellBridgeClient implements Closeable {
         if (model) {
             params.model = model
         }
+        startsPending.incrementAndGet()
         try {
             request('job/start', params, { Map result ->
                 job.planned(result)
                 jobs.put(result.jobId as long, job)
+                replayEarly(result.jobId as long)
             }, requestTimeoutSeconds)
         } catch (CellBridgeException e) {
             switch (e.code) {
@@ -221,9 +229,21 @@ class CellBridgeClient implements Closeable {
                 default:
                     throw e
             }
+        } finally {
+            startsPending.decrementAndGet()
         }
         job.start()
         return job
+    }
+
+    /**
+     * The daemon answers job/start before it asks for the job's first tile (protocol/README does not
+     * promise this order, so notifications that arrive first are kept and handed over here).
+     */
+    private void replayEarly(long jobId) {
+        List<List> mine = early.findAll { List e -> (e[1] as Map).jobId as long == jobId }
+        early.removeAll(mine)
+        mine.each { List e -> handleNotification(e[0] as String, e[1] as Map) }
     }
 
     /** A blocking JSON-RPC request; daemon errors become CellBridgeException(code, message). */
@@ -389,6 +409,13 @@ class CellBridgeClient implements Closeable {
             return
         }
         JobRun job = params.jobId == null ? null : jobs.get(params.jobId as long)
+        if (job == null && params.jobId != null && startsPending.get() > 0 && early.size() < 10_000) {
+            early << [method, params]
+            return
+        }
+        if (startsPending.get() == 0 && early) {
+            early.clear()
+        }
         switch (method) {
             case 'job/requestTiles':
                 job?.onRequestTiles(params)

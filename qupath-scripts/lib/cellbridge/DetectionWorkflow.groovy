@@ -125,6 +125,9 @@ class DetectionWorkflow {
                 tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0)
         }
 
+        if (cancelled) {
+            return ImageReport.cancelled(name) // Cancel pressed just as the job ended: still nothing is applied
+        }
         Double effectiveMpp = mpp ?: assumed
         List<String> classNames = (card.classes as List<Map>)*.name as List<String>
         List<RegionResult> results = usable.collect { Map r ->

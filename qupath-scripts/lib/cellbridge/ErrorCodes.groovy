@@ -45,6 +45,8 @@ final class ErrorCodes {
     static final int NOTHING_TO_DO = 6
     /** A setting (script argument, properties file) has a wrong value. */
     static final int BAD_SETTING = 7
+    /** The daemon refused the connection for now (HTTP 503: stopping, or too many clients). */
+    static final int DAEMON_BUSY = 8
 
     private static final Map<Integer, String> NAMES = [
         (PARSE_ERROR): 'ParseError', (INVALID_REQUEST): 'InvalidRequest', (METHOD_NOT_FOUND): 'MethodNotFound',
@@ -56,7 +58,7 @@ final class ErrorCodes {
         (CANCELLED): 'Cancelled', (SHUTTING_DOWN): 'ShuttingDown', (TIMEOUT): 'Timeout',
         (UNSUPPORTED_IMAGE): 'UnsupportedImage', (DAEMON_NOT_RUNNING): 'DaemonNotRunning',
         (CONNECTION_LOST): 'ConnectionLost', (NOT_A_DAEMON): 'NotADaemon', (PIXEL_READ_FAILED): 'PixelReadFailed',
-        (NO_ANSWER): 'NoAnswer', (NOTHING_TO_DO): 'NothingToDo', (BAD_SETTING): 'BadSetting',
+        (NO_ANSWER): 'NoAnswer', (NOTHING_TO_DO): 'NothingToDo', (BAD_SETTING): 'BadSetting', (DAEMON_BUSY): 'DaemonBusy',
     ].asImmutable()
 
     private ErrorCodes() { }

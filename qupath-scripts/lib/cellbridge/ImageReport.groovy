@@ -40,7 +40,7 @@ class ImageReport {
             return "${image}: ${cells} cells in ${regions.size()} region(s)${perClass ? ' (' + perClass + ')' : ''}, " +
                 "${Messages.duration(millis)}"
         }
-        return "${image}: ${message}"
+        return image ? "${image}: ${message}" : message
     }
 
 }

@@ -180,16 +180,17 @@ class JobRun {
         if (localError != null) {
             return new JobOutcome(status: 'failed', code: localErrorCode, message: localError, completed: result)
         }
+        if (cancelRequested) {
+            // also when the daemon finished before it saw job/cancel: the user asked for nothing to change
+            return new JobOutcome(status: 'cancelled', code: ErrorCodes.CANCELLED, message: Messages.cancelled(),
+                completed: result)
+        }
         if (status == 'completed') {
             Map<String, List<Map>> copy = [:]
             synchronized (detections) {
                 copy.putAll(detections)
             }
             return new JobOutcome(status: status, message: null, completed: result, featuresByRoi: copy)
-        }
-        if (status == 'cancelled' && cancelRequested) {
-            return new JobOutcome(status: 'cancelled', code: ErrorCodes.CANCELLED, message: Messages.cancelled(),
-                completed: result)
         }
         int code = (error?.code ?: ErrorCodes.INTERNAL_ERROR) as int
         String message = code == ErrorCodes.CONNECTION_LOST ? error.message as String :

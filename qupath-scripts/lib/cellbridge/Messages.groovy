@@ -19,6 +19,11 @@ final class Messages {
         return "Cannot reach the Cell Bridge daemon at ${url} (${detail}). ${START_HINT}"
     }
 
+    static String daemonBusy(String url) {
+        return "The Cell Bridge daemon at ${url} refused the connection for now (HTTP 503): it is stopping, or too many " +
+            'clients are connected. Try again in a minute; if it keeps happening, restart the daemon.'
+    }
+
     static String notADaemon(String url, String detail) {
         return "Something answers at ${url}, but it is not a Cell Bridge daemon (${detail}). " +
             "Check server=HOST:PORT in ${Settings.PROPERTIES_FILE}. ${START_HINT}"
@@ -64,6 +69,11 @@ final class Messages {
             "(or pixelSize=... in ${Settings.PROPERTIES_FILE}) to state the size to assume."
     }
 
+    static String notRgb(String imageName) {
+        return "'${imageName}' is not an RGB image. Cell Bridge models read brightfield RGB (H&E) images; " +
+            'check the image type, or convert the image to RGB.'
+    }
+
     static String emptyRoi(String what) {
         return "${what} has no area inside the image: draw an area annotation (rectangle, ellipse, polygon, brush) " +
             'over tissue and run again.'
@@ -106,6 +116,8 @@ final class Messages {
                 return "${msg} (the image could not be read fast enough; try again)"
             case ErrorCodes.SHUTTING_DOWN:
                 return "${msg ?: 'The daemon is shutting down.'} ${START_HINT}"
+            case ErrorCodes.LIMIT_EXCEEDED:
+                return "${msg} Analyse smaller annotations (draw them around the tissue of interest), or split the region."
             default:
                 return msg ?: "${context} failed with error ${code} (${ErrorCodes.name(code)})."
         }

@@ -41,7 +41,7 @@ import java.util.concurrent.CompletableFuture
  * QPEx.getProjectEntry (+ getImageName, saveImageData), QPEx.exportObjectsToGeoJson, QPEx.getQuPath
  * (+ installCommand, getImageData), ImageData.getServer/getHierarchy, PathObjectHierarchy.getAnnotationObjects/
  * getSelectionModel().getSelectedObjects/addObjects/fireHierarchyChangedEvent,
- * ImageServer.getPath/getWidth/getHeight/getPixelCalibration/getMetadata().getName/readRegion,
+ * ImageServer.isRGB/getPath/getWidth/getHeight/getPixelCalibration/getMetadata().getName/readRegion,
  * PixelCalibration.hasPixelSizeMicrons/getAveragedPixelSizeMicrons, RegionRequest.createInstance,
  * GsonTools.parseObjectsFromGeoJSON, PathClass.fromString, ColorTools.packRGB,
  * PathObject.isAnnotation/getName/getChildObjects/clearChildObjects/addChildObjects/getMeasurements.
@@ -251,6 +251,9 @@ class QuPathAdapter {
     }
 
     Map imageInfo() {
+        if (!server.isRGB()) {
+            throw new CellBridgeException(ErrorCodes.UNSUPPORTED_IMAGE, Messages.notRgb(server.getMetadata().getName()))
+        }
         def cal = server.getPixelCalibration()
         Double mpp = cal.hasPixelSizeMicrons() ? cal.getAveragedPixelSizeMicrons() as Double : null
         // the project entry's name when this is the image being processed; else the server's

@@ -1,0 +1,133 @@
+/**
+ * `npm run bench [-- --quick] [-- --only model,postproc,transport,e2e]`: the benchmarks of issue #6.
+ * Prints one JSON object per benchmark (stdout), writes each to bench/results/NAME.json, and ends with
+ * the summary object (e2eOverModel, postprocOverModel, peakRssMB, rssGrowthPct, cellsPerSecond).
+ * Progress goes to stderr. See bench/README.md.
+ */
+import { execSync } from 'node:child_process';
+import { availableParallelism, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { engineDefaults } from '../bridge/pipeline/engine';
+import { defaultModel, emit, machine, note, planSlide, r2, r3, sampleTiles } from './common';
+import { modelOnly, providerUnavailable, recordOutputs, type ModelConfig, type ModelResult } from './model';
+import { loadFixture, postprocBench, saveFixtures } from './postproc';
+import { transportBench } from './transport';
+import { e2eBench } from './e2e';
+import { configsBench } from './configs';
+
+const MODES = {
+  quick: { modelTiles: 8, modelRuns: 24, postTiles: 6, postRepeats: 3, transportSide: 4096, e2eRepeats: 5 },
+  full: { modelTiles: 24, modelRuns: 96, postTiles: 16, postRepeats: 5, transportSide: 8192, e2eRepeats: 5 },
+};
+
+/** Other processes keeping the cores busy make every number here noise: say so in the results. */
+function busyNote(): string | null {
+  const load = loadavg()[0];
+  let others = '';
+  try { others = execSync('ps -eo pcpu=,args= --sort=-pcpu | head -5', { encoding: 'utf8' }); } catch { /* no ps */ }
+  const hot = others.split('\n').map((l) => l.trim()).filter((l) => l && parseFloat(l) > 30 && !l.includes('bench/run.js'));
+  if (hot.length === 0 && load < availableParallelism() * 0.5) return null;
+  return `machine busy before the run (load ${load.toFixed(2)}; ${hot.map((l) => l.slice(0, 120)).join('; ') || 'no single hot process'}): timings are noise`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, full: { type: 'boolean' }, only: { type: 'string' } }, strict: true });
+  const mode = values.quick ? 'quick' : 'full';
+  const M = MODES[mode];
+  const only = values.only ? new Set(values.only.split(',')) : null;
+  const want = (b: string): boolean => !only || only.has(b);
+  const started = performance.now();
+  const cores = availableParallelism();
+  const busy = busyNote();
+  if (busy) note(busy);
+  const env = { mode, ...machine(), ...(busy ? { busy } : {}) };
+
+  const model = defaultModel();
+  const plan = await planSlide(model.card);
+  const tiles = await sampleTiles(plan, Math.max(M.modelTiles, M.postTiles));
+  note(`model ${model.name}, ${plan.tiles.length} tiles in CMU-1-Small-Region.svs, ${mode} mode`);
+
+  // The daemon's engine on this machine (what e2e runs with), and the model-only figure it is compared with.
+  const d = engineDefaults('cpu', cores);
+  const daemonCfg: ModelConfig = { sessions: d.inferenceWorkers, threads: d.intraOpThreads };
+  const daemonArgs = ['--device', 'cpu'];
+
+  let modelRef: ModelResult | null = null;
+  if (want('model') || want('e2e') || want('postproc')) {
+    const configs: ModelConfig[] = [daemonCfg];
+    if (want('model')) {
+      for (const c of [{ sessions: 1, threads: cores }, { sessions: 1, threads: 1 }, { sessions: 2, threads: 1 }]) {
+        if (!configs.some((x) => x.sessions === c.sessions && x.threads === c.threads) && c.sessions * c.threads <= cores) configs.push(c);
+      }
+    }
+    const results: ModelResult[] = [];
+    for (const c of configs) {
+      const r = await modelOnly(model, tiles.slice(0, M.modelTiles), 'cpu', c, M.modelRuns);
+      note(`model cpu ${c.sessions}x${c.threads} threads: ${r.tilesPerSecond} tiles/s, ${r.msPerTile} ms/tile`);
+      results.push(r);
+    }
+    modelRef = results[0];
+    const skipped: { provider: string; reason: string }[] = [];
+    for (const p of ['webgpu', 'cuda']) {
+      const why = await providerUnavailable(model, p);
+      skipped.push({ provider: p, reason: why ?? 'available but not measured by this benchmark' });
+    }
+    emit('model', {
+      ...env, model: model.name, tileSize: model.card.input.readSize, daemonConfig: daemonCfg,
+      results, skipped, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only model`,
+    });
+  }
+
+  let postMs: number | null = null;
+  if (want('postproc')) {
+    const post = tiles.slice(0, M.postTiles);
+    const maps = await recordOutputs(model, post, 'cpu', cores);
+    const files = saveFixtures(maps);
+    const loaded = files.map((f) => loadFixture(f, model));
+    const r = postprocBench(model, loaded, post.map((t) => t.tile), plan.roi, plan.slide.info.micronsPerPixel, M.postRepeats);
+    postMs = r.totalMs;
+    emit('postproc', {
+      ...env, model: model.name, fixtures: files.map((f) => f.slice(f.indexOf('bench/'))), ...r,
+      inferenceMsPerTile: modelRef?.msPerTile ?? null,
+      command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only postproc`,
+    });
+    note(`post-processing ${r.totalMs} ms/tile: ${JSON.stringify(r.stagesMs)}`);
+  }
+
+  if (want('transport')) {
+    const r = await transportBench(M.transportSide);
+    emit('transport', { ...env, imageSide: M.transportSide, pixelFormat: 'rgb8', results: r, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only transport` });
+    note(`transport: ${JSON.stringify(r)}`);
+  }
+
+  if (want('configs') && (mode === 'full' || only?.has('configs'))) {
+    const r = await configsBench(model, tiles.slice(0, M.modelTiles), M.modelRuns);
+    emit('configs', { ...env, model: model.name, ...r, command: 'npm run bench -- --only configs' });
+  }
+
+  let e2e: Awaited<ReturnType<typeof e2eBench>> | null = null;
+  if (want('e2e')) {
+    e2e = await e2eBench(daemonArgs, M.e2eRepeats);
+    emit('e2e', { ...env, model: model.name, image: 'CMU-1-Small-Region.svs', modelOnly: modelRef, ...e2e,
+      e2eOverModel: modelRef ? r3(e2e.tilesPerSecond / modelRef.tilesPerSecond) : null,
+      command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only e2e` });
+  }
+
+  emit(mode === 'quick' ? 'summary-quick' : 'summary', {
+    ...env,
+    e2eOverModel: e2e && modelRef ? r3(e2e.tilesPerSecond / modelRef.tilesPerSecond) : null,
+    postprocOverModel: postMs !== null && modelRef ? r3(postMs / modelRef.msPerTile) : null,
+    peakRssMB: e2e?.peakRssMB ?? null,
+    rssGrowthPct: e2e?.rssGrowthPct ?? null,
+    cellsPerSecond: e2e?.cellsPerSecond ?? null,
+    e2eTilesPerSecond: e2e?.tilesPerSecond ?? null,
+    modelTilesPerSecond: modelRef?.tilesPerSecond ?? null,
+    modelConfig: modelRef ? { sessions: modelRef.sessions, threads: modelRef.threads } : null,
+    postprocMsPerTile: postMs,
+    inferenceMsPerTile: modelRef?.msPerTile ?? null,
+    e2eSeconds: e2e?.seconds ?? null,
+    benchSeconds: r2((performance.now() - started) / 1000),
+  });
+}
+
+main().then(() => process.exit(0), (err: Error) => { process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`); process.exit(1); });

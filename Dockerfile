@@ -6,7 +6,7 @@
 # Run (the daemon refuses to listen on 0.0.0.0 without a token):
 #   docker run --rm --init -p 8765:8765 -e CELLBRIDGE_TOKEN=$(openssl rand -hex 32) cellbridge:cpu
 #   docker run --rm --init --gpus all -p 8765:8765 -e CELLBRIDGE_TOKEN=... cellbridge:gpu
-# See DOCKER.md. test/docker.test.ts checks this file (COPY sources, targets, user, port, health check, command).
+# See README.md, "Docker". test/docker.test.ts checks this file (COPY sources, targets, user, port, health check, command).
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 # onnxruntime-node 1.30's CUDA provider is built for CUDA 12.x + cuDNN 9.x (any 12.x runtime works).
@@ -90,7 +90,7 @@ COPY --from=build /app/node_modules/ ./node_modules/
 COPY --from=build /app/dist/ ./dist/
 # The default model (models/default.json + models/cellbridge-he-v1/); .dockerignore leaves out
 # models/training and the reference outputs. Extra models: mount a folder and set
-# CELLBRIDGE_MODELS (or pass --models), see DOCKER.md.
+# CELLBRIDGE_MODELS (or pass --models), see README.md, "Docker".
 COPY models/ ./models/
 # The node image's unprivileged user (uid 1000).
 USER node

@@ -1,4 +1,4 @@
-/** Daemon settings with their defaults; every limit is documented in bridge/SECURITY-NOTES.md. */
+/** Daemon settings with their defaults; every limit is documented in README.md ("Security, limits and faults"). */
 import type { DeviceRequest } from './inference/providers';
 import type { LogLevel } from './util/log';
 

@@ -5,7 +5,7 @@
  * Make it run at every start: Edit > Preferences > General > "Startup script path" (QuPath 0.5/0.6),
  * pointing to this file. Running it once from the script editor also adds the menu until QuPath quits.
  */
-// ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see INSTALL.md) ----------------------
+// ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see README.md) ----------------------
 // Finds the Cell Bridge scripts folder and compiles the shared code in its lib/ folder on demand.
 List<String> places = []
 try {
@@ -20,7 +20,7 @@ File cellBridgeHome = places.findAll().collect { new File(it) }
 if (cellBridgeHome == null) {
     throw new IllegalStateException('Cell Bridge: the scripts folder (with lib/cellbridge) was not found in ' +
         places.findAll().join(', ') + '. Copy the qupath-scripts folder to ~/QuPath/cellbridge, or set the ' +
-        'CELLBRIDGE_HOME environment variable to its location (see INSTALL.md).')
+        'CELLBRIDGE_HOME environment variable to its location (see README.md).')
 }
 GroovyClassLoader cellBridgeLoader = new GroovyClassLoader(getClass().classLoader)
 cellBridgeLoader.addClasspath(new File(cellBridgeHome, 'lib').path)

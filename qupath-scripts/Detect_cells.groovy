@@ -6,9 +6,9 @@
  * cells from an earlier Cell Bridge run in that annotation are replaced, nothing else is touched.
  * Each annotation gets "Cell Bridge: ..." measurements: count and percentage per class, cells per mm².
  *
- * Settings (daemon address, token, model): cellbridge.properties next to this script. See INSTALL.md.
+ * Settings (daemon address, token, model): cellbridge.properties next to this script. See README.md, "QuPath scripts: installation".
  */
-// ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see INSTALL.md) ----------------------
+// ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see README.md) ----------------------
 // Finds the Cell Bridge scripts folder and compiles the shared code in its lib/ folder on demand.
 List<String> places = []
 try {
@@ -23,7 +23,7 @@ File cellBridgeHome = places.findAll().collect { new File(it) }
 if (cellBridgeHome == null) {
     throw new IllegalStateException('Cell Bridge: the scripts folder (with lib/cellbridge) was not found in ' +
         places.findAll().join(', ') + '. Copy the qupath-scripts folder to ~/QuPath/cellbridge, or set the ' +
-        'CELLBRIDGE_HOME environment variable to its location (see INSTALL.md).')
+        'CELLBRIDGE_HOME environment variable to its location (see README.md).')
 }
 GroovyClassLoader cellBridgeLoader = new GroovyClassLoader(getClass().classLoader)
 cellBridgeLoader.addClasspath(new File(cellBridgeHome, 'lib').path)

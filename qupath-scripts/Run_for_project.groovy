@@ -11,7 +11,7 @@
  * Arguments (-a key=value): server, token, model, roi=all|selected|image, objectType=cell|detection,
  *   pixelSize (µm/px to assume for images without one), minArea, simplify, maxTilesInFlight, save=true|false.
  */
-// ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see INSTALL.md) ----------------------
+// ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see README.md) ----------------------
 // Finds the Cell Bridge scripts folder and compiles the shared code in its lib/ folder on demand.
 List<String> places = []
 try {
@@ -26,7 +26,7 @@ File cellBridgeHome = places.findAll().collect { new File(it) }
 if (cellBridgeHome == null) {
     throw new IllegalStateException('Cell Bridge: the scripts folder (with lib/cellbridge) was not found in ' +
         places.findAll().join(', ') + '. Copy the qupath-scripts folder to ~/QuPath/cellbridge, or set the ' +
-        'CELLBRIDGE_HOME environment variable to its location (see INSTALL.md).')
+        'CELLBRIDGE_HOME environment variable to its location (see README.md).')
 }
 GroovyClassLoader cellBridgeLoader = new GroovyClassLoader(getClass().classLoader)
 cellBridgeLoader.addClasspath(new File(cellBridgeHome, 'lib').path)

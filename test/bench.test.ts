@@ -12,6 +12,8 @@ import { loadFixture, postprocBench, saveFixtures } from '../bench/postproc';
 import type { ReadyModel } from '../bench/common';
 import type { PlannedTile } from '../bridge/tiling/planner';
 import { parseRoi } from '../bridge/tiling/roi';
+import { prepareInput } from '../bridge/inference/preprocess';
+import type { InputSpec } from '../bridge/inference/model-card';
 
 const OPTS: PostprocessOptions = {
   mode: 'cellpose', niter: 200, flowScale: 5, cellprobThreshold: 0, seedMinCount: 10, claimMinCount: 2,
@@ -132,6 +134,29 @@ describe('speed paths compute what the plain code computes', () => {
       assert.deepEqual(Object.keys(r.stagesMs).sort(), ['cluster', 'contours', 'flowError', 'flows', 'masks', 'measurements']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('prepareInput (one-pass RGB8 → normalised NCHW) equals planes + padding + normalisation, value for value', () => {
+    const spec: InputSpec = {
+      name: 'image', layout: 'NCHW', channels: 3, micronsPerPixel: 0.5, readSize: 64, modelSize: 64, dynamicSize: true, multipleOf: 16,
+      resize: 'bilinear', normalization: { kind: 'meanstd', scale: 1 / 255, mean: [0.83, 0.71, 0.85], std: [0.15, 0.2, 0.13] }, padValue: 255,
+    };
+    const rand = rng(3);
+    for (const [w, h] of [[64, 64], [50, 37], [1, 1]]) {
+      const rgb = new Uint8Array(w * h * 3).map(() => Math.floor(rand() * 256));
+      const got = prepareInput(rgb, w, h, spec);
+      const pw = Math.max(16, Math.ceil(w / 16) * 16), ph = Math.max(16, Math.ceil(h / 16) * 16);
+      assert.deepEqual(got.dims, [1, 3, ph, pw]);
+      const want = new Float32Array(3 * pw * ph);
+      for (let c = 0; c < 3; c++) {
+        const n = spec.normalization as { scale: number; mean: number[]; std: number[] };
+        const plane = new Float32Array(pw * ph).fill(spec.padValue);
+        for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) plane[y * pw + x] = rgb[3 * (y * w + x) + c];
+        const inv = 1 / n.std[c];
+        for (let i = 0; i < plane.length; i++) want[c * pw * ph + i] = (plane[i] * n.scale - n.mean[c]) * inv;
+      }
+      assert.deepEqual(Array.from(got.data), Array.from(want), `${w}x${h}`);
     }
   });
 });

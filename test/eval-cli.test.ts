@@ -14,8 +14,8 @@ const DATA = path.resolve(REPO, '../shared/data/consep/test');
 const CLI = path.join(REPO, 'dist/bridge/eval/cli.js');
 const SKIP = `CoNSeP test split not found at ${DATA} (read-only shared data, not part of the repo): skipping`;
 
-function runCli(args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+function runCli(args: string[], timeout = 60_000) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout });
   const lines = r.stdout.trim().split('\n').filter((l) => l.length > 0);
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(lines[lines.length - 1]) };
 }
@@ -119,6 +119,18 @@ describe('eval with the daemon pipeline (model mode)', function () {
       assert.ok(c.R2 === null || typeof c.R2 === 'number');
       assert.ok(Array.isArray(c.PQ_CI) && Array.isArray(c.R2_CI));
     }
+  });
+
+  // The shipped model's quality bar (issue 3), on all 224 test tiles: a retrained or re-exported model
+  // that falls below it, or a pipeline change that degrades it, fails here. About 10 s on 2 cores.
+  it('the default model on the whole CoNSeP test split: bPQ >= 0.45, PQ > 0.30 for Inflammatory, Epithelial, Spindle', () => {
+    const r = runCli(['--model', MODEL, '--device', 'cpu', '--iterations', '200'], 300_000);
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json();
+    assert.equal(j.tiles, 224);
+    assert.ok(j.bPQ >= 0.45, `bPQ ${j.bPQ}`);
+    for (const c of ['Inflammatory', 'Epithelial', 'Spindle']) assert.ok(j.perClass[c].PQ > 0.3, `${c} PQ ${j.perClass[c].PQ}`);
+    assert.ok(j.bPQ_CI[0] <= j.bPQ && j.bPQ <= j.bPQ_CI[1]);
   });
 });
 

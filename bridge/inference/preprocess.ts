@@ -93,6 +93,9 @@ export interface PreparedInput {
 export function prepareInput(rgb: Uint8Array, w: number, h: number, spec: InputSpec): PreparedInput {
   if (w > spec.readSize || h > spec.readSize) throw new Error(`tile ${w}x${h} exceeds the model's read size ${spec.readSize}`);
   const { pw, ph } = paddedSize(spec, w, h);
+  if (spec.channels === 3 && spec.layout === 'NCHW' && spec.modelSize === spec.readSize && spec.normalization.kind === 'meanstd') {
+    return { data: prepareMeanStdNchw(rgb, w, h, pw, ph, spec.padValue, spec.normalization), dims: [1, 3, ph, pw], pw, ph };
+  }
   const planes = [new Float32Array(pw * ph), new Float32Array(pw * ph), new Float32Array(pw * ph)];
   const pad = spec.padValue;
   for (const p of planes) p.fill(pad);
@@ -122,6 +125,30 @@ export function prepareInput(rgb: Uint8Array, w: number, h: number, spec: InputS
   }
   for (let i = 0; i < plane; i++) for (let k = 0; k < c; k++) data[i * c + k] = channels[k][i];
   return { data, dims: [1, size.h, size.w, c], pw, ph };
+}
+
+/**
+ * The common case in one pass (no intermediate planes): RGB8 → normalised NCHW float32 with the
+ * padding at the right and bottom. Same arithmetic as the general path: identical values.
+ */
+function prepareMeanStdNchw(rgb: Uint8Array, w: number, h: number, pw: number, ph: number, pad: number,
+  n: Extract<Normalization, { kind: 'meanstd' }>): Float32Array {
+  const plane = pw * ph;
+  const data = new Float32Array(3 * plane);
+  const scale = n.scale;
+  for (let c = 0; c < 3; c++) {
+    const mean = n.mean[c], inv = 1 / n.std[c];
+    const o = c * plane;
+    const padded = (Math.fround(pad) * scale - mean) * inv;
+    for (let y = 0; y < h; y++) {
+      let si = y * w * 3 + c;
+      const row = o + y * pw;
+      for (let x = 0; x < w; x++, si += 3) data[row + x] = (rgb[si] * scale - mean) * inv;
+      if (pw > w) data.fill(padded, row + w, row + pw);
+    }
+    if (ph > h) data.fill(padded, o + h * pw, o + plane);
+  }
+  return data;
 }
 
 /** Maps of one tile, cropped to the tile's own size, channel-major: what post-processing takes. */

@@ -81,3 +81,40 @@ export async function providerUnavailable(model: ReadyModel, provider: string): 
     return (err as Error).message.split('\n')[0].slice(0, 300);
   }
 }
+
+export interface TileSizeResult { side: number; threads: number; msPerTile: number; runs: number }
+
+/**
+ * CPU time of one inference per square tile size (models/README.md quotes it): real CMU-1 pixels,
+ * tiled up to `side` by repetition, `runs` timed runs after 2 warm-ups, median.
+ */
+export async function tileSizes(model: ReadyModel, tile: SlideTile, sides: number[], threads: number[], runs: number): Promise<TileSizeResult[]> {
+  const { card } = model;
+  const src = tile.rgb, sw = tile.tile.outputWidth, sh = tile.tile.outputHeight;
+  const out: TileSizeResult[] = [];
+  for (const th of threads) {
+    const [session] = await openSessions(model, 'cpu', { sessions: 1, threads: th });
+    try {
+      for (const side of sides) {
+        const rgb = new Uint8Array(side * side * 3);
+        for (let y = 0; y < side; y++) for (let x = 0; x < side; x++) {
+          const s = 3 * ((y % sh) * sw + (x % sw)), d = 3 * (y * side + x);
+          rgb[d] = src[s]; rgb[d + 1] = src[s + 1]; rgb[d + 2] = src[s + 2];
+        }
+        const input = prepareInput(rgb, side, side, { ...card.input, readSize: Math.max(side, card.input.readSize), modelSize: Math.max(side, card.input.modelSize) });
+        const feeds = { [card.input.name]: new ort.Tensor('float32', input.data, input.dims) };
+        const per: number[] = [];
+        for (let k = 0; k < runs + 2; k++) {
+          const t0 = performance.now();
+          const r = await session.run(feeds);
+          if (k >= 2) per.push(performance.now() - t0);
+          for (const v of Object.values(r)) v.dispose?.();
+        }
+        out.push({ side, threads: th, msPerTile: r2(median(per)), runs });
+      }
+    } finally {
+      await session.release();
+    }
+  }
+  return out;
+}

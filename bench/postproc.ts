@@ -1,6 +1,7 @@
 /**
  * Post-processing only: ms per tile for each stage on recorded model outputs of real tissue
- * (CMU-1 tiles run through the default model; saved in bench/fixtures/ as .npy).
+ * (CMU-1 tiles run through the default model; re-recorded by every run into bench/fixtures/ as .npy,
+ * git-ignored: they belong to the model that made them).
  */
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,33 +1,42 @@
 /**
- * `npm run bench [-- --quick] [-- --only model,postproc,transport,e2e]`: the benchmarks of issue #6.
+ * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e]`: the benchmarks of issue #6.
  * Prints one JSON object per benchmark (stdout), writes each to bench/results/NAME.json, and ends with
  * the summary object (e2eOverModel, postprocOverModel, peakRssMB, rssGrowthPct, cellsPerSecond).
  * Progress goes to stderr. See bench/README.md.
  */
 import { execSync } from 'node:child_process';
-import { availableParallelism, loadavg } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { engineDefaults } from '../bridge/pipeline/engine';
 import { defaultModel, emit, machine, note, planSlide, r2, r3, sampleTiles } from './common';
-import { modelOnly, providerUnavailable, recordOutputs, type ModelConfig, type ModelResult } from './model';
+import { modelOnly, providerUnavailable, recordOutputs, tileSizes, type ModelConfig, type ModelResult } from './model';
 import { loadFixture, postprocBench, saveFixtures } from './postproc';
 import { transportBench } from './transport';
 import { e2eBench } from './e2e';
 import { configsBench } from './configs';
 
 const MODES = {
-  quick: { modelTiles: 8, modelRuns: 24, postTiles: 6, postRepeats: 3, transportSide: 4096, e2eRepeats: 5 },
+  quick: { modelTiles: 8, modelRuns: 64, postTiles: 6, postRepeats: 3, transportSide: 4096, e2eRepeats: 5 },
   full: { modelTiles: 24, modelRuns: 96, postTiles: 16, postRepeats: 5, transportSide: 8192, e2eRepeats: 5 },
 };
 
+/** CPU time of all cores used over `ms` (0..1), from os.cpus() counters. */
+async function cpuBusy(ms: number): Promise<number> {
+  const sum = () => cpus().reduce((a, c) => { const t = c.times; a.busy += t.user + t.nice + t.sys + t.irq; a.all += t.user + t.nice + t.sys + t.irq + t.idle; return a; }, { busy: 0, all: 0 });
+  const a = sum();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = sum();
+  return b.all > a.all ? (b.busy - a.busy) / (b.all - a.all) : 0;
+}
+
 /** Other processes keeping the cores busy make every number here noise: say so in the results. */
-function busyNote(): string | null {
-  const load = loadavg()[0];
+async function busyNote(): Promise<string | null> {
+  const busy = await cpuBusy(2000);
+  if (busy < 0.15) return null;
   let others = '';
   try { others = execSync('ps -eo pcpu=,args= --sort=-pcpu | head -5', { encoding: 'utf8' }); } catch { /* no ps */ }
-  const hot = others.split('\n').map((l) => l.trim()).filter((l) => l && parseFloat(l) > 30 && !l.includes('bench/run.js'));
-  if (hot.length === 0 && load < availableParallelism() * 0.5) return null;
-  return `machine busy before the run (load ${load.toFixed(2)}; ${hot.map((l) => l.slice(0, 120)).join('; ') || 'no single hot process'}): timings are noise`;
+  const hot = others.split('\n').map((l) => l.trim()).filter((l) => l && parseFloat(l) > 30 && !l.includes('bench/run.js') && !l.includes('npm run bench'));
+  return `machine busy before the run (${Math.round(busy * 100)} % of the CPU used by others over 2 s, load ${loadavg()[0].toFixed(2)}; ${hot.map((l) => l.slice(0, 120)).join('; ') || 'no single hot process'}): timings are noise`;
 }
 
 async function main(): Promise<void> {
@@ -38,7 +47,7 @@ async function main(): Promise<void> {
   const want = (b: string): boolean => !only || only.has(b);
   const started = performance.now();
   const cores = availableParallelism();
-  const busy = busyNote();
+  const busy = await busyNote();
   if (busy) note(busy);
   const env = { mode, ...machine(), ...(busy ? { busy } : {}) };
 
@@ -76,6 +85,13 @@ async function main(): Promise<void> {
       ...env, model: model.name, tileSize: model.card.input.readSize, daemonConfig: daemonCfg,
       results, skipped, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only model`,
     });
+  }
+
+  if (want('sizes')) {
+    const sides = [256, 512];
+    const r = await tileSizes(model, tiles[0], sides, [...new Set([1, cores])], mode === 'quick' ? 8 : 24);
+    emit('sizes', { ...env, model: model.name, provider: 'cpu', results: r, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only sizes` });
+    note(`model per tile size: ${r.map((x) => `${x.side}² ${x.threads} thr ${x.msPerTile} ms`).join(', ')}`);
   }
 
   let postMs: number | null = null;

@@ -6,7 +6,8 @@
  * cells from an earlier Cell Bridge run in that annotation are replaced, nothing else is touched.
  * Each annotation gets "Cell Bridge: ..." measurements: count and percentage per class, cells per mm².
  *
- * Settings (daemon address, token, model): cellbridge.properties next to this script. See README.md, "QuPath scripts: installation".
+ * Settings (daemon address, token, model): cellbridge.properties next to this script.
+ * See README.md, "QuPath scripts: installation".
  */
 // ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see README.md) ----------------------
 // Finds the Cell Bridge scripts folder and compiles the shared code in its lib/ folder on demand.

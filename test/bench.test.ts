@@ -14,22 +14,14 @@ import type { PlannedTile } from '../bridge/tiling/planner';
 import { parseRoi } from '../bridge/tiling/roi';
 import { prepareInput } from '../bridge/inference/preprocess';
 import type { InputSpec } from '../bridge/inference/model-card';
+import { mulberry32 } from '../bridge/eval/metrics';
 
 const OPTS: PostprocessOptions = {
   mode: 'cellpose', niter: 200, flowScale: 5, cellprobThreshold: 0, seedMinCount: 10, claimMinCount: 2,
   growIterations: 5, minSize: 10, fillHoles: true, maxSizeFraction: 0.4,
 };
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /** Blobs with flows towards their centres plus noise; some blobs sit on the right and bottom edges. */
 function blobs(W: number, H: number, seed: number): TileMaps {

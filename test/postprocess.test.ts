@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import * as fc from 'fast-check';
+import { mulberry32 } from '../bridge/eval/metrics';
 import {
   clusterPositions, components4, dropBackgroundVoted, fillHoles, flowErrorFilter, followFlows, foregroundMask,
   keepLargestParts, labelTile, maskFlows, postprocessTile, removeSmall, removeSmallAndFillHoles, renumber,
@@ -56,17 +57,7 @@ function discTile(W: number, H: number, discs: Disc[], C = 4): { maps: TileMaps;
   return { maps: { width: W, height: H, dy, dx, cellprob, typeLogits, typeChannels: C, typeKind: 'logits' }, owner };
 }
 
-/** Deterministic PRNG (mulberry32) so synthetic data is reproducible without fixtures. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /** Non-overlapping-ish discs on a jittered grid: about (W/spacing)*(H/spacing) cells. */
 function gridDiscs(W: number, H: number, spacing: number, radius: number, C: number, seed = 7): Disc[] {

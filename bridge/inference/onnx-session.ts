@@ -12,6 +12,9 @@ export function sessionOptions(provider: string, intraOpThreads?: number): ort.I
     ...(intraOpThreads ? { intraOpNumThreads: intraOpThreads } : {}),
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
+    // Idle onnxruntime threads sleep instead of spinning: in the daemon they share the cores with
+    // post-processing, slide reading and the socket, which spinning threads would starve.
+    ...(process.env.CELLBRIDGE_ORT_SPIN === '1' ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } }),
   };
 }
 

@@ -70,6 +70,8 @@ def make_card(mean, std, post, prov, mpp=0.5):
             'cellprobThreshold': post.get('cellprobThreshold', 0),
             'seedMinCount': 10, 'claimMinCount': 2, 'growIterations': 5,
             'minSize': post.get('minSize', 10), 'fillHoles': True, 'maxSizeFraction': 0.4,
+            # the tuned flow-error check (Cellpose's flow_threshold), when tuning chose one
+            **({'flowThreshold': post['flowThreshold']} if post.get('flowThreshold') else {}),
         },
         'tiling': {'overlap': 64},
         'provenance': prov,

@@ -90,7 +90,10 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--crop', type=int, default=0, help='train on random crops of this size (0 = whole tiles)')
     ap.add_argument('--run', default='cellbridge-he-v1')
+    ap.add_argument('--init', default='', help='start from this checkpoint (fine-tuning) instead of random weights')
+    ap.add_argument('--od-scale', default='1,1', help='LO,HI: global optical-density augmentation range (1,1 = off)')
     a = ap.parse_args()
+    od_scale = tuple(float(v) for v in a.od_scale.split(','))
 
     t_start = time.time()
     torch.set_num_threads(a.threads)
@@ -125,6 +128,8 @@ def main():
     log(f'type pixel counts {cnt.astype(int).tolist()} weights {np.round(w, 3).tolist()}')
 
     model = CellUNet()
+    if a.init:
+        model.load_state_dict(torch.load(a.init, map_location='cpu')['model'])
     nparam = count_params(model)
     log(f'CellUNet params {nparam}')
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
@@ -164,7 +169,7 @@ def main():
                     sl = (slice(y, y + a.crop), slice(x_, x_ + a.crop))
                     im0, fl0, ty0, in0 = im0[sl], fl0[(slice(None),) + sl], ty0[sl], in0[sl]
                 img, fl, (ty, ins) = geometric(rng, im0, fl0, [ty0, in0])
-                xs.append(colour(rng, img)); fs.append(fl); ts.append(ty); cs.append(ins > 0)
+                xs.append(colour(rng, img, od_scale)); fs.append(fl); ts.append(ty); cs.append(ins > 0)
             x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2) / 255.0
             x = (x - mean_t) / std_t
             yf = torch.from_numpy(np.stack(fs)) * 5.0
@@ -228,7 +233,7 @@ def main():
         'targets': 'Cellpose heat-diffusion flows (dY,dX unit field x5), foreground probability, 5-class type map',
         'loss': '0.5*MSE(flows) + BCE(cellprob) + weighted CE(type)',
         'typeClassWeights': [round(float(v), 3) for v in w],
-        'epochs': epochs_done, 'bestEpoch': best[1], 'seed': a.seed, 'batch': a.batch, 'trainCrop': a.crop or None, 'optimizer': f'AdamW wd 1e-4, lr {a.lr}, 2-epoch warm-up then cosine to 1% '
+        'epochs': epochs_done, 'bestEpoch': best[1], 'seed': a.seed, 'batch': a.batch, 'trainCrop': a.crop or None, 'init': a.init or None, 'odScale': list(od_scale), 'optimizer': f'AdamW wd 1e-4, lr {a.lr}, 2-epoch warm-up then cosine to 1% '
                      + (f'over a {a.time_budget_min} min wall-clock budget' if a.time_budget_min else f'over {a.epochs} epochs'),
         'trainingWallSeconds': round(train_wall), 'hardware': f'CPU, {a.threads} threads, torch {torch.__version__}',
         'validation': {'split': 'held-out CoNSeP train images ' + ','.join(VAL_IMAGES), 'resolution': f'{mpp} um/px',

@@ -1,5 +1,6 @@
 /** Scenes of disc-shaped cells painted in the synthetic model's pixel encoding (see synthetic-model.ts). */
 import { SYNTHETIC_CLASSES } from './synthetic-model';
+import { mulberry32 } from '../../bridge/eval/metrics';
 
 export interface Disc { cx: number; cy: number; r: number; classIndex: number }
 
@@ -45,16 +46,7 @@ export function cropScene(scene: Scene, x: number, y: number, w: number, h: numb
 }
 
 /** Deterministic PRNG (mulberry32) for reproducible scenes. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const prng = mulberry32;
 
 /**
  * Non-touching discs (gap >= 2 px): first some centred within a pixel of the given tile-core

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e]`: the benchmarks of issue #6.
+ * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e] [-- --device cpu|webgpu|cuda]`: the benchmarks of issue #6.
  * Prints one JSON object per benchmark (stdout), writes each to bench/results/NAME.json, and ends with
  * the summary object (e2eOverModel, postprocOverModel, peakRssMB, rssGrowthPct, cellsPerSecond).
  * Progress goes to stderr. See bench/README.md.
@@ -16,8 +16,8 @@ import { e2eBench } from './e2e';
 import { configsBench } from './configs';
 
 const MODES = {
-  quick: { modelTiles: 8, modelRuns: 64, postTiles: 6, postRepeats: 3, transportSide: 4096, e2eRepeats: 5 },
-  full: { modelTiles: 24, modelRuns: 96, postTiles: 16, postRepeats: 5, transportSide: 8192, e2eRepeats: 5 },
+  quick: { modelTiles: 8, modelRuns: 64, postCandidates: 32, postTiles: 6, postRepeats: 3, transportSide: 4096, e2eRepeats: 5 },
+  full: { modelTiles: 24, modelRuns: 96, postCandidates: 96, postTiles: 16, postRepeats: 5, transportSide: 8192, e2eRepeats: 5 },
 };
 
 /** CPU time of all cores used over `ms` (0..1), from os.cpus() counters. */
@@ -40,7 +40,7 @@ async function busyNote(): Promise<string | null> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, full: { type: 'boolean' }, only: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, full: { type: 'boolean' }, only: { type: 'string' }, device: { type: 'string' } }, strict: true });
   const mode = values.quick ? 'quick' : 'full';
   const M = MODES[mode];
   const only = values.only ? new Set(values.only.split(',')) : null;
@@ -57,32 +57,36 @@ async function main(): Promise<void> {
   note(`model ${model.name}, ${plan.tiles.length} tiles in CMU-1-Small-Region.svs, ${mode} mode`);
 
   // The daemon's engine on this machine (what e2e runs with), and the model-only figure it is compared with.
-  const d = engineDefaults('cpu', cores);
+  // --device picks the provider of the model-only, post-processing recording and end-to-end runs
+  // (the daemon's defaults for it); the tile-size benchmark always runs the CPU.
+  const provider = values.device ?? 'cpu';
+  if (!['cpu', 'webgpu', 'cuda'].includes(provider)) throw new Error(`--device must be cpu, webgpu or cuda, got "${provider}"`);
+  const d = engineDefaults(provider, cores);
   const daemonCfg: ModelConfig = { sessions: d.inferenceWorkers, threads: d.intraOpThreads };
-  const daemonArgs = ['--device', 'cpu'];
+  const daemonArgs = ['--device', provider];
 
   let modelRef: ModelResult | null = null;
   if (want('model') || want('e2e') || want('postproc')) {
     const configs: ModelConfig[] = [daemonCfg];
     if (want('model')) {
-      for (const c of [{ sessions: 1, threads: cores }, { sessions: 1, threads: 1 }, { sessions: 2, threads: 1 }]) {
+      for (const c of provider === 'cpu' ? [{ sessions: 1, threads: cores }, { sessions: 1, threads: 1 }, { sessions: 2, threads: 1 }] : []) {
         if (!configs.some((x) => x.sessions === c.sessions && x.threads === c.threads) && c.sessions * c.threads <= cores) configs.push(c);
       }
     }
     const results: ModelResult[] = [];
     for (const c of configs) {
-      const r = await modelOnly(model, tiles.slice(0, M.modelTiles), 'cpu', c, M.modelRuns);
-      note(`model cpu ${c.sessions}x${c.threads} threads: ${r.tilesPerSecond} tiles/s, ${r.msPerTile} ms/tile`);
+      const r = await modelOnly(model, tiles.slice(0, M.modelTiles), provider, c, M.modelRuns);
+      note(`model ${provider} ${c.sessions}x${c.threads} threads: ${r.tilesPerSecond} tiles/s, ${r.msPerTile} ms/tile`);
       results.push(r);
     }
     modelRef = results[0];
     const skipped: { provider: string; reason: string }[] = [];
-    for (const p of ['webgpu', 'cuda']) {
+    for (const p of ['cpu', 'webgpu', 'cuda'].filter((x) => x !== provider)) {
       const why = await providerUnavailable(model, p);
       skipped.push({ provider: p, reason: why ?? 'available but not measured by this benchmark' });
     }
     emit('model', {
-      ...env, model: model.name, tileSize: model.card.input.readSize, daemonConfig: daemonCfg,
+      ...env, model: model.name, provider, tileSize: model.card.input.readSize, daemonConfig: daemonCfg,
       results, skipped, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only model`,
     });
   }
@@ -96,14 +100,22 @@ async function main(): Promise<void> {
 
   let postMs: number | null = null;
   if (want('postproc')) {
-    const post = tiles.slice(0, M.postTiles);
-    const maps = await recordOutputs(model, post, 'cpu', cores);
+    // The densest tiles of an even sample over the slide: post-processing cost grows with the
+    // foreground, so this is its worst case on this slide, not its average.
+    const candidates = await sampleTiles(plan, M.postCandidates);
+    const recorded = await recordOutputs(model, candidates, provider, cores);
+    const thr = model.card.postprocess.cellprobThreshold;
+    const fgOf = (m: (typeof recorded)[number]): number => { let n = 0; const cp = m.cellprob; if (cp) for (let i = 0; i < cp.length; i++) if (cp[i] > thr) n++; return n; };
+    const order = recorded.map((m, k) => ({ k, fg: fgOf(m) })).sort((a, b) => b.fg - a.fg).slice(0, M.postTiles).map((x) => x.k);
+    const post = order.map((k) => candidates[k]);
+    const maps = order.map((k) => recorded[k]);
     const files = saveFixtures(maps);
     const loaded = files.map((f) => loadFixture(f, model));
     const r = postprocBench(model, loaded, post.map((t) => t.tile), plan.roi, plan.slide.info.micronsPerPixel, M.postRepeats);
     postMs = r.totalMs;
     emit('postproc', {
-      ...env, model: model.name, fixtures: files.map((f) => f.slice(f.indexOf('bench/'))), ...r,
+      ...env, model: model.name, provider, selection: `the ${M.postTiles} tiles with the most foreground of ${M.postCandidates} spread over the slide`,
+      fixtures: files.map((f) => f.slice(f.indexOf('bench/'))), ...r,
       inferenceMsPerTile: modelRef?.msPerTile ?? null,
       command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only postproc`,
     });

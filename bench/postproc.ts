@@ -39,6 +39,14 @@ export function loadFixture(path: string, model: ReadyModel): TileOutputMaps {
   };
 }
 
+/** Pixels whose cell probability is above the threshold: what flow following will follow. */
+export function foregroundPixels(m: TileOutputMaps, threshold: number): number {
+  let n = 0;
+  const cp = m.cellprob;
+  if (cp) for (let i = 0; i < cp.length; i++) if (cp[i] > threshold) n++;
+  return n;
+}
+
 export interface PostprocResult {
   tiles: number;
   repeats: number;
@@ -68,9 +76,8 @@ export function postprocBench(model: ReadyModel, maps: TileOutputMaps[], tiles: 
       cellsToFeatures(res.cells, ctxOf(tiles[k]), timings);
       if (r === 0) {
         cells += res.cells.length;
-        const cp = maps[k].cellprob!;
-        for (let i = 0; i < cp.length; i++) if (cp[i] > opts.cellprobThreshold) fg++;
-        px += cp.length;
+        fg += foregroundPixels(maps[k], opts.cellprobThreshold);
+        px += maps[k].width * maps[k].height;
       }
     }
   }

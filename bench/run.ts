@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { engineDefaults } from '../bridge/pipeline/engine';
 import { defaultModel, emit, machine, note, planSlide, r2, r3, sampleTiles } from './common';
 import { modelOnly, providerUnavailable, recordOutputs, tileSizes, type ModelConfig, type ModelResult } from './model';
-import { loadFixture, postprocBench, saveFixtures } from './postproc';
+import { foregroundPixels, loadFixture, postprocBench, saveFixtures } from './postproc';
 import { transportBench } from './transport';
 import { e2eBench } from './e2e';
 import { configsBench } from './configs';
@@ -105,8 +105,7 @@ async function main(): Promise<void> {
     const candidates = await sampleTiles(plan, M.postCandidates);
     const recorded = await recordOutputs(model, candidates, provider, cores);
     const thr = model.card.postprocess.cellprobThreshold;
-    const fgOf = (m: (typeof recorded)[number]): number => { let n = 0; const cp = m.cellprob; if (cp) for (let i = 0; i < cp.length; i++) if (cp[i] > thr) n++; return n; };
-    const order = recorded.map((m, k) => ({ k, fg: fgOf(m) })).sort((a, b) => b.fg - a.fg).slice(0, M.postTiles).map((x) => x.k);
+    const order = recorded.map((m, k) => ({ k, fg: foregroundPixels(m, thr) })).sort((a, b) => b.fg - a.fg).slice(0, M.postTiles).map((x) => x.k);
     const post = order.map((k) => candidates[k]);
     const maps = order.map((k) => recorded[k]);
     const files = saveFixtures(maps);

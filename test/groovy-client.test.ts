@@ -1,6 +1,11 @@
 /**
- * The QuPath side (qupath-scripts/) tested with QuPath's own Groovy (4.0.26, the jars that
- * npm-groovy-lint ships) on the system Java, against the REAL daemon:
+ * The QuPath side (qupath-scripts/) run on EXACTLY QuPath's class path, against the REAL daemon, twice:
+ *  - QuPath 0.6: the jars of ../shared/qupath-headless/lib (QuPath 0.6.0 core classes, Groovy 4.0.26 with only
+ *    the modules QuPath ships: groovy, groovy-jsr223, groovy-xml; Gson; no groovy-json) on the system Java;
+ *  - QuPath 0.7: the same QuPath classes with Groovy 5.0.x's groovy, groovy-jsr223 and groovy-xml from Maven
+ *    Central (test/setup/groovy5.sh, cached in .cache/), on Java 25 when installed (QuPath 0.7's), else Java 17.
+ * The test code (test/groovy/*.groovy) needs nothing more than that class path either, so the JVM's class path
+ * IS QuPath's and the scripts' class loader sees nothing else. Checks:
  *  - unit checks of the plain-Groovy library (settings, frames, results, messages, connection errors);
  *  - end to end: the Groovy client reads raw pixels like RegionRequest would, and must get the very
  *    cells that the Node path (`cellbridge segment`) gets for the same pixels and ROI, and the known
@@ -8,13 +13,16 @@
  *  - cancel mid-job, daemon killed mid-job, daemon absent, wrong token, unknown model, version
  *    mismatch, missing pixel size, empty ROI: a clear message and nothing applied;
  *  - the real slide CMU-1-Small-Region.svs (skipped when ../shared/data is absent);
- *  - npm-groovy-lint of qupath-scripts/.
+ *  - the QuPath layer on the real QuPath classes: a real project (TIFF, annotations), Run for project through
+ *    QuPath's `script -p -s` loop and Detect cells through QuPath's script runner; cells saved and reloaded;
+ *  - npm-groovy-lint of qupath-scripts/ (CodeNarc; the QuPath class-path lint is qupath-groovy-lint.test.ts).
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
+import { groovyRuntimes, type GroovyRuntime } from './helpers/groovy-runtimes';
 import { createInterface } from 'node:readline';
 import sharp from 'sharp';
 import { startDaemon, type RunningDaemon } from './helpers/daemon';
@@ -26,9 +34,10 @@ const REPO = join(__dirname, '..', '..');
 const CLI = join(REPO, 'dist', 'bridge', 'cli.js');
 const SHARED_DATA = join(REPO, '..', 'shared', 'data');
 const SVS = join(SHARED_DATA, 'wsi', 'CMU-1-Small-Region.svs');
-const GROOVY_JARS = join(REPO, 'node_modules', 'npm-groovy-lint', 'lib', 'java', 'groovy', 'lib');
+const HEADLESS = join(REPO, '..', 'shared', 'qupath-headless');
 /** C1-only JIT and the serial GC: these short runs start twice as fast on a busy 2-core machine. */
-const JAVA = ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', '-cp', join(GROOVY_JARS, '*'), 'groovy.ui.GroovyMain'];
+const JVM_OPTS = ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', '-Djava.awt.headless=true',
+  `-Dlogback.configurationFile=${join(HEADLESS, 'logback.xml')}`];
 
 /** The CI lint command, as run by this test: `npx npm-groovy-lint <these args>` from the repo root. */
 const LINT_ARGS = ['--config', 'qupath-scripts/.groovylintrc.json', '--failon', 'info', '--no-parse', '--noserver',
@@ -42,10 +51,11 @@ interface GroovyRun { code: number | null; stdout: string; stderr: string; resul
  * Runs a Groovy script; `onLine` sees stdout lines as they come; `stdin` (when given) is written to it once
  * resolved. Resolves with the RESULT line parsed.
  */
-function runGroovy(script: string, args: string[], onLine?: (line: string) => void, stdin?: Promise<string>,
+function runGroovy(rt: GroovyRuntime, script: string, args: string[], onLine?: (line: string) => void, stdin?: Promise<string>,
   timeoutMs = 200_000): Promise<GroovyRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn('java', [...JAVA, join(REPO, 'test', 'groovy', script), REPO, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(rt.java, [...JVM_OPTS, '-cp', rt.classPath.join(delimiter), 'groovy.ui.GroovyMain',
+      join(REPO, 'test', 'groovy', script), REPO, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     if (stdin) stdin.then((text) => child.stdin!.end(text), (err) => { child.kill('SIGKILL'); reject(err); });
     else child.stdin!.end();
     const out: string[] = [];
@@ -123,7 +133,7 @@ const ROI = {
 
 const REAL_MODEL_DIR = join(REPO, 'models', 'cellbridge-he-v1');
 
-describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function () {
+for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real daemon)`, function () {
   this.timeout(240_000);
   const W = 610, H = 500;
   const scene = gridScene(W, H, 11, [96, 192, 288, 384, 480, 576]);
@@ -143,8 +153,12 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
       console.log('    (skipped: no `java` on PATH; install a Java 17+ runtime to test the QuPath scripts)');
       this.skip();
     }
+    if (rt.skip) {
+      console.log(`    (skipped: ${rt.skip})`);
+      this.skip();
+    }
     work = mkdtempSync(join(tmpdir(), 'cellbridge-groovy-'));
-    lintRun = new Promise((resolve) => {
+    lintRun = !rt.lint ? Promise.resolve({ status: 0, out: '' }) : new Promise((resolve) => {
       const child = spawn(process.execPath, [join(REPO, 'node_modules', 'npm-groovy-lint', 'lib', 'index.js'), ...LINT_ARGS],
         { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
@@ -156,14 +170,14 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
     let giveConfig!: (text: string) => void;
     let noConfig!: (err: Error) => void;
     const configText = new Promise<string>((res, rej) => { giveConfig = res; noConfig = rej; });
-    const scenarios = ['unit', 'detect', 'detections', 'askPixelSize', 'missingPixelSize', 'cancel', 'unknownModel', 'emptyRoi',
+    const scenarios = ['classpath', 'unit', 'detect', 'detections', 'askPixelSize', 'missingPixelSize', 'cancel', 'unknownModel', 'emptyRoi',
       'versionMismatch', 'absent'];
     const hasSvs = existsSync(SVS);
     if (hasSvs) scenarios.push('detect:svs');
     // Last: a wrong token, then a job whose daemon is SIGKILLed after the client has sent two tiles.
-    // The QuPath layer on stand-in QuPath classes (test/groovy/qupath-stubs), then the kill scenarios.
+    // The QuPath layer on the real QuPath classes (a real project), then the kill scenarios.
     scenarios.push('qupath', 'badToken', 'killed');
-    mainRun = runGroovy('DaemonTests.groovy', ['-', ...scenarios], (line) => {
+    mainRun = runGroovy(rt, 'DaemonTests.groovy', ['-', ...scenarios], (line) => {
       if (line === 'READY_TO_KILL' && !killedAt) { killedAt = Date.now(); killDaemon?.process.kill('SIGKILL'); }
     }, configText);
     mainRun.catch(() => undefined);
@@ -193,7 +207,7 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
       writeFileSync(roiFile, JSON.stringify({ type: 'Feature', id: 'r', geometry: ROI, properties: {} }));
       const config: any = {
         server: daemon.url, raw, width: W, height: H, imageName: 'scene.png', mpp: 0.5, modelMpp: 0.5, model: 'synthetic',
-        rois: [{ id: 'r', label: 'ROI with a hole', geometry: ROI }], outDir: work, images: {},
+        rois: [{ id: 'r', label: 'ROI with a hole', geometry: ROI }], outDir: work, images: {}, qupathHeadless: HEADLESS,
       };
       // A region of the real slide (when the shared data is here): level-0 pixels dumped with sharp.
       if (hasSvs) {
@@ -358,28 +372,41 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
     });
   });
 
-  describe('the QuPath layer (entry scripts, bootstrap, adapter) on stand-in QuPath classes', () => {
+  describe('the QuPath layer (entry scripts, bootstrap, adapter) on the real QuPath 0.6.0 classes', () => {
     let q: any;
     before(async () => {
       q = (await mainRun).result.qupath;
       scenarioOk(q, 'qupath');
     });
 
-    it('Run_for_project.groovy (real bootstrap): cells under their annotation, one event each, image saved', () => {
-      const f = q.first;
-      assert.equal(f.status, 'completed', f.message);
-      assert.deepEqual(f.regions.map((r: any) => r.label), ['A1', 'A2']);
-      assert.ok(f.a1Cells > 50 && f.a2Cells > 50, JSON.stringify(f.regions));
-      assert.equal(f.cells, f.a1Cells + f.a2Cells);
-      assert.ok(f.allNewMarked, 'new cells carry the cellbridge marker');
-      assert.equal(f.events, 2, 'one hierarchy event per annotation');
-      assert.equal(f.saves, 1, 'the image was saved');
-      assert.ok(f.reads > 0, 'pixels read through RegionRequest + server.readRegion');
-      assert.match(f.bootstrapLoader, /^groovy\.lang\.GroovyClassLoader/, 'lib/ loaded by the bootstrap lines');
-      assert.deepEqual(f.classes, { Alpha: 0xffff0000 | 0, Beta: 0xff0000ff | 0 }, 'class colours from the model card');
+    it(`the scripts' class path is QuPath's: ${rt.groovy} with groovy, groovy-jsr223, groovy-xml only; no groovy-json`, async () => {
+      const c = (await mainRun).result.classpath;
+      scenarioOk(c, 'classpath');
+      assert.equal(c.groovy, rt.groovy);
+      const groovyJars = c.classPath.map((f: string) => f.split('/').pop()).filter((f: string) => /^groovy/.test(f)).sort();
+      assert.deepEqual(groovyJars, [`groovy-${rt.groovy}.jar`, `groovy-jsr223-${rt.groovy}.jar`, `groovy-xml-${rt.groovy}.jar`]);
+      assert.deepEqual(c.classPath, rt.classPath, 'nothing but the QuPath jars');
+      assert.deepEqual(c.loads, { 'groovy.json.JsonOutput': false, 'groovy.text.SimpleTemplateEngine': false, 'groovy.sql.Sql': false,
+        'groovy.xml.XmlSlurper': true, 'com.google.gson.Gson': true, 'qupath.lib.objects.PathObject': true,
+        'org.codehaus.groovy.jsr223.GroovyScriptEngineImpl': true });
+      console.log(`      (Groovy ${c.groovy} on Java ${c.java})`);
     });
 
-    it('replaces only the cells of an earlier Cell Bridge run; the user\'s objects and measurements stay', () => {
+    it('Run for project (QuPath script -p -s): cells under their annotation, saved in the project, found after reloading', () => {
+      const f = q.first;
+      assert.equal(f.images, 2);
+      assert.deepEqual(f.errors, {});
+      assert.equal(f.reportLines.filter((l: string) => l.startsWith('Cell Bridge FAILED')).length, 0, f.reportLines.join('\n'));
+      assert.equal(f.resultPrinted, null, 'the script returns nothing: QuPath prints no "Script result"');
+      assert.ok(f.a1Cells > 50 && f.a2Cells > 50, JSON.stringify(f));
+      assert.ok(f.allNewMarked, 'new cells carry the cellbridge marker');
+      assert.equal(f.withNucleus, f.a1Cells + f.a2Cells, 'cells have nucleus outlines');
+      assert.deepEqual(f.classNames, ['Alpha', 'Beta']);
+      assert.deepEqual(f.classes, { Alpha: 0xffff0000 | 0, Beta: 0xff0000ff | 0 }, 'class colours (packed ARGB) from the model card');
+      assert.equal(f.mpp, 0.5);
+    });
+
+    it("replaces only the cells of an earlier Cell Bridge run; the user's objects and measurements stay", () => {
       const f = q.first;
       assert.ok(f.userDetectionKept, "the user's detection is kept");
       assert.ok(f.oldCellGone, "the earlier run's cell is replaced");
@@ -389,40 +416,38 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
       assert.equal(f.a1Measurements['Cell Bridge: Num cells'], f.a1Cells);
       assert.ok(Math.abs(f.a1Measurements['Cell Bridge: Area mm^2'] - (280 * 450 * 0.25) / 1e6) < 1e-12);
       const s = q.second;
-      assert.equal(s.status, 'completed');
       assert.deepEqual([s.a1Cells, s.a2Cells], [f.a1Cells, f.a2Cells], 'a second run replaces, never adds');
-      assert.ok(s.sameIds, 'stable cell ids across runs');
-      assert.ok(s.userDetectionKept);
       assert.equal(s.marked, f.a1Cells + f.a2Cells);
+      assert.ok(s.userDetectionKept);
+      assert.ok(s.sameIds, 'stable cell ids across runs');
     });
 
-    it('Detect cells on a selection changes only the selected annotation', () => {
+    it('Detect cells (script runner, selection): only the selected annotation changes; returns nothing; saved', () => {
       const t = q.third;
-      assert.equal(t.status, 'completed', t.message);
-      assert.deepEqual(t.regions, ['A2']);
+      assert.equal(t.result, null, `Detect cells returned ${t.result} (${t.resultType})`);
+      assert.ok(t.lines.some((l: string) => /^Cell Bridge: scene-qupath\.tif: \d+ cells in 1 region/.test(l)), t.lines.join('\n'));
       assert.ok(t.a1Untouched, 'A1 untouched');
       assert.ok(t.a2Replaced, 'A2 replaced');
+      assert.equal(t.savedA2Cells, q.first.a2Cells);
     });
 
     it('an image without annotations: the whole image, in one locked annotation made once', () => {
       const w = q.wholeImage;
-      assert.deepEqual(w.status, ['completed', 'completed'], w.message);
-      assert.deepEqual(w.annotations, [1, 1]);
+      assert.equal(w.annotations, 1);
       assert.equal(w.name, 'Cell Bridge: whole image');
       assert.equal(w.locked, true);
-      assert.ok(w.sameAnnotation, 'the second run reuses it');
-      assert.equal(w.cells, w.reportCells);
+      assert.ok(w.cells > 100);
       assert.equal(w.summary['Cell Bridge: Num cells'], w.cells);
       assert.ok(Math.abs(w.summary['Cell Bridge: Area mm^2'] - (W * H * 0.25) / 1e6) < 1e-12);
+      assert.equal(q.second.wholeAnnotations, 1, 'the second run reuses it');
+      assert.equal(q.second.wholeCells, w.cells);
     });
 
-    it('a batch image whose daemon is absent: reported, nothing changed or saved, no exception', () => {
+    it('the daemon is absent: each batch image FAILED with the way to start it, nothing changed', () => {
       const a = q.absent;
-      assert.equal(a.status, 'failed');
-      assert.equal(a.codeName, 'DaemonNotRunning');
-      assert.match(a.message, /npx cellbridge serve/);
+      assert.equal(a.failedLines.length, 2, a.failedLines.join('\n'));
+      assert.ok(a.failedLines.every((l: string) => /Cannot reach the Cell Bridge daemon/.test(l)), a.failedLines.join('\n'));
       assert.ok(a.unchanged);
-      assert.equal(a.saved, false);
     });
   });
 
@@ -463,7 +488,7 @@ describe('QuPath scripts: Groovy client (Groovy 4.0.26, real daemon)', function 
     });
   });
 
-  describe('lint', () => {
+  if (rt.lint) describe('lint (CodeNarc; Groovy 5 compiles everything in the run above)', () => {
     it(`npm-groovy-lint passes on qupath-scripts/ (${LINT_ARGS.join(' ')})`, async () => {
       const r = await lintRun;
       assert.equal(r.status, 0, r.out);

@@ -2,13 +2,10 @@
 // The QuPath image is replaced by RawImageHost: raw RGB pixels dumped by the mocha test with sharp,
 // read the way QuPath's RegionRequest does (x, y, width, height, downsample).
 //
-// Run: java -cp "<groovy 4 jars>/*" groovy.ui.GroovyMain test/groovy/DaemonTests.groovy REPO_ROOT CONFIG.json SCENARIO...
+// Run: java -cp "<QuPath's class path>" groovy.ui.GroovyMain test/groovy/DaemonTests.groovy REPO_ROOT CONFIG.json SCENARIO...
 // Scenarios 'badToken' and 'killed' use the second daemon, config.kill = {server, token}; 'killed' prints
 // READY_TO_KILL once it has read two tiles, and the mocha test then SIGKILLs that daemon.
 // Prints one line "RESULT {json}" with one entry per scenario; the mocha test asserts on it.
-
-import groovy.json.JsonOutput
-import groovy.json.JsonSlurper
 
 import java.awt.Graphics2D
 import java.awt.RenderingHints
@@ -21,8 +18,10 @@ def t = support.newInstance(root)
 Class Settings = t.cls('Settings')
 Class Workflow = t.cls('DetectionWorkflow')
 Class Client = t.cls('CellBridgeClient')
+// JSON through lib's cellbridge.Json (Gson): groovy-json is not on QuPath's class path, nor on this JVM's
+Class Json = t.cls('Json')
 // CONFIG "-": read from stdin, so the JVM can start and compile lib/ while the test still prepares the daemons
-Map config = (args[1] == '-' ? new JsonSlurper().parse(System.in, 'UTF-8') : new JsonSlurper().parse(new File(args[1]))) as Map
+Map config = (args[1] == '-' ? Json.parse(new InputStreamReader(System.in, 'UTF-8')) : Json.parse(new File(args[1]))) as Map
 
 /** A stand-in for QuPath's image + hierarchy: raw RGB bytes, regions given by the test. */
 class RawImageHost {
@@ -152,14 +151,14 @@ scenarios.each { String name ->
                 }
                 Map r = runWorkflow(settingsFor(image.model ? ["model=${image.model}".toString()] : []), host)
                 File f = new File(config.outDir as String, key ? "groovy-features-${key}.json" : 'groovy-features.json')
-                f.text = JsonOutput.toJson(host.applied)
+                f.text = Json.write(host.applied)
                 r.featuresFile = f.path
                 out[name] = r
                 break
             case 'detections':
                 def host = newHost()
                 Map r = runWorkflow(settingsFor(['objectType=detection']), host)
-                r.objectTypes = host.applied.collectMany { it.features }*.properties*.objectType.unique()
+                r.objectTypes = host.applied.collectMany { it.features }.collect { it.get('properties').objectType }.unique()
                 r.withNucleus = host.applied.collectMany { it.features }.count { it.nucleusGeometry != null }
                 r.summaryKeys = host.applied ? host.applied[0].summary.keySet().toList() : []
                 out[name] = r
@@ -200,12 +199,28 @@ scenarios.each { String name ->
                 out[name] = runWorkflow(s, host)
                 break
             case 'qupath':
-                // the QuPath layer itself (entry script, bootstrap, adapter) on stand-in QuPath classes
+                // the QuPath layer itself (entry scripts, bootstrap, adapter) on the real QuPath classes
                 Binding b = new Binding()
+                b.setVariable('headless', new File(config.qupathHeadless as String))
                 b.setVariable('root', root)
                 b.setVariable('config', config)
                 b.setVariable('pixels', pixels)
                 out[name] = new GroovyShell(this.class.classLoader, b).evaluate(new File(root, 'test/groovy/QuPathScenario.groovy'))
+                break
+            case 'classpath':
+                // what the scripts' class loader sees: this JVM's class path (the mocha test makes it QuPath's)
+                Map probe = [:]
+                ['groovy.json.JsonOutput', 'groovy.text.SimpleTemplateEngine', 'groovy.sql.Sql', 'groovy.xml.XmlSlurper',
+                 'com.google.gson.Gson', 'qupath.lib.objects.PathObject', 'org.codehaus.groovy.jsr223.GroovyScriptEngineImpl'].each { String c ->
+                    try {
+                        Class.forName(c, false, t.loader)
+                        probe[c] = true
+                    } catch (ClassNotFoundException ignored) {
+                        probe[c] = false
+                    }
+                }
+                out[name] = [groovy: GroovySystem.version, java: System.getProperty('java.version'),
+                             classPath: System.getProperty('java.class.path').split(File.pathSeparator).toList(), loads: probe]
                 break
             case 'unknownModel':
                 out[name] = runWorkflow(settingsFor(['model=no-such-model']), newHost())
@@ -260,5 +275,5 @@ scenarios.each { String name ->
         out[name] = [error: e.toString(), stack: sw.toString().readLines().take(15).join('\n')]
     }
 }
-println 'RESULT ' + JsonOutput.toJson(out)
+println 'RESULT ' + Json.write(out)
 System.out.flush()

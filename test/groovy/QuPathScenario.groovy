@@ -1,207 +1,187 @@
-// The QuPath layer (entry scripts + lib/cellbridge/qupath/QuPathAdapter.groovy) run headless on the
-// stand-ins in qupath-stubs/, against the real daemon. Evaluated by DaemonTests.groovy ('qupath' scenario)
-// with the binding: root (File), config (Map), pixels (byte[]). Returns a map of observations.
+// The QuPath layer (entry scripts, bootstrap, lib/cellbridge/qupath/QuPathAdapter.groovy) on the REAL QuPath
+// classes of ../shared/qupath-headless (QuPath 0.6.0 core, headless), against the real daemon. The scripts run
+// through that folder's QuPathScriptRunner, a port of QuPath's own script runner: default imports, bindings,
+// a ScriptEngine on the application class loader (so the scripts see exactly this JVM's class path, which the
+// mocha test makes QuPath's), and "QuPath script -p project -s" for Run for project.
+// A real project: a TIFF of the test scene opened by QuPath's ImageJ server, annotations, saved, reloaded.
+// Evaluated by DaemonTests.groovy ('qupath' scenario) with the binding: root (File), config (Map), pixels (byte[]),
+// headless (File: ../shared/qupath-headless). Returns a map of observations.
 
-import java.awt.Graphics2D
-import java.awt.RenderingHints
 import java.awt.image.BufferedImage
+import javax.imageio.ImageIO
 
-File stubs = new File(root, 'test/groovy/qupath-stubs')
-GroovyClassLoader quPathLoader = new GroovyClassLoader(this.class.classLoader)
-quPathLoader.addClasspath(stubs.path)
-Class QPEx = quPathLoader.loadClass('qupath.lib.gui.scripting.QPEx')
-Class PathObject = quPathLoader.loadClass('qupath.lib.objects.PathObject')
-Class PathClass = quPathLoader.loadClass('qupath.lib.objects.classes.PathClass')
+import qupath.lib.images.servers.ImageServerMetadata
+import qupath.lib.images.servers.ImageServerProvider
+import qupath.lib.objects.PathObject
+import qupath.lib.objects.PathObjects
+import qupath.lib.objects.classes.PathClass
+import qupath.lib.projects.ProjectIO
+import qupath.lib.projects.Projects
+import qupath.lib.regions.ImagePlane
+import qupath.lib.roi.ROIs
+import qupath.lib.scripting.QP
 
-/** An image server over raw RGB bytes: readRegion honours x, y, width, height and downsample. */
-class FakeServer {
+Class runner = new GroovyClassLoader(this.class.classLoader).parseClass(new File(headless, 'QuPathScriptRunner.groovy'))
+QP.getCoreClasses() // as QuPath does before loading a project
 
-    byte[] rgb
-    int width
-    int height
-    Double mpp
-    String name
-    int reads
+int width = config.width as int
+int height = config.height as int
+File work = new File(config.outDir as String, "qupath-${System.nanoTime()}")
+File projectDir = new File(work, 'project')
+projectDir.mkdirs()
 
-    String getPath() {
-        return "file:/fake/${name}"
-    }
-
-    boolean isRGB() {
-        return true
-    }
-
-    Expando getPixelCalibration() {
-        return new Expando(hasPixelSizeMicrons: { -> mpp != null }, getAveragedPixelSizeMicrons: { -> mpp ?: Double.NaN })
-    }
-
-    Expando getMetadata() {
-        return new Expando(getName: { -> name })
-    }
-
-    BufferedImage readRegion(Object request) {
-        reads++
-        int x = request.x, y = request.y, w = request.width, h = request.height
-        BufferedImage full = new BufferedImage(w, h, BufferedImage.TYPE_INT_RGB)
-        int[] row = new int[w]
-        for (int j = 0; j < h; j++) {
-            int o = ((y + j) * width + x) * 3
-            for (int i = 0; i < w; i++) {
-                row[i] = ((rgb[o] & 0xff) << 16) | ((rgb[o + 1] & 0xff) << 8) | (rgb[o + 2] & 0xff)
-                o += 3
-            }
-            full.setRGB(0, j, w, 1, row, 0, w)
+/** The scene as an RGB TIFF (what QuPath's ImageJ server reads), named `name`. */
+Closure writeTiff = { String name ->
+    BufferedImage img = new BufferedImage(width, height, BufferedImage.TYPE_INT_RGB)
+    int[] row = new int[width]
+    for (int y = 0; y < height; y++) {
+        int o = y * width * 3
+        for (int x = 0; x < width; x++) {
+            row[x] = ((pixels[o] & 0xff) << 16) | ((pixels[o + 1] & 0xff) << 8) | (pixels[o + 2] & 0xff)
+            o += 3
         }
-        int outW = (int) Math.round(w / request.downsample)
-        int outH = (int) Math.round(h / request.downsample)
-        if (outW == w && outH == h) {
-            return full
-        }
-        BufferedImage scaled = new BufferedImage(outW, outH, BufferedImage.TYPE_INT_RGB)
-        Graphics2D g = scaled.createGraphics()
-        g.setRenderingHint(RenderingHints.KEY_INTERPOLATION, RenderingHints.VALUE_INTERPOLATION_BILINEAR)
-        g.drawImage(full, 0, 0, outW, outH, null)
-        g.dispose()
-        return scaled
+        img.setRGB(0, y, width, 1, row, 0, width)
     }
-
-}
-
-/** The object hierarchy: a root object, a selection, counted events. */
-class FakeHierarchy {
-
-    Object root
-    List selected = []
-    int events
-    int added
-
-    Collection getAnnotationObjects() {
-        List out = []
-        Closure walk
-        walk = { o -> o.getChildObjects().each { c -> if (c.isAnnotation()) { out << c }; walk(c) } }
-        walk(root)
-        return out
+    File f = new File(work, name)
+    if (!ImageIO.write(img, 'tiff', f)) {
+        throw new IllegalStateException('no TIFF writer in this Java')
     }
+    return f
+}
 
-    Expando getSelectionModel() {
-        return new Expando(getSelectedObjects: { -> selected })
+def project = Projects.createProject(projectDir, BufferedImage)
+Closure addImage = { String name, Closure withData ->
+    File tif = writeTiff(name)
+    def support = ImageServerProvider.getPreferredUriImageSupport(BufferedImage, tif.toURI().toString())
+    def entry = project.addImage(support.builders[0])
+    entry.setImageName(name)
+    def data = entry.readImageData()
+    data.updateServerMetadata(new ImageServerMetadata.Builder(data.server.metadata)
+        .pixelSizeMicrons(config.mpp as double, config.mpp as double).build())
+    withData.call(data)
+    entry.saveImageData(data)
+    return entry
+}
+Closure rect = { double x, double y, double w, double h, String name ->
+    PathObject a = PathObjects.createAnnotationObject(ROIs.createRectangleROI(x, y, w, h, ImagePlane.getDefaultPlane()))
+    a.setName(name)
+    return a
+}
+
+// image 1: two annotations; A1 already holds a user's detection and a cell of an earlier Cell Bridge run
+addImage('scene-qupath.tif') { data ->
+    def a1 = rect(20, 20, 280, 450, 'A1')
+    def a2 = rect(310, 20, 280, 450, 'A2')
+    def mine = PathObjects.createDetectionObject(ROIs.createEllipseROI(40, 40, 10, 10, ImagePlane.getDefaultPlane()))
+    mine.setName('mine')
+    mine.getMeasurements().put('Area', 5d)
+    def old = PathObjects.createCellObject(ROIs.createEllipseROI(60, 60, 12, 12, ImagePlane.getDefaultPlane()), null)
+    old.setName('old run')
+    old.getMeasurements().put('cellbridge', 1d)
+    a1.addChildObjects([mine, old])
+    a1.getMeasurements().put('Cell Bridge: Num Gamma', 3d)
+    a1.getMeasurements().put('My score', 7d)
+    data.hierarchy.addObjects([a1, a2])
+}
+// image 2: no annotation (Run for project takes the whole image)
+addImage('no-annotations.tif') { data -> }
+project.syncChanges()
+File projectFile = new File(projectDir, 'project.qpproj')
+
+File scripts = new File(root, 'qupath-scripts')
+List<String> daemonArgs = ["server=${config.server}".toString(), 'model=synthetic']
+Closure reload = { -> ProjectIO.loadProject(projectFile, BufferedImage) }
+Closure open = { def p, String name -> p.imageList.find { it.imageName == name }.readImageData() }
+Closure annotation = { def data, String name -> data.hierarchy.annotationObjects.find { it.name == name } }
+Closure cellsOf = { PathObject o -> o.childObjects.findAll { it.isCell() } }
+Closure ourCells = { PathObject o -> o.childObjects.findAll { it.measurements.containsKey('cellbridge') } }
+Closure summaryOf = { PathObject o -> o.measurements.findAll { k, v -> k.startsWith('Cell Bridge: ') } }
+Closure captureOut = { Closure body ->
+    PrintStream saved = System.out
+    ByteArrayOutputStream buf = new ByteArrayOutputStream()
+    System.setOut(new PrintStream(buf, true, 'UTF-8'))
+    try {
+        body.call()
+    } finally {
+        System.setOut(saved)
     }
-
-    void addObjects(Collection objects) {
-        root.addChildObjects(objects)
-        added += objects.size()
-    }
-
-    void fireHierarchyChangedEvent(Object source, Object changed) {
-        events++
-    }
-
+    String text = buf.toString('UTF-8')
+    print(text) // still shown in the test's output
+    return text
 }
-
-Closure rect = { double x0, double y0, double x1, double y1 ->
-    [type: 'Polygon', coordinates: [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]]
-}
-Closure newImage = { String name ->
-    def server = new FakeServer(rgb: pixels, width: config.width as int, height: config.height as int, mpp: config.mpp as Double, name: name)
-    def hierarchy = new FakeHierarchy(root: PathObject.newInstance(type: 'root'))
-    def entry = new Expando(saves: 0)
-    entry.getImageName = { -> name }
-    entry.saveImageData = { d -> entry.saves = entry.saves + 1 }
-    def imageData = new Expando(getServer: { -> server }, getHierarchy: { -> hierarchy })
-    [server: server, hierarchy: hierarchy, entry: entry, imageData: imageData]
-}
-Closure makeCurrent = { Map img ->
-    QPEx.currentImageData = img.imageData
-    QPEx.projectEntry = img.entry
-    QPEx.quPath = null // headless, like QuPath's command line
-}
-Closure scriptArgs = { List<String> extra = [] ->
-    (["server=${config.server}", 'model=synthetic'] + extra).collect { it.toString() } as String[]
-}
-Closure runEntryScript = { String fileName, String[] args ->
-    File f = new File(root, "qupath-scripts/${fileName}")
-    Binding b = new Binding()
-    b.setVariable('args', args)
-    b.setVariable('qupath.script.file', f.path) // what QuPath 0.4+ binds for a script file
-    new GroovyShell(quPathLoader, b).evaluate(f)
-}
-Closure cellsOf = { o -> o.getChildObjects().findAll { it.type == 'cell' } }
-Closure marked = { o -> o.getChildObjects().findAll { it.getMeasurements().containsKey('cellbridge') } }
-
 Map out = [:]
 
-// -- image 1: two annotations; A1 already holds a user's detection and a cell of an earlier Cell Bridge run --
-Map img = newImage('scene-qupath.png')
-def a1 = PathObject.newInstance(name: 'A1', geometry: rect(20, 20, 300, 470))
-def a2 = PathObject.newInstance(name: 'A2', geometry: rect(310, 20, 590, 470))
-img.hierarchy.root.addChildObjects([a1, a2])
-def userDetection = PathObject.newInstance(type: 'detection', name: 'mine')
-userDetection.measurements.put('Area', 5)
-def oldCell = PathObject.newInstance(type: 'cell', name: 'old run')
-oldCell.measurements.put('cellbridge', 1)
-a1.addChildObjects([userDetection, oldCell])
-a1.measurements.put('Cell Bridge: Num Gamma', 3)
-a1.measurements.put('My score', 7)
-makeCurrent(img)
-
-// 1. Run for project, through the real entry script (bootstrap included)
-def report1 = runEntryScript('Run_for_project.groovy', scriptArgs())
-out.first = [status: report1.status, message: report1.message, cells: report1.cells, regions: report1.regions,
-             a1Children: a1.getChildObjects().size(), a1Cells: cellsOf(a1).size(), a2Cells: cellsOf(a2).size(),
-             userDetectionKept: a1.getChildObjects().contains(userDetection), oldCellGone: !a1.getChildObjects().contains(oldCell),
-             allNewMarked: (cellsOf(a1) + cellsOf(a2)).every { it.getMeasurements().cellbridge == 1 },
-             a1Measurements: new LinkedHashMap(a1.getMeasurements()), saves: img.entry.saves ?: 0, events: img.hierarchy.events,
-             classes: PathClass.CLASSES.collectEntries { k, v -> [k, v.color] }, reads: img.server.reads, ]
-
-// 2. Again, through the library directly (same classes as the scripts): replaced, not accumulated
-// the bootstrap's own class loader (it compiled lib/ already): the report's class came from it
-Class QuPathAdapter = report1.getClass().classLoader.loadClass('cellbridge.qupath.QuPathAdapter')
-out.first.bootstrapLoader = report1.getClass().classLoader.getClass().name
-Closure scriptWith = { String[] args ->
-    Binding b = new Binding()
-    b.setVariable('args', args)
-    new Script(b) { Object run() { null } }
+// 1. Run for project, as "QuPath script -p project.qpproj -a ... -s Run_for_project.groovy"; then the project is
+//    reloaded from disk and the cells are looked for there
+Map command = null
+String log1 = captureOut {
+    List<String> argv = ['-p', projectFile.path]
+    daemonArgs.each { argv += ['-a', it] }
+    command = runner.scriptCommand(argv + ['-s', new File(scripts, 'Run_for_project.groovy').path])
 }
-File home = new File(root, 'qupath-scripts')
-def a1Before = a1.getChildObjects().toList()
-def report2 = QuPathAdapter.runForProject(scriptWith(scriptArgs()), home)
-out.second = [status: report2.status, a1Cells: cellsOf(a1).size(), a2Cells: cellsOf(a2).size(),
-              userDetectionKept: a1.getChildObjects().contains(userDetection),
-              sameIds: cellsOf(a1)*.id.toSet() == a1Before.findAll { it.type == 'cell' }*.id.toSet(),
-              marked: marked(a1).size() + marked(a2).size(), saves: img.entry.saves]
+def p1 = reload()
+def d1 = open(p1, 'scene-qupath.tif')
+PathObject a1 = annotation(d1, 'A1')
+PathObject a2 = annotation(d1, 'A2')
+def allCells = cellsOf(a1) + cellsOf(a2)
+out.first = [images: command.images, errors: command.errors.collectEntries { k, v -> [k, v.toString()] },
+             reportLines: log1.readLines().findAll { it.startsWith('Cell Bridge: ') || it.startsWith('Cell Bridge FAILED') },
+             resultPrinted: log1.readLines().any { it.contains('Script result: ') } ? log1.readLines().find { it.contains('Script result: ') } : null,
+             a1Children: a1.childObjects.size(), a1Cells: cellsOf(a1).size(), a2Cells: cellsOf(a2).size(),
+             userDetectionKept: a1.childObjects.any { it.name == 'mine' && it.isDetection() && !it.isCell() },
+             oldCellGone: !a1.childObjects.any { it.name == 'old run' },
+             allNewMarked: allCells.every { it.measurements.get('cellbridge') == 1d },
+             withNucleus: allCells.count { it.nucleusROI != null },
+             classNames: allCells.collect { it.pathClass?.name }.unique().sort(),
+             a1Measurements: new LinkedHashMap(a1.measurements), mpp: d1.server.pixelCalibration.averagedPixelSizeMicrons,
+             classes: ['Alpha', 'Beta'].collectEntries { [it, PathClass.fromString(it).color] }, ]
+def d2 = open(p1, 'no-annotations.tif')
+def whole = d2.hierarchy.annotationObjects.toList()
+out.wholeImage = [annotations: whole.size(), name: whole ? whole[0].name : null, locked: whole ? whole[0].isLocked() : null,
+                  cells: whole ? cellsOf(whole[0]).size() : 0, summary: whole ? summaryOf(whole[0]) : [:]]
 
-// 3. Detect cells on the selection (A2 only): A1 is not touched at all
-img.hierarchy.selected = [a2]
-def a1Objects = a1.getChildObjects().toList()
-def a2Objects = a2.getChildObjects().toList()
-def report3 = QuPathAdapter.detectCells(scriptWith(scriptArgs()), home)
-out.third = [status: report3.status, message: report3.message, regions: report3.regions*.label,
-             a1Untouched: a1.getChildObjects().toList() == a1Objects,
-             a2Replaced: !a2.getChildObjects().toList().any { a2Objects.contains(it) } && cellsOf(a2).size() == a2Objects.size()]
+// 2. Run for project again: replaced, not accumulated; the whole-image annotation is reused
+Set idsBefore = allCells*.ID*.toString() as Set
+captureOut {
+    List<String> argv = ['-p', projectFile.path]
+    daemonArgs.each { argv += ['-a', it] }
+    runner.scriptCommand(argv + ['-s', new File(scripts, 'Run_for_project.groovy').path])
+}
+def p2 = reload()
+def d1b = open(p2, 'scene-qupath.tif')
+def d2b = open(p2, 'no-annotations.tif')
+PathObject a1b = annotation(d1b, 'A1')
+PathObject a2b = annotation(d1b, 'A2')
+out.second = [a1Cells: cellsOf(a1b).size(), a2Cells: cellsOf(a2b).size(), marked: ourCells(a1b).size() + ourCells(a2b).size(),
+              userDetectionKept: a1b.childObjects.any { it.name == 'mine' },
+              sameIds: ((cellsOf(a1b) + cellsOf(a2b))*.ID*.toString() as Set) == idsBefore,
+              wholeAnnotations: d2b.hierarchy.annotationObjects.size(), wholeCells: cellsOf(d2b.hierarchy.annotationObjects[0]).size()]
 
-// 4. An image without annotations: the whole image, in a locked annotation made once and reused
-Map img2 = newImage('no-annotations.png')
-makeCurrent(img2)
-def report4 = QuPathAdapter.runForProject(scriptWith(scriptArgs()), home)
-def whole1 = img2.hierarchy.getAnnotationObjects().toList()
-def report5 = QuPathAdapter.runForProject(scriptWith(scriptArgs(['roi=image'])), home)
-def whole2 = img2.hierarchy.getAnnotationObjects().toList()
-out.wholeImage = [status: [report4.status, report5.status], message: report4.message, annotations: [whole1.size(), whole2.size()],
-                  name: whole1 ? whole1[0].getName() : null, locked: whole1 ? whole1[0].locked : null,
-                  sameAnnotation: whole1 && whole2 && whole1[0].is(whole2[0]),
-                  cells: whole2 ? cellsOf(whole2[0]).size() : 0, reportCells: report5.cells, saves: img2.entry.saves,
-                  summary: whole2 ? whole2[0].getMeasurements().findAll { k, v -> k.startsWith('Cell Bridge: ') } : [:]]
+// 3. Detect cells on the selected annotation (A2) of the open image, as from QuPath's script editor
+d1b.hierarchy.selectionModel.setSelectedObject(a2b)
+def a1Objects = a1b.childObjects.toList()
+def a2Objects = a2b.childObjects.toList()
+Object result = null
+String log3 = captureOut {
+    result = runner.run(project: p2, imageData: d1b, file: new File(scripts, 'Detect_cells.groovy'), args: daemonArgs as String[])
+}
+out.third = [result: result == null ? null : result.toString(), resultType: result?.getClass()?.name,
+             lines: log3.readLines().findAll { it.startsWith('Cell Bridge') },
+             a1Untouched: a1b.childObjects.toList() == a1Objects,
+             a2Replaced: !a2b.childObjects.toList().any { a2Objects.contains(it) } && cellsOf(a2b).size() == a2Objects.size()]
+p2.imageList.find { it.imageName == 'scene-qupath.tif' }.saveImageData(d1b)
+def d1c = open(reload(), 'scene-qupath.tif')
+out.third.savedA2Cells = cellsOf(annotation(d1c, 'A2')).size()
 
-// 5. The daemon is not there: a failed report, no exception, nothing changed, nothing saved
+// 4. The daemon is not there: each image FAILED with a clear line, nothing changed, the batch goes on
 ServerSocket probe = new ServerSocket(0)
 int port = probe.localPort
 probe.close()
-makeCurrent(img)
-def before = a1.getChildObjects().toList() + a2.getChildObjects().toList()
-int savesBefore = img.entry.saves
-def report6 = QuPathAdapter.runForProject(scriptWith(["server=127.0.0.1:${port}".toString()] as String[]), home)
-out.absent = [status: report6.status, codeName: report6.toMap().codeName, message: report6.message,
-              unchanged: (a1.getChildObjects().toList() + a2.getChildObjects().toList()) == before,
-              saved: img.entry.saves != savesBefore]
-
+String log4 = captureOut {
+    runner.scriptCommand(['-p', projectFile.path, '-a', "server=127.0.0.1:${port}".toString(),
+                          new File(scripts, 'Run_for_project.groovy').path])
+}
+def d1d = open(reload(), 'scene-qupath.tif')
+out.absent = [failedLines: log4.readLines().findAll { it.startsWith('Cell Bridge FAILED: ') },
+              unchanged: cellsOf(annotation(d1d, 'A1')).size() == out.second.a1Cells]
 return out

@@ -2,8 +2,6 @@
 // (GroovyClassLoader + addClasspath), runs named checks, prints one JSON line of results.
 // Use:  def t = evaluate(new File(root, 'test/groovy/TestSupport.groovy')).newInstance(root)
 
-import groovy.json.JsonOutput
-
 class Harness {
 
     final File repoRoot
@@ -60,7 +58,7 @@ class Harness {
 
     /** Prints the results as one line prefixed by RESULT (stdout may hold other lines). */
     void report(String prefix = 'RESULT ') {
-        println prefix + JsonOutput.toJson([results: results, extra: extra])
+        println prefix + cls('Json').write([results: results, extra: extra])
         System.out.flush()
     }
 

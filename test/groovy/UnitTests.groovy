@@ -1,8 +1,7 @@
 // Unit checks of qupath-scripts/lib that need no daemon: settings, tile frames, results, messages,
 // connection errors. Also run by DaemonTests.groovy's 'unit' scenario.
-// Run: java -cp "<groovy 4 jars>/*" groovy.ui.GroovyMain test/groovy/UnitTests.groovy REPO_ROOT
-
-import groovy.json.JsonSlurper
+// Run: java -cp "<QuPath's class path>" groovy.ui.GroovyMain test/groovy/UnitTests.groovy REPO_ROOT
+// (no groovy-json there: JSON goes through lib's cellbridge.Json, on Gson)
 
 import java.awt.image.BufferedImage
 import java.nio.ByteBuffer
@@ -17,6 +16,7 @@ Class Messages = t.cls('Messages')
 Class ErrorCodes = t.cls('ErrorCodes')
 Class Client = t.cls('CellBridgeClient')
 Class CellBridgeException = t.cls('CellBridgeException')
+Class Json = t.cls('Json')
 
 t.check('settings: defaults') {
     def s = Settings.resolve([], null, [:], new Properties())
@@ -146,15 +146,15 @@ t.check('results: marker measurement and FeatureCollection for GsonTools') {
                                    measurements: ['Nucleus: Area µm^2': 31.4d]]],
                      [type: 'Feature', id: 'b', geometry: [type: 'Polygon', coordinates: []], properties: [:]]]
     Results.mark(features)
-    t.eq(features[0].properties.measurements.cellbridge, 1)
-    t.eq(features[0].properties.measurements['Nucleus: Area µm^2'], 31.4d)
-    t.eq(features[1].properties.measurements.cellbridge, 1)
-    t.ok(Results.isCellBridgeObject(features[0].properties.measurements), 'marked')
+    t.eq(features[0].get('properties').measurements.cellbridge, 1)
+    t.eq(features[0].get('properties').measurements['Nucleus: Area µm^2'], 31.4d)
+    t.eq(features[1].get('properties').measurements.cellbridge, 1)
+    t.ok(Results.isCellBridgeObject(features[0].get('properties').measurements), 'marked')
     t.ok(!Results.isCellBridgeObject(['Nucleus: Area µm^2': 3d]), 'a user cell is not ours')
-    def parsed = new JsonSlurper().parseText(Results.featureCollection(features))
+    def parsed = Json.parse(Results.featureCollection(features))
     t.eq(parsed.type, 'FeatureCollection')
     t.eq(parsed.features.size(), 2)
-    t.eq(parsed.features[0].properties.measurements['Nucleus: Area µm^2'], 31.4)
+    t.eq(parsed.features[0].get('properties').measurements['Nucleus: Area µm^2'], 31.4)
 }
 
 t.check('results: summary counts, percentages and densities per mm²') {
@@ -185,6 +185,24 @@ t.check('messages: progress line and durations') {
     t.eq(Messages.progress([tilesDone: 0, tilesTotal: 40, cells: 0, etaMs: null]), 'Tiles 0/40 · 0 cells')
     t.eq(Messages.duration(400), '0 s')
     t.eq(Messages.duration(7_260_000), '2 h 1 min')
+}
+
+t.check('json (Gson, no groovy-json): round trip keeps types and exact numbers; bad text is a ParseException') {
+    String who = 'cells'
+    String text = Json.write([a: 1, big: 12345678901L, x: 0.1d, s: "${who} µm²", n: null, ok: true, list: [1, [2.5]], arr: [1, 2] as int[]])
+    t.eq(text, '{"a":1,"big":12345678901,"x":0.1,"s":"cells µm²","n":null,"ok":true,"list":[1,[2.5]],"arr":[1,2]}')
+    Map back = Json.parse(text) as Map
+    t.eq(back.a.getClass(), Integer)
+    t.eq(back.big.getClass(), Long)
+    t.eq(back.x, 0.1G)
+    t.eq(back.s, 'cells µm²')
+    t.ok(back.containsKey('n') && back.n == null, 'null kept')
+    t.eq(back.list, [1, [2.5G]])
+    t.eq(Json.write([v: Double.NaN]), '{"v":NaN}')
+    [' {"a": ', '{"a":1} {"b":2}', 'not json', '[1,]x'].each { String bad ->
+        t.expectThrows(t.cls('Json$ParseException')) { Json.parse(bad) }
+    }
+    t.expectThrows(IllegalArgumentException) { Json.write([o: new Object()]) }
 }
 
 t.check('client: protocol MAJOR parsing') {

@@ -1,8 +1,5 @@
 package cellbridge
 
-import groovy.json.JsonOutput
-import groovy.json.JsonSlurper
-
 import java.net.http.HttpClient
 import java.net.http.HttpTimeoutException
 import java.net.http.WebSocket
@@ -268,7 +265,7 @@ class CellBridgeClient implements Closeable {
         PendingRequest p = new PendingRequest(method: method, onResult: onResult)
         pending.put(id, p)
         try {
-            sendText(JsonOutput.toJson([jsonrpc: '2.0', id: id, method: method, params: params ?: [:]]))
+            sendText(Json.write([jsonrpc: '2.0', id: id, method: method, params: params ?: [:]]))
         } catch (CellBridgeException e) {
             pending.remove(id)
             p.future.completeExceptionally(e)
@@ -363,8 +360,8 @@ class CellBridgeClient implements Closeable {
         lastMessageAt = System.currentTimeMillis()
         Object parsed
         try {
-            parsed = new JsonSlurper().parseText(text)
-        } catch (groovy.json.JsonException e) {
+            parsed = Json.parse(text)
+        } catch (Json.ParseException e) {
             log("ignored a text frame that is not JSON: ${e.message}")
             return
         }

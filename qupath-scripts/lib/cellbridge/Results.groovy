@@ -1,7 +1,5 @@
 package cellbridge
 
-import groovy.json.JsonOutput
-
 /**
  * Pure data work on the daemon's GeoJSON features and the annotations' geometries: marking cells
  * as Cell Bridge's own, the per-annotation summary measurements, areas. No QuPath class here.
@@ -18,10 +16,11 @@ final class Results {
     /** Adds the marker measurement to each feature (in place) and returns the list. */
     static List<Map> mark(List<Map> features) {
         features.each { Map f ->
-            Map props = (f.properties ?: [:]) as Map
-            f.properties = props
-            Map m = (props.measurements ?: [:]) as Map
-            props.measurements = m
+            // get/put, never f.properties: on a Map that names the map's bean properties in Groovy 5 (GROOVY-11367)
+            Map props = (f.get('properties') ?: [:]) as Map
+            f.put('properties', props)
+            Map m = (props.get('measurements') ?: [:]) as Map
+            props.put('measurements', m)
             m[MARKER] = 1
         }
         return features
@@ -34,7 +33,7 @@ final class Results {
 
     /** A FeatureCollection JSON string, what GsonTools.parseObjectsFromGeoJSON reads. */
     static String featureCollection(List<Map> features) {
-        return JsonOutput.toJson([type: 'FeatureCollection', features: features])
+        return Json.write([type: 'FeatureCollection', features: features])
     }
 
     /**
@@ -89,7 +88,7 @@ final class Results {
 
     /** Class name of a feature ("Unclassified" when it has none). */
     static String className(Map feature) {
-        return ((feature?.properties as Map)?.classification as Map)?.name ?: 'Unclassified'
+        return ((feature?.get('properties') as Map)?.get('classification') as Map)?.get('name') ?: 'Unclassified'
     }
 
     /**

@@ -5,12 +5,11 @@ import cellbridge.CellBridgeException
 import cellbridge.DetectionWorkflow
 import cellbridge.ErrorCodes
 import cellbridge.ImageReport
+import cellbridge.Json
 import cellbridge.Messages
 import cellbridge.RegionResult
 import cellbridge.Results
 import cellbridge.Settings
-import groovy.json.JsonOutput
-import groovy.json.JsonSlurper
 import javafx.application.Platform
 import javafx.geometry.Insets
 import javafx.scene.Scene
@@ -58,17 +57,20 @@ class QuPathAdapter {
 
     static final String WHOLE_IMAGE_NAME = 'Cell Bridge: whole image'
 
-    /** Interactive detection on the selected annotations (offers all annotations when none is selected). */
-    static ImageReport detectCells(Script script, File home) {
+    /**
+     * Interactive detection on the selected annotations (offers all annotations when none is selected).
+     * Returns nothing, so that QuPath prints no "Result:" line: the outcome is printed and shown already.
+     */
+    static void detectCells(Script script, File home) {
         boolean gui = QPEx.getQuPath() != null && batchSize(script) <= 1
-        return detectInImage(scriptArgs(script), home, QPEx.getCurrentImageData(), gui)
+        detectInImage(scriptArgs(script), home, QPEx.getCurrentImageData(), gui)
     }
 
     @SuppressWarnings('CatchException') // the boundary of the menu thread: report everything
     static ImageReport detectInImage(List<String> args, File home, Object imageData, boolean gui) {
         Settings settings
         try {
-            settings = Settings.resolve(args, home, System.getenv(), System.properties)
+            settings = Settings.resolve(args, home, System.getenv(), System.getProperties())
         } catch (CellBridgeException e) {
             return finish(ImageReport.failed(null, e.code, e.message), gui)
         }
@@ -108,11 +110,16 @@ class QuPathAdapter {
      * One image of a batch ("Run for project", or QuPath's command line with -p): every annotation,
      * or the whole image when it has none. Never throws: a failure is reported and the batch goes on.
      */
+    static void runForProject(Script script, File home) {
+        runForImage(script, home)
+    }
+
+    /** {@link #runForProject}, returning the report (printed as one CELLBRIDGE_REPORT JSON line too). */
     @SuppressWarnings('CatchException') // a failure on one image is reported and the batch goes on
-    static ImageReport runForProject(Script script, File home) {
+    static ImageReport runForImage(Script script, File home) {
         ImageReport report
         try {
-            Settings settings = Settings.resolve(scriptArgs(script), home, System.getenv(), System.properties)
+            Settings settings = Settings.resolve(scriptArgs(script), home, System.getenv(), System.getProperties())
             def imageData = QPEx.getCurrentImageData()
             if (imageData == null) {
                 throw new CellBridgeException(ErrorCodes.NOTHING_TO_DO, 'No image is open.')
@@ -142,7 +149,7 @@ class QuPathAdapter {
             report = ImageReport.failed(currentImageName(), ErrorCodes.INTERNAL_ERROR, "Cell Bridge failed: ${e}")
         }
         println((report.success ? 'Cell Bridge: ' : 'Cell Bridge FAILED: ') + report.summaryLine())
-        println('CELLBRIDGE_REPORT ' + JsonOutput.toJson(report.toMap()))
+        println('CELLBRIDGE_REPORT ' + Json.write(report.toMap()))
         return report
     }
 
@@ -166,7 +173,7 @@ class QuPathAdapter {
     static void checkConnection(File home) {
         String text
         try {
-            Settings settings = Settings.resolve([], home, System.getenv(), System.properties)
+            Settings settings = Settings.resolve([], home, System.getenv(), System.getProperties())
             CellBridgeClient client = CellBridgeClient.open(settings)
             try {
                 Map init = client.initializeResult
@@ -283,7 +290,7 @@ class QuPathAdapter {
         Path tmp = Files.createTempFile('cellbridge-roi-', '.geojson')
         try {
             QPEx.exportObjectsToGeoJson([annotation], tmp.toString(), 'FEATURE_COLLECTION')
-            Map fc = new JsonSlurper().parse(tmp.toFile(), 'UTF-8') as Map
+            Map fc = Json.parse(tmp.toFile()) as Map
             List features = fc.features as List
             return features ? (features[0] as Map).geometry as Map : [:]
         } finally {
@@ -344,8 +351,8 @@ class QuPathAdapter {
     }
 
     private static PathObject wholeImageAnnotation(Map geometry) {
-        String json = JsonOutput.toJson([type: 'Feature', geometry: geometry,
-                                         properties: [objectType: 'annotation', name: WHOLE_IMAGE_NAME, isLocked: true]])
+        String json = Json.write([type: 'Feature', geometry: geometry,
+                                  properties: [objectType: 'annotation', name: WHOLE_IMAGE_NAME, isLocked: true]])
         return GsonTools.parseObjectsFromGeoJSON(json)[0] as PathObject
     }
 

@@ -1,8 +1,0 @@
-package javafx.scene.control
-
-/** Empty stand-in so that the adapter compiles without JavaFX (the tests run headless). */
-class Alert {
-
-    enum AlertType { CONFIRMATION, ERROR, INFORMATION }
-
-}

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /** The `cellbridge` command. */
 import { ResponseError } from 'vscode-jsonrpc';
-import { serve, SERVE_USAGE } from './cli/serve';
-import { segment, SEGMENT_USAGE } from './cli/segment';
-import { health, HEALTH_USAGE } from './cli/health';
-import { overlay, OVERLAY_USAGE } from './cli/overlay';
-import { UsageError } from './cli/args';
+import { serve } from './cli/serve';
+import { segment } from './cli/segment';
+import { health } from './cli/health';
+import { overlay } from './cli/overlay';
+import { helpText, UsageError, usageLine } from './cli/args';
+import { COMMANDS } from './cli/specs';
 import { UnsupportedImageError } from './images/slide-reader';
 import { ProviderUnavailable } from './inference/providers';
 import { VERSION } from './server';
@@ -13,14 +14,16 @@ import { VERSION } from './server';
 const USAGE = `Cell Bridge ${VERSION}: cell segmentation and classification for QuPath
 
 Usage:
-  ${SERVE_USAGE}
-  ${SEGMENT_USAGE}
-  ${HEALTH_USAGE}
-  ${OVERLAY_USAGE}
-  cellbridge --version`;
+${COMMANDS.map((c) => `  ${usageLine(c)}`).join('\n')}
+  cellbridge --version
+
+\`cellbridge COMMAND --help\` lists the options of a command.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `cellbridge X --help` and `cellbridge help X`: the option table X parses with.
+  const spec = COMMANDS.find((c) => c.name === (command === 'help' ? rest[0] : command));
+  if (spec && (command === 'help' || rest.includes('--help') || rest.includes('-h'))) { process.stdout.write(helpText(spec)); return 0; }
   switch (command) {
     case 'serve': await serve(rest); return -1; // keeps running
     case 'segment': return segment(rest);
@@ -34,8 +37,9 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then((code) => { if (code >= 0) process.exitCode = code; }, (err: unknown) => {
   const e = err as Error;
-  if (e instanceof UsageError || (e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (e as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-    process.stderr.write(`cellbridge: ${e.message}\n\n${USAGE}\n`);
+  if (e instanceof UsageError) {
+    const hint = e.command ? `Usage: ${usageLine(e.command)}\nRun "cellbridge ${e.command.name} --help" for all options.` : USAGE;
+    process.stderr.write(`cellbridge: ${e.message}\n\n${hint}\n`);
     process.exitCode = 2;
   } else if (e instanceof UnsupportedImageError || e instanceof ProviderUnavailable || e instanceof ResponseError) {
     process.stderr.write(`cellbridge: ${e.message}\n`);

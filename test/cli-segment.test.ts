@@ -25,7 +25,10 @@ describe('cellbridge segment on real slides', function () {
   let models: string;
   let tmp: string;
   before(function () {
-    if (!existsSync(join(WSI, 'CMU-1-Small-Region.svs'))) this.skip(); // ../shared/data absent
+    if (!existsSync(join(WSI, 'CMU-1-Small-Region.svs'))) {
+      console.log(`      (skipped: ${join(WSI, 'CMU-1-Small-Region.svs')} is absent; the shared test data is not on this machine)`);
+      this.skip();
+    }
     models = makeSyntheticModelsDir();
     tmp = mkdtempSync(join(tmpdir(), 'cellbridge-segment-'));
   });

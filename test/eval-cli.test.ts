@@ -150,7 +150,7 @@ describe('eval CLI: setup errors', () => {
   });
 
   it('missing model: clear message, exit code 2', function () {
-    if (!existsSync(DATA)) this.skip();
+    if (!existsSync(DATA)) { console.log(`      ${SKIP}`); this.skip(); }
     const empty = mkdtempSync(path.join(tmpdir(), 'eval-models-'));
     try {
       const r = runCli(['--models', empty, '--model', 'nope', '--limit', '1']);

@@ -14,7 +14,10 @@ const DIR = join(SHARED_DATA, 'models', 'bioimage-unet2d-nuclei-broad');
 
 describe('model loader parity with a real third-party ONNX model', function () {
   before(function () {
-    if (!existsSync(join(DIR, 'weights.onnx'))) this.skip(); // ../shared/data is absent: nothing to compare with
+    if (!existsSync(join(DIR, 'weights.onnx'))) {
+      console.log(`      (skipped: ${join(DIR, 'weights.onnx')} is absent; the shared test data is not on this machine)`);
+      this.skip();
+    }
   });
 
   it('reproduces test_output.npy from test_input.npy to 1e-4 (zero-mean unit-variance input, sigmoid output)', async () => {

@@ -10,7 +10,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
-  AUTO_ORDER, describeChoice, explain, precheck, ProviderUnavailable, selectProvider, summariseError, type ProbeModel, type ProviderName,
+  AUTO_ORDER, describeChoice, explain, precheck, sharedLibraryFound, ProviderUnavailable, selectProvider, summariseError, type ProbeModel, type ProviderName,
 } from '../bridge/inference/providers';
 import { engineDefaults, TileEngine } from '../bridge/pipeline/engine';
 import { sessionOptions } from '../bridge/inference/inference-worker';
@@ -74,8 +74,16 @@ describe('execution provider selection', () => {
       if (process.platform === 'linux' && process.arch === 'x64') assert.match(why!, /ONNXRUNTIME_NODE_INSTALL=cuda12/);
       else assert.match(why!, /no CUDA provider|missing/);
       assert.equal(precheck('cpu', empty), null);
-      assert.equal(precheck('webgpu', empty), null);
+      assert.equal(precheck('webgpu', empty, () => true), null);
     } finally { rmSync(empty, { recursive: true, force: true }); }
+  });
+
+  it('webgpu is skipped up front when the Vulkan loader is missing (Dawn would print its own warning on stderr)', () => {
+    const why = precheck('webgpu', undefined, () => false);
+    if (process.platform === 'linux') assert.match(why!, /libvulkan\.so\.1 is not installed/);
+    else assert.equal(why, null);
+    assert.equal(sharedLibraryFound('libc.so.6'), process.platform === 'linux');
+    assert.equal(sharedLibraryFound('libcellbridge-no-such-library.so.9'), false);
   });
 
   it('shortens onnxruntime native errors and adds what to do', () => {
@@ -234,7 +242,11 @@ describe('models/training/fp16.py (half-precision variant)', function () {
   let modelsDir: string;
   before(function () {
     const probe = spawnSync('/usr/bin/python3', ['-c', 'import onnx, numpy'], { encoding: 'utf8' });
-    if (probe.status !== 0) this.skip(); // needs /usr/bin/python3 with onnx and numpy
+    if (probe.status !== 0) {
+      // Pending, not failed: the conversion script needs Debian's python3-onnx and python3-numpy (.ci/run installs them).
+      console.log('      (skipped: /usr/bin/python3 cannot import onnx and numpy; install python3-onnx python3-numpy to test models/training/fp16.py)');
+      this.skip();
+    }
     modelsDir = makeSyntheticModelsDir();
   });
   after(() => { if (modelsDir) rmSync(modelsDir, { recursive: true, force: true }); });

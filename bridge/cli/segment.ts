@@ -2,7 +2,6 @@
  * `cellbridge segment IMAGE`: segments a slide file through the same protocol QuPath uses, against a
  * running daemon (--server) or one started in-process, writing a GeoJSON FeatureCollection.
  */
-import { parseArgs } from 'node:util';
 import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { RoiInput } from '../../protocol';
@@ -12,12 +11,9 @@ import { DEFAULT_LIMITS } from '../config';
 import { startDaemon, type Daemon } from '../server';
 import { createLogger } from '../util/log';
 import { DEVICE_CHOICES, type DeviceRequest } from '../inference/providers';
-import { intFlag, numFlag, UsageError } from './args';
+import { intFlag, numFlag, parseCommand, UsageError } from './args';
+import { SEGMENT } from './specs';
 import { defaultModelsDir } from './paths';
-
-export const SEGMENT_USAGE = `cellbridge segment IMAGE --out OUT.geojson [--roi ROI.geojson] [--server ws://HOST:PORT/] [--token T]
-                  [--model NAME] [--models DIR] [--device auto|cpu|webgpu|cuda] [--mpp UM_PER_PX]
-                  [--object-type cell|detection] [--tiles-in-flight N] [--simplify PX] [--quiet]`;
 
 /** Reads ROIs from a GeoJSON file: a FeatureCollection, a Feature or a bare (Multi)Polygon. */
 export function readRois(path: string): RoiInput[] {
@@ -49,25 +45,17 @@ export interface SegmentSummary {
 }
 
 export async function segment(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      out: { type: 'string', short: 'o' }, roi: { type: 'string' }, server: { type: 'string' }, token: { type: 'string' },
-      model: { type: 'string' }, models: { type: 'string' }, device: { type: 'string' }, mpp: { type: 'string' },
-      'object-type': { type: 'string' }, 'tiles-in-flight': { type: 'string' }, simplify: { type: 'string' }, quiet: { type: 'boolean' },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (positionals.length !== 1) throw new UsageError('give exactly one IMAGE');
-  if (!values.out) throw new UsageError('--out OUT.geojson is required');
+  const parsed = parseCommand(SEGMENT, argv);
+  if (parsed.help) return 0;
+  const { positionals } = parsed;
+  const values = parsed.values as Record<string, string | undefined> & { out: string };
+  const quiet = parsed.values.quiet === true;
   const device = (values.device ?? 'auto') as DeviceRequest;
   if (!DEVICE_CHOICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICE_CHOICES.join(', ')}`);
   const objectType = values['object-type'] ?? 'cell';
   if (objectType !== 'cell' && objectType !== 'detection') throw new UsageError('--object-type must be cell or detection');
   const imagePath = resolve(positionals[0]);
   const outPath = resolve(values.out);
-  const quiet = values.quiet ?? false;
   const say = (line: string) => { if (!quiet) process.stderr.write(line + '\n'); };
 
   const slide = await SlideReader.open(imagePath);
@@ -82,8 +70,8 @@ export async function segment(argv: string[]): Promise<number> {
   if (!url) {
     daemon = await startDaemon({
       host: '127.0.0.1', port: 0, modelsDir: resolve(values.models ?? defaultModelsDir()), defaultModel: values.model,
-      device, allowedOrigins: [], logLevel: 'warn', limits: { ...DEFAULT_LIMITS }, token: undefined,
-    }, createLogger('warn'));
+      device, allowedOrigins: [], logLevel: quiet ? 'error' : 'warn', limits: { ...DEFAULT_LIMITS }, token: undefined,
+    }, createLogger(quiet ? 'error' : 'warn'));
     url = daemon.url;
   }
   const client = await CellBridgeClient.connect(url, { token, clientName: 'cellbridge-segment' });

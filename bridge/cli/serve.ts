@@ -1,64 +1,30 @@
 /** `cellbridge serve`: run the daemon until SIGINT/SIGTERM. */
-import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
-import { DEFAULT_LIMITS, DEFAULT_PORT, type ServerConfig, type ServerLimitsConfig } from '../config';
+import { DEFAULT_LIMITS, DEFAULT_PORT, type ServerConfig } from '../config';
 import { DEVICE_CHOICES, describeChoice, type DeviceRequest } from '../inference/providers';
 import { isLoopback, startDaemon, type Daemon } from '../server';
 import { createLogger, isLogLevel, type Logger } from '../util/log';
-import { intFlag, UsageError } from './args';
+import { intFlag, parseCommand, UsageError } from './args';
+import { SERVE, type OptionSpec } from './specs';
 import { defaultModelsDir } from './paths';
 
-export const SERVE_USAGE = `cellbridge serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--model NAME] [--device auto|cpu|webgpu|cuda]
-                [--token SECRET] [--allow-origin ORIGIN]... [--log-level debug|info|warn|error|silent]
-                [--inference-workers N] [--postprocess-workers N] [--threads N]
-                [--max-message-mb N] [--max-clients N] [--max-jobs-per-client N]
-                [--max-tiles-in-flight N] [--max-tiles-per-client N] [--max-tiles-per-job N]
-                [--max-rois-per-job N] [--max-roi-vertices N] [--max-roi-megapixels N]
-                [--tile-timeout-s N] [--plan-timeout-s N] [--init-timeout-s N] [--idle-timeout-s N] [--ping-interval-s N]
-                [--max-send-buffer-mb N] [--shutdown-grace-s N]`;
-
-/** Integer limit flags: flag name → [config key, min, max, multiplier from the flag's unit]. */
-const LIMIT_FLAGS: Record<string, [keyof ServerLimitsConfig, number, number, number]> = {
-  'max-message-mb': ['maxMessageBytes', 1, 99, 1024 * 1024],
-  'max-clients': ['maxClients', 1, 10_000, 1],
-  'max-jobs-per-client': ['maxJobsPerClient', 1, 1000, 1],
-  'max-tiles-in-flight': ['maxTilesInFlight', 1, 256, 1],
-  'max-tiles-per-client': ['maxTilesInFlightPerClient', 1, 4096, 1],
-  'max-tiles-per-job': ['maxTilesPerJob', 1, 10_000_000, 1],
-  'max-rois-per-job': ['maxRoisPerJob', 1, 1_000_000, 1],
-  'max-roi-vertices': ['maxRoiVertices', 3, 10_000_000, 1],
-  'max-roi-megapixels': ['maxRoiAreaPixels', 1, 1_000_000, 1_000_000],
-  'tile-timeout-s': ['tileTimeoutMs', 1, 86_400, 1000],
-  'plan-timeout-s': ['planTimeoutMs', 1, 3600, 1000],
-  'init-timeout-s': ['initializeTimeoutMs', 1, 3600, 1000],
-  'idle-timeout-s': ['idleTimeoutMs', 0, 7 * 86_400, 1000],
-  'ping-interval-s': ['pingIntervalMs', 0, 3600, 1000],
-  'max-send-buffer-mb': ['maxSendBufferBytes', 1, 4096, 1024 * 1024],
-};
+/** Integer limit flags, from the option table: flag name → [config key, min, max, multiplier from the flag's unit]. */
+const LIMIT_FLAGS: Record<string, NonNullable<OptionSpec['limit']>> = Object.fromEntries(SERVE.options.filter((o) => o.limit).map((o) => [o.name, o.limit!]));
 
 export type ServeConfig = ServerConfig & { shutdownGraceMs: number };
 
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      host: { type: 'string' }, port: { type: 'string' }, models: { type: 'string' }, model: { type: 'string' },
-      device: { type: 'string' }, token: { type: 'string' }, 'allow-origin': { type: 'string', multiple: true },
-      'log-level': { type: 'string' }, 'inference-workers': { type: 'string' }, 'postprocess-workers': { type: 'string' },
-      threads: { type: 'string' }, 'shutdown-grace-s': { type: 'string' },
-      ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((k) => [k, { type: 'string' as const }])),
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  const v = values as Record<string, string | string[] | undefined>;
+  const parsed = parseCommand(SERVE, argv);
+  if (parsed.help) throw new UsageError('--help is answered before parsing', SERVE);
+  const values = parsed.values as Record<string, string | undefined>;
+  const origins = parsed.values['allow-origin'] as string[] | undefined;
   const device = (values.device ?? env.CELLBRIDGE_DEVICE ?? 'auto') as DeviceRequest;
   if (!DEVICE_CHOICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICE_CHOICES.join(', ')}, got "${device}"`);
   const logLevel = values['log-level'] ?? env.CELLBRIDGE_LOG_LEVEL ?? 'info';
   if (!isLogLevel(logLevel)) throw new UsageError(`--log-level must be debug, info, warn, error or silent`);
   const limits = { ...DEFAULT_LIMITS };
   for (const [flag, [key, min, max, unit]] of Object.entries(LIMIT_FLAGS)) {
-    const n = intFlag(v[flag] as string | undefined, flag, min, max);
+    const n = intFlag(values[flag], flag, min, max);
     if (n !== undefined) limits[key] = n * unit;
   }
   const token = values.token ?? (env.CELLBRIDGE_TOKEN || undefined);
@@ -69,7 +35,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     defaultModel: values.model ?? env.CELLBRIDGE_MODEL,
     device,
     token,
-    allowedOrigins: values['allow-origin'] ?? (env.CELLBRIDGE_ALLOW_ORIGIN ? env.CELLBRIDGE_ALLOW_ORIGIN.split(',').map((s) => s.trim()).filter(Boolean) : []),
+    allowedOrigins: origins ?? (env.CELLBRIDGE_ALLOW_ORIGIN ? env.CELLBRIDGE_ALLOW_ORIGIN.split(',').map((s) => s.trim()).filter(Boolean) : []),
     logLevel,
     inferenceWorkers: intFlag(values['inference-workers'], 'inference-workers', 1, 64),
     postprocessWorkers: intFlag(values['postprocess-workers'], 'postprocess-workers', 1, 256),

@@ -7,7 +7,7 @@
  * cannot run is an error (ProviderUnavailable, exit 1) with the reason, never a silent fallback.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -50,10 +50,27 @@ const CUDA_LIB: Partial<Record<NodeJS.Platform, string>> = {
 };
 
 /**
- * Cheap reasons not to try a provider at all (a session would only fail, and print a native error).
- * `binDir` is a parameter for tests.
+ * Whether the dynamic loader can find a shared library (Linux): LD_LIBRARY_PATH, the loader's cache
+ * (/etc/ld.so.cache names every library it knows) and the usual folders.
  */
-export function precheck(provider: ProviderName, binDir: string = ortBinDir()): string | null {
+export function sharedLibraryFound(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  const dirs = [...(env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), '/lib', '/usr/lib', '/lib64', '/usr/lib64', `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`];
+  if (dirs.some((d) => existsSync(join(d, name)))) return true;
+  try { return readFileSync('/etc/ld.so.cache').includes(name); } catch { return false; }
+}
+
+/**
+ * Cheap reasons not to try a provider at all (a session would only fail, and print a native error:
+ * Dawn writes "Warning: Couldn't load Vulkan" straight to stderr, past any --quiet).
+ * `binDir` and `libraryFound` are parameters for tests.
+ */
+export function precheck(provider: ProviderName, binDir: string = ortBinDir(), libraryFound: (name: string) => boolean = sharedLibraryFound): string | null {
+  if (provider === 'webgpu') {
+    if (process.platform === 'linux' && !libraryFound('libvulkan.so.1')) {
+      return 'the Vulkan loader libvulkan.so.1 is not installed (WebGPU needs a GPU with a Vulkan driver and the loader, e.g. Debian/Ubuntu package libvulkan1)';
+    }
+    return null;
+  }
   if (provider !== 'cuda') return null;
   const lib = CUDA_LIB[process.platform];
   if (!lib || process.arch !== 'x64') return `onnxruntime-node has no CUDA provider for ${process.platform}/${process.arch}`;

@@ -1,12 +1,13 @@
 # syntax=docker/dockerfile:1
 #
-# Cell Bridge daemon images. One file, two targets:
+# Cell Bridge daemon images. One file, two targets; always name one (without --target Docker
+# builds the last stage, the GPU image):
 #   docker build --target cpu -t cellbridge:cpu .     # onnxruntime CPU provider, node:20-bookworm-slim
 #   docker build --target gpu -t cellbridge:gpu .     # CUDA 12 + cuDNN 9 (and WebGPU over Vulkan), needs internet
-# Run (the daemon refuses to listen on 0.0.0.0 without a token):
-#   docker run --rm --init -p 8765:8765 -e CELLBRIDGE_TOKEN=$(openssl rand -hex 32) cellbridge:cpu
-#   docker run --rm --init --gpus all -p 8765:8765 -e CELLBRIDGE_TOKEN=... cellbridge:gpu
-# See README.md, "Docker". test/docker.test.ts checks this file (COPY sources, targets, user, port, health check, command).
+# Run (the daemon refuses to listen on 0.0.0.0 without a token; publish on the host's loopback):
+#   docker run --rm --init -p 127.0.0.1:8765:8765 -e CELLBRIDGE_TOKEN=$(openssl rand -hex 32) cellbridge:cpu
+#   docker run --rm --init --gpus all -p 127.0.0.1:8765:8765 -e CELLBRIDGE_TOKEN=... cellbridge:gpu
+# See docs/docker.md. test/docker.test.ts checks this file (COPY sources, targets, user, port, health check, command).
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 # onnxruntime-node 1.30's CUDA provider is built for CUDA 12.x + cuDNN 9.x (any 12.x runtime works).
@@ -31,6 +32,39 @@ RUN npm run build \
  && test -f dist/bridge/cli.js \
  && npm prune --omit=dev --ignore-scripts \
  && npm cache clean --force
+
+# ---------------------------------------------------------------------------------------------
+# cpu: slim runtime image. It comes right after build and before every CUDA/NuGet stage: Docker's
+# classic builder builds every stage up to the --target in file order (BuildKit only those the target
+# needs), so `--target cpu` never pulls the CUDA image or downloads from NuGet under either builder.
+FROM ${NODE_IMAGE} AS cpu
+LABEL org.opencontainers.image.title="Cell Bridge (CPU)" \
+      org.opencontainers.image.description="Cell segmentation and classification daemon for QuPath (onnxruntime-node, CPU)"
+WORKDIR /app
+ENV NODE_ENV=production \
+    CELLBRIDGE_HOST=0.0.0.0 \
+    CELLBRIDGE_PORT=8765 \
+    CELLBRIDGE_MODELS=/app/models \
+    CELLBRIDGE_DEVICE=cpu
+# Files stay owned by root: the daemon only reads them.
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules/ ./node_modules/
+COPY --from=build /app/dist/ ./dist/
+# The default model (models/default.json + models/cellbridge-he-v1/); .dockerignore leaves out
+# models/training and the reference outputs. Extra models: mount a folder and set
+# CELLBRIDGE_MODELS (or pass --models), see README.md, "Docker".
+COPY models/ ./models/
+# The node image's unprivileged user (uid 1000).
+USER node
+EXPOSE 8765
+# `cellbridge health` connects like a client (WebSocket + initialize, CELLBRIDGE_PORT and
+# CELLBRIDGE_TOKEN from the environment) and exits 0 only when a model is ready.
+HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 \
+  CMD ["node", "dist/bridge/cli.js", "health", "--timeout-s", "10"]
+# `cellbridge serve` (package.json "start"). CELLBRIDGE_HOST=0.0.0.0 is refused by the daemon
+# unless CELLBRIDGE_TOKEN (or --token) is given: no token is baked into the image.
+ENTRYPOINT ["node", "dist/bridge/cli.js"]
+CMD ["serve"]
 
 # ---------------------------------------------------------------------------------------------
 # gpu-deps: the same node_modules plus onnxruntime's CUDA 12 provider libraries (from NuGet).
@@ -70,36 +104,5 @@ EXPOSE 8765
 HEALTHCHECK --interval=30s --timeout=15s --start-period=120s --retries=3 \
   CMD ["node", "dist/bridge/cli.js", "health", "--timeout-s", "10"]
 # --device auto (CELLBRIDGE_DEVICE): CUDA, then WebGPU, then CPU; `docker logs` says which and why.
-ENTRYPOINT ["node", "dist/bridge/cli.js"]
-CMD ["serve"]
-
-# ---------------------------------------------------------------------------------------------
-# cpu: slim runtime image. Last in the file, so a plain `docker build .` builds it.
-FROM ${NODE_IMAGE} AS cpu
-LABEL org.opencontainers.image.title="Cell Bridge (CPU)" \
-      org.opencontainers.image.description="Cell segmentation and classification daemon for QuPath (onnxruntime-node, CPU)"
-WORKDIR /app
-ENV NODE_ENV=production \
-    CELLBRIDGE_HOST=0.0.0.0 \
-    CELLBRIDGE_PORT=8765 \
-    CELLBRIDGE_MODELS=/app/models \
-    CELLBRIDGE_DEVICE=cpu
-# Files stay owned by root: the daemon only reads them.
-COPY --from=build /app/package.json ./package.json
-COPY --from=build /app/node_modules/ ./node_modules/
-COPY --from=build /app/dist/ ./dist/
-# The default model (models/default.json + models/cellbridge-he-v1/); .dockerignore leaves out
-# models/training and the reference outputs. Extra models: mount a folder and set
-# CELLBRIDGE_MODELS (or pass --models), see README.md, "Docker".
-COPY models/ ./models/
-# The node image's unprivileged user (uid 1000).
-USER node
-EXPOSE 8765
-# `cellbridge health` connects like a client (WebSocket + initialize, CELLBRIDGE_PORT and
-# CELLBRIDGE_TOKEN from the environment) and exits 0 only when a model is ready.
-HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 \
-  CMD ["node", "dist/bridge/cli.js", "health", "--timeout-s", "10"]
-# `cellbridge serve` (package.json "start"). CELLBRIDGE_HOST=0.0.0.0 is refused by the daemon
-# unless CELLBRIDGE_TOKEN (or --token) is given: no token is baked into the image.
 ENTRYPOINT ["node", "dist/bridge/cli.js"]
 CMD ["serve"]

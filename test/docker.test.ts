@@ -293,7 +293,35 @@ describe('Dockerfile (by inspection)', () => {
     assert.ok(stage('gpu'), 'target gpu');
     assert.match(stage('cpu').base, /^node:20(\.\d+)*-bookworm-slim$/);
     assert.match(stage('gpu').base, /^nvidia\/cuda:12\.[\d.]+-cudnn-runtime-ubuntu\d\d\.\d\d$/);
-    assert.equal(stages[stages.length - 1].name, 'cpu', 'a plain `docker build .` gives the CPU image');
+  });
+
+  // Docker's classic builder (DOCKER_BUILDKIT=0, still the default on many installs) builds every
+  // stage from the first up to the --target, in file order; BuildKit builds only the stages the
+  // target needs. Neither may touch a CUDA base image or NuGet for --target cpu.
+  const classicBuild = (target: string) => stages.slice(0, stages.findIndex((s) => s.name === target) + 1);
+  const touchesCuda = (s: Stage) => /cuda/i.test(s.base) || s.instructions.some((i) => /cuda|nuget/i.test(i.args) && i.keyword !== 'LABEL');
+  it('--target cpu builds no CUDA/NuGet stage, under the classic builder (file order) or BuildKit (dependencies)', () => {
+    for (const [builder, built] of [['classic', classicBuild('cpu')], ['BuildKit', stagesFor('cpu', stages)]] as const) {
+      assert.deepEqual(built.filter(touchesCuda).map((s) => s.name), [], `${builder}: ${built.map((s) => s.name).join(', ')}`);
+    }
+    assert.deepEqual(classicBuild('cpu').map((s) => s.name), stagesFor('cpu', stages).map((s) => s.name), 'every stage before cpu is one cpu needs');
+    // The checks can see a CUDA stage: the GPU target does build them.
+    assert.ok(classicBuild('gpu').some(touchesCuda) && stagesFor('gpu', stages).some(touchesCuda));
+  });
+
+  // A bare -p 8765:8765 publishes on every interface of the host. The docs publish on 127.0.0.1, and
+  // name 0.0.0.0 explicitly where they mean other computers to connect (with the token).
+  it('the docs build with an explicit --target and publish the port on an explicit address (127.0.0.1 by default)', () => {
+    let loopback = 0;
+    const files = ['README.md', 'Dockerfile', 'docker-compose.yml', ...(existsSync(join(REPO_ROOT, 'docs')) ? readdirSync(join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`) : [])];
+    for (const f of files) {
+      const text = readFileSync(join(REPO_ROOT, f), 'utf8');
+      for (const m of text.matchAll(/^\s*(?:[#$]\s*)?docker build\b.*$/gm)) assert.match(m[0], /--target (cpu|gpu)\b/, `${f}: "${m[0]}" names its target`);
+      for (const m of text.matchAll(/(?:-p|--publish)[ =]"?([\d.:]+)"?/g)) assert.match(m[1], /^(127\.0\.0\.1|0\.0\.0\.0):/, `${f}: "${m[0]}" names the host address`);
+      for (const m of text.matchAll(/^\s*- "?([\d.:]+:\d+)"?\s*$/gm)) assert.match(m[1], /^127\.0\.0\.1:/, `${f}: ports entry "${m[1]}" publishes on loopback`);
+      loopback += (text.match(/127\.0\.0\.1:8765:8765/g) ?? []).length;
+    }
+    assert.ok(loopback >= 3, 'the examples publish on 127.0.0.1');
   });
 
   it('every COPY source exists in the build context (after .dockerignore) or in the stage it comes from', () => {

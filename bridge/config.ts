@@ -68,3 +68,9 @@ export const DEFAULT_LIMITS: ServerLimitsConfig = {
 };
 
 export const DEFAULT_PORT = 8765;
+
+/**
+ * Every notification the server sends (job/detections is the only large one) stays under this many
+ * bytes, below Python websockets' default max_size of 1 MiB. Reported in initialize's limits.
+ */
+export const MAX_NOTIFICATION_BYTES = 1_000_000;

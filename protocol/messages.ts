@@ -62,6 +62,10 @@ export interface ServerLimits {
   maxRoiAreaPixels: number;
   /** A requested tile must arrive within this many ms, or the job fails with Timeout. */
   tileTimeoutMs: number;
+  /** Tiles asked for and not yet through inference, over all jobs of one connection. */
+  maxTilesInFlightPerClient: number;
+  /** Every notification the server sends (job/detections batches included) is smaller than this, bytes. */
+  maxNotificationBytes: number;
 }
 
 export interface InitializeResult {

@@ -22,6 +22,7 @@ import { tokenMatches } from './auth';
 import { PoolTaskAborted, PoolTaskTimeout, tagOwner } from '../workers/pool';
 import type { Logger } from '../util/log';
 import type { DaemonContext } from './daemon-context';
+import { MAX_NOTIFICATION_BYTES } from '../config';
 import type { PostprocessOptions } from '../postprocess';
 
 /** LimitExceeded, naming the limit in the message and in `data`. */
@@ -210,6 +211,7 @@ export class ClientSession {
       limits: {
         maxMessageBytes: l.maxMessageBytes, maxTilesInFlight: l.maxTilesInFlight, maxJobsPerClient: l.maxJobsPerClient,
         maxRoiAreaPixels: l.maxRoiAreaPixels, tileTimeoutMs: l.tileTimeoutMs,
+        maxTilesInFlightPerClient: l.maxTilesInFlightPerClient, maxNotificationBytes: MAX_NOTIFICATION_BYTES,
       },
     };
   }

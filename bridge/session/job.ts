@@ -3,6 +3,8 @@
  * engine, streams final detections and progress, and ends exactly once (completed, cancelled or
  * failed). Cancelling drops the job's queued work at once.
  */
+import { batchDetections } from './detection-batches';
+import { MAX_NOTIFICATION_BYTES } from '../config';
 import { setMaxListeners } from 'node:events';
 import {
   ErrorCodes, type CompletedParams, type DetectionsParams, type JobStatus, type ProgressParams,
@@ -130,8 +132,9 @@ export class Job {
       if (this.status !== 'running') return;
       this.timings.postprocessMs += result.postprocessMs;
       for (const [roiId, features] of result.byRoi) {
-        for (let i = 0; i < features.length; i += this.spec.detectionBatchSize) {
-          this.sink.detections({ jobId: this.id, roiId, features: features.slice(i, i + this.spec.detectionBatchSize) });
+        // The envelope ({"jsonrpc":…,"params":{"jobId":…,"roiId":…,"features":[]}}) gets 4 KiB of the bound.
+        for (const batch of batchDetections(features, this.spec.detectionBatchSize, MAX_NOTIFICATION_BYTES - 4096)) {
+          this.sink.detections({ jobId: this.id, roiId, features: batch });
         }
         const roiCounts = this.countsByRoi[roiId];
         for (const f of features) {

@@ -165,6 +165,12 @@ describe('cellbridge overlay: scales, edges, legend', function () {
     assert.equal(corner.cells, 0);
   });
 
+  it('writes JPEG when the name ends in .jpg', async () => {
+    const r = cellbridge(['overlay', join(tmp, 'image.png'), join(tmp, 'cells.geojson'), '--out', join(tmp, 'out.jpg'), '--scale', '0.5']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await sharp(join(tmp, 'out.jpg')).metadata()).format, 'jpeg');
+  });
+
   it('refuses a region wholly outside the image, and scales outside 0.25–4, with exit 2', () => {
     for (const [args, message] of [
       [['--region', '400,10,50,50'], /lies outside the image \(300x200 px\)/],

@@ -109,7 +109,8 @@ export async function overlay(argv: string[]): Promise<number> {
       { input: Buffer.from(rgb), raw: { width: outW, height: outH, channels: 3 }, top: 0, left: 0 },
       { input: Buffer.from(svg), top: 0, left: 0 },
     ])
-    .png().toFile(values.out);
+    .toFormat(/\.jpe?g$/i.test(values.out) ? 'jpeg' : 'png', { quality: 90 })
+    .toFile(values.out);
   process.stdout.write(JSON.stringify({
     out: values.out, width: canvasW, height: canvasH, region: [r.x, r.y, r.width, r.height], clipped: r.x !== asked.x || r.y !== asked.y || r.width !== asked.width || r.height !== asked.height,
     scale, cells: paths.length, counts: Object.fromEntries(rows.map((row) => [row.name, row.count])),

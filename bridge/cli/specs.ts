@@ -139,9 +139,9 @@ export const OVERLAY: CommandSpec = {
   name: 'overlay',
   args: 'IMAGE CELLS.geojson',
   positionals: 2,
-  summary: 'Draw detections (the GeoJSON that segment writes) over a region of the image into a PNG, with a colour legend (class, colour, number of cells in the picture).',
+  summary: 'Draw detections (the GeoJSON that segment writes) over a region of the image into a PNG (or JPEG), with a colour legend (class, colour, number of cells in the picture).',
   options: [
-    { name: 'out', short: 'o', type: 'string', value: 'OUT.png', required: true, help: 'PNG to write' },
+    { name: 'out', short: 'o', type: 'string', value: 'OUT.png', required: true, help: 'picture to write: PNG, or JPEG when the name ends in .jpg (smaller, for documents)' },
     { name: 'region', type: 'string', value: 'X,Y,W,H', default: 'the whole image', help: 'full-resolution rectangle to draw; the part outside the image is clipped off (negative X or Y: write --region=-50,-50,400,400)' },
     { name: 'scale', type: 'string', value: 'S', default: '2', help: 'output pixels per image pixel, 0.25 to 4 (sizes are rounded)' },
     { name: 'no-legend', type: 'boolean', help: 'leave out the legend' },

@@ -97,4 +97,14 @@ describe('cellbridge segment on real slides', function () {
     assert.equal(c.code, 2);
     assert.match(c.stderr, /--out OUT.geojson is required/);
   });
+
+  it('--quiet: only the JSON summary on stdout, nothing on stderr (no progress, no provider warnings), with --device auto', async () => {
+    const roi = join(tmp, 'small.geojson');
+    writeFileSync(roi, JSON.stringify({ type: 'Polygon', coordinates: [[[800, 1200], [1000, 1200], [1000, 1400], [800, 1400], [800, 1200]]] }));
+    const r = await cellbridge(['segment', join(WSI, 'CMU-1-Small-Region.svs'), '--roi', roi, '--models', models, '--model', 'synthetic', '--quiet', '--out', join(tmp, 'quiet.geojson')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    assert.equal(r.stdout.trim().split('\n').length, 1);
+    assert.equal(JSON.parse(r.stdout).status, 'completed');
+  });
 });

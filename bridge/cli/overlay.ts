@@ -104,12 +104,14 @@ export async function overlay(argv: string[]): Promise<number> {
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${canvasW}" height="${canvasH}">` +
     `<svg width="${outW}" height="${outH}">${paths.join('')}</svg>${band?.svg ?? ''}</svg>`;
   const rgb = await slide.readRegion(r.x, r.y, r.width, r.height, outW, outH);
+  const jpeg = /\.jpe?g$/i.test(values.out);
   await sharp({ create: { width: canvasW, height: canvasH, channels: 3, background: { r: 255, g: 255, b: 255 } } })
     .composite([
       { input: Buffer.from(rgb), raw: { width: outW, height: outH, channels: 3 }, top: 0, left: 0 },
       { input: Buffer.from(svg), top: 0, left: 0 },
     ])
-    .toFormat(/\.jpe?g$/i.test(values.out) ? 'jpeg' : 'png', { quality: 90 })
+    // PNG stays lossless (a quality option would turn on palette quantisation).
+    .toFormat(jpeg ? sharp.format.jpeg : sharp.format.png, jpeg ? { quality: 90 } : {})
     .toFile(values.out);
   process.stdout.write(JSON.stringify({
     out: values.out, width: canvasW, height: canvasH, region: [r.x, r.y, r.width, r.height], clipped: r.x !== asked.x || r.y !== asked.y || r.width !== asked.width || r.height !== asked.height,

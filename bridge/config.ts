@@ -47,6 +47,11 @@ export interface ServerConfig {
   limits: ServerLimitsConfig;
   /** Test and debugging aid: answer the `debug/stats` request (CELLBRIDGE_DEBUG=1). Off by default. */
   debug?: boolean;
+  /**
+   * What `server/stop` does (set by `cellbridge serve`: the same as SIGTERM, then exit). Without it the
+   * daemon closes in place (an in-process daemon: tests, `cellbridge segment`).
+   */
+  onStopRequest?: (reason: string) => void;
 }
 
 export const DEFAULT_LIMITS: ServerLimitsConfig = {

@@ -18,6 +18,9 @@ import { createLogger, type Logger } from './util/log';
 import { WorkerPool } from './workers/pool';
 import type { PlanResult, PlanTask } from './session/plan-worker';
 import { bearerToken, tokenMatches } from './session/auth';
+import { isLoopback } from './util/loopback';
+
+export { isLoopback };
 
 export const VERSION: string = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')).version;
 
@@ -37,9 +40,6 @@ export interface Daemon {
   readonly clients: number;
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
 
 function probeOf(registry: ModelRegistry): ProbeModel | null {
   const m = registry.list().find((r) => r.status === 'ready' && r.card && r.onnxPath);
@@ -140,6 +140,13 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
       return e && e.session === session.id ? e.status : undefined;
     },
     forget(session) { sessions.delete(session); },
+    requestStop(reason) {
+      // after the answer has been written
+      setTimeout(() => {
+        if (config.onStopRequest) config.onStopRequest(reason);
+        else void daemon.close(10_000, reason);
+      }, 50).unref();
+    },
     stats() {
       return {
         clients: sessions.size, jobs: running.size,
@@ -192,7 +199,7 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
     const conn = ++clientCounter;
     const clientLog = log.child({ conn, remote: req.socket.remoteAddress });
     clientLog.info('client connected');
-    sessions.add(new ClientSession(socket, context, clientLog, authorized, conn));
+    sessions.add(new ClientSession(socket, context, clientLog, authorized, conn, req.socket.remoteAddress));
   });
   wss.on('error', (err) => log.error('websocket server error', { error: err.message }));
 
@@ -210,7 +217,7 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   let endGrace: () => void = () => undefined;
   // Not unref'd: the process must live until the shutdown has run to its end.
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-  return {
+  const daemon: Daemon = {
     url, port, host: config.host, provider, registry, engine,
     get clients() { return sessions.size; },
     close(graceMs = 10_000, reason = 'server stopping') {
@@ -238,4 +245,5 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
       return closing;
     },
   };
+  return daemon;
 }

@@ -255,3 +255,11 @@ export const FrameRejectedNotification = new NotificationType<FrameRejectedParam
 /** The server is stopping; running jobs end with status 'cancelled' (code ShuttingDown) within graceMs. */
 export interface ShutdownParams { reason: string; graceMs: number }
 export const ShutdownNotification = new NotificationType<ShutdownParams>('server/shutdown');
+
+/**
+ * Asks the daemon to stop (the QuPath menu's "Stop daemon"). Only from a loopback address, on an initialized
+ * connection (so with the right token when the daemon has one); others get Unauthorized. The answer comes
+ * first, then the daemon stops as on SIGTERM (server/shutdown to every client, grace period, exit).
+ */
+export interface StopServerResult { stopping: true }
+export const StopServerRequest = new RequestType<Record<string, never> | undefined, StopServerResult, void>('server/stop');

@@ -82,6 +82,7 @@ export async function serve(argv: string[]): Promise<void> {
       process.exit(0);
     });
   };
+  config.onStopRequest = (reason) => stop(reason);
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   daemon = await startDaemon(config, log);

@@ -19,6 +19,7 @@ import { FrameRejection, Job } from './job';
 import type { PlanResult } from './plan-worker';
 import { TileBudget } from './tile-budget';
 import { tokenMatches } from './auth';
+import { isLoopback } from '../util/loopback';
 import { PoolTaskAborted, PoolTaskTimeout, tagOwner } from '../workers/pool';
 import type { Logger } from '../util/log';
 import type { DaemonContext } from './daemon-context';
@@ -69,6 +70,8 @@ export class ClientSession {
     /** The upgrade already carried the right token. */
     private authorized: boolean,
     readonly id: number,
+    /** The peer's address (server/stop is for loopback peers only). */
+    private readonly remote?: string,
   ) {
     const limits = daemon.config.limits;
     this.owner = `client-${id}`;
@@ -151,6 +154,7 @@ export class ClientSession {
     c.onRequest('models/list', this.guard(() => this.modelInfos(), true));
     c.onRequest('job/start', this.guard((params: unknown) => this.startJob(params)));
     c.onRequest('job/cancel', this.guard((params: unknown) => this.cancelJob(params), true));
+    c.onRequest('server/stop', this.guard(() => this.stopServer(), true));
     if (this.daemon.config.debug) {
       // Test and debugging aid (CELLBRIDGE_DEBUG=1): counts of live objects and the process's memory.
       c.onRequest('debug/stats', this.guard(() => {
@@ -159,6 +163,18 @@ export class ClientSession {
         return this.daemon.stats();
       }, true));
     }
+  }
+
+  /** server/stop: loopback peers only; the guard already required initialize (and so the token, when there is one). */
+  private stopServer(): { stopping: true } {
+    const remote = this.remote ?? '';
+    if (!isLoopback(remote)) {
+      this.log.warn('server/stop refused', { remote });
+      throw new ResponseError(ErrorCodes.Unauthorized, 'Unauthorized: only a client on the same computer (loopback) may stop the daemon');
+    }
+    this.log.info('stop requested by a client');
+    this.daemon.requestStop('stop requested by a client (server/stop)');
+    return { stopping: true };
   }
 
   private modelInfos(): ModelInfo[] {

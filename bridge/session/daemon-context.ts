@@ -30,6 +30,8 @@ export interface DaemonContext {
   /** Final status of a job of this session that ended recently, if any. */
   endedStatus(jobId: number, session: ClientSession): JobStatus | undefined;
   forget(session: ClientSession): void;
+  /** `server/stop`: stop the daemon after the answer has gone out. */
+  requestStop(reason: string): void;
   /** For `debug/stats` (only answered with config.debug). */
   stats(): DaemonStats;
 }

@@ -318,6 +318,11 @@ class CellBridgeClient implements Closeable {
             Messages.connectionLost(url, closedReason ?: cause.message ?: cause.class.simpleName), cause)
     }
 
+    /** Asks the daemon to stop (server/stop: loopback clients only); returns once it has agreed. */
+    void stopServer() {
+        request('server/stop', [:])
+    }
+
     /** Fire-and-forget job/cancel (never blocks the caller, e.g. a Cancel button). */
     void cancelJobAsync(long jobId) {
         Thread.startDaemon("cellbridge-cancel-${jobId}") {

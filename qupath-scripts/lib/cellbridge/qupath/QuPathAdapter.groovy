@@ -167,6 +167,9 @@ class QuPathAdapter {
         qupath.installCommand('Extensions>Cell Bridge>Check connection', {
             Thread.start('cellbridge-check') { checkConnection(home) }
         } as Runnable)
+        qupath.installCommand('Extensions>Cell Bridge>Stop daemon', {
+            Thread.start('cellbridge-stop') { stopDaemon([], home) }
+        } as Runnable)
     }
 
     /** Connects, shows the daemon, its device and models (or why it cannot connect). */
@@ -189,6 +192,45 @@ class QuPathAdapter {
         } catch (CellBridgeException e) {
             Fx.error('Cell Bridge', e.message)
         }
+    }
+
+    /**
+     * Stops the daemon of the settings (server/stop; only a daemon on this computer agrees). Returns the
+     * message shown (printed without a window).
+     */
+    static String stopDaemon(List<String> args, File home) {
+        String text
+        boolean ok = false
+        try {
+            Settings settings = Settings.resolve(args, home, System.getenv(), System.getProperties())
+            CellBridgeClient client
+            try {
+                client = CellBridgeClient.open(settings)
+            } catch (CellBridgeException e) {
+                if (e.code != ErrorCodes.DAEMON_NOT_RUNNING) {
+                    throw e
+                }
+                text = "No Cell Bridge daemon runs at ${settings.server}: nothing to stop."
+                Fx.info('Cell Bridge', text)
+                return text
+            }
+            try {
+                client.stopServer()
+                ok = true
+                text = "The Cell Bridge daemon at ${settings.server} is stopping. The next Detect cells starts it again " +
+                    '(when the scripts know where Cell Bridge is installed).'
+            } finally {
+                client.close()
+            }
+        } catch (CellBridgeException e) {
+            text = "Cell Bridge: the daemon could not be stopped: ${e.message}"
+        }
+        if (ok) {
+            Fx.info('Cell Bridge', text)
+        } else {
+            Fx.error('Cell Bridge', text)
+        }
+        return text
     }
 
     private static ImageReport run(Settings settings, Object imageData, List<PathObject> targets, boolean gui) {

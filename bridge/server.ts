@@ -178,6 +178,9 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   });
   // TCP connections past this are closed as they are accepted: sockets are bounded whatever the peers send.
   http.maxConnections = maxTcpConnections(config.limits);
+  // A socket that sends nothing at all is not covered by headersTimeout: idle 5 s before its upgrade,
+  // it is closed (ws clears the timeout when it takes the socket over).
+  http.on('connection', (socket) => { socket.setTimeout(5_000, () => socket.destroy()); });
   const wss = new WebSocketServer({
     server: http,
     // Until a connection authenticates, messages are small; ClientSession raises this per connection.

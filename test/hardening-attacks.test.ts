@@ -8,7 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import sharp from 'sharp';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -21,6 +22,7 @@ import { cellKeys, RawPeer, runSceneJob, sceneJob, sleep } from './hardening-hel
 import {
   attackBacklog, attackBigFrames, attackBigPlan, attackDeepRoi, attackDribble, attackHeavyOptions, attackIdleSockets, attackKinks,
   attackPrototypeOptions, attackRawTcp, attackTokenGuesses, measure, withDeep, type AttackReport,
+  wrapCrop,
 } from './helpers/attacks';
 
 const RSS_LIMIT_MB = 1024;
@@ -257,5 +259,55 @@ describe('hardening round 2: huge ROI lists', function () {
     const result = plan({ rois, grid: { imageWidth: 4000, imageHeight: 4000, downsample: 1, tileSize: 128, overlap: 32 }, maxRoiVertices: 1e7, maxRoiAreaPixels: 1e9, maxTilesPerJob: 1e6 });
     assert.equal(result.rois.length, 120_000);
     assert.ok(result.cells.length / 2 > 1000);
+  });
+});
+
+describe('hardening round 2: cellbridge segment\'s temporary file', function () {
+  let dir: string, models: string, small: string, large: string, home: string;
+  const scene = gridScene(320, 320, 31);
+  const png = async (path: string, side: number) => sharp(Buffer.from(wrapCrop(scene, 0, 0, side, side)), { raw: { width: side, height: side, channels: 3 } }).png({ compressionLevel: 1 }).toFile(path);
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cellbridge-segment-tmp-'));
+    home = mkdtempSync(join(tmpdir(), 'cellbridge-home-'));
+    models = makeSyntheticModelsDir();
+    small = join(dir, 'small.png');
+    large = join(dir, 'large.png');
+    await png(small, 320);
+    await png(large, 3000);
+  });
+
+  function segment(image: string, out: string): { child: ReturnType<typeof spawn>; stderr: () => string; exited: Promise<number | null> } {
+    const child = spawn(process.execPath, [CLI, 'segment', image, '--out', out, '--models', models, '--model', 'synthetic', '--device', 'cpu', '--mpp', '0.5'],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: home } });
+    let err = '';
+    child.stderr!.on('data', (d) => { err += d; });
+    child.stdout!.resume();
+    return { child, stderr: () => err, exited: new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null)))) };
+  }
+
+  it('never opens a fixed OUT.partial (a planted symlink is not followed) and leaves no temporary file', async () => {
+    const victim = join(dir, 'victim.txt');
+    writeFileSync(victim, 'precious');
+    const out = join(dir, 'cells.geojson');
+    symlinkSync(victim, `${out}.partial`);
+    const r = segment(small, out);
+    assert.equal(await r.exited, 0, r.stderr());
+    assert.equal(readFileSync(victim, 'utf8'), 'precious');
+    assert.equal(JSON.parse(readFileSync(out, 'utf8')).type, 'FeatureCollection');
+    assert.deepEqual(readdirSync(dir).filter((f) => /\.partial$/.test(f)), ['cells.geojson.partial'], 'only the planted symlink');
+  });
+
+  it('SIGTERM mid-job removes the temporary file and writes no output (exit 143); no telemetry in HOME', async () => {
+    const out = join(dir, 'large.geojson');
+    const r = segment(large, out);
+    const t0 = Date.now();
+    while (!/tiles at downsample/.test(r.stderr()) && Date.now() - t0 < 20_000) await sleep(50);
+    await sleep(300);
+    assert.ok(readdirSync(dir).some((f) => f.startsWith('.large.geojson.') && f.endsWith('.partial')), 'a unique temporary file while it runs');
+    r.child.kill('SIGTERM');
+    assert.equal(await r.exited, 143, r.stderr());
+    assert.deepEqual(readdirSync(dir).filter((f) => f.includes('large.geojson')), []);
+    assert.ok(!existsSync(join(home, '.cache', 'Microsoft')), 'no onnxruntime telemetry folder');
   });
 });

@@ -57,8 +57,14 @@ export class Job {
   private nextToRequest = 0;
   /** Asked for, pixels not yet received: tile id → when asked. */
   private readonly awaiting = new Map<number, number>();
-  /** Asked for and not yet through post-processing: the flow-control window. */
+  /** Asked for and not yet through inference: the job's flow-control window (maxTilesInFlight). */
   private inFlight = 0;
+  /**
+   * Tiles of the connection's budget this job holds: asked for and not yet through post-processing.
+   * Held past inference on purpose: the budget then bounds the post-processing queue too, whatever
+   * the options make a tile cost.
+   */
+  private budgetHeld = 0;
   private tilesDone = 0;
   private cells = 0;
   private readonly counts: Record<string, number> = {};
@@ -135,15 +141,13 @@ export class Job {
     this.running++;
     try {
       const inferred = await this.engine.infer(this.spec.model, rgb, tile.outputWidth, tile.outputHeight, this.signal);
-      if (this.status !== 'running') return; // end() already gave the job's window back
+      if (this.status !== 'running') return; // end() already gave the job's window and budget back
+      this.inFlight--;
+      this.requestMore(); // within the budget, which this tile still holds
       this.timings.inferenceMs += inferred.inferenceMs;
       const result = await this.engine.finish(inferred.maps, this.spec.postprocess, { ...this.spec.context, tile }, this.signal);
       if (this.status !== 'running') return;
-      // The window and the budget cover post-processing too: the post-processing queue is bounded
-      // by them, whatever the options make a tile cost.
-      this.inFlight--;
-      this.spec.budget?.release(1);
-      this.requestMore();
+      if (this.spec.budget) { this.budgetHeld--; this.spec.budget.release(1); }
       this.timings.postprocessMs += result.postprocessMs;
       for (const [roiId, features] of result.byRoi) {
         // The envelope ({"jsonrpc":…,"params":{"jobId":…,"roiId":…,"features":[]}}) gets 4 KiB of the bound.
@@ -184,6 +188,7 @@ export class Job {
     const budget = this.spec.budget;
     while (this.inFlight < this.spec.maxTilesInFlight && this.nextToRequest < this.tileCount) {
       if (budget && !budget.take()) { budget.wait(this.wake); break; }
+      if (budget) this.budgetHeld++;
       const id = this.nextToRequest++;
       this.awaiting.set(id, performance.now());
       this.inFlight++;
@@ -244,9 +249,10 @@ export class Job {
     this.awaiting.clear();
     if (this.spec.budget) {
       this.spec.budget.forget(this.wake);
-      this.spec.budget.release(this.inFlight);
+      this.spec.budget.release(this.budgetHeld);
     }
     this.inFlight = 0;
+    this.budgetHeld = 0;
     const summary = this.summary(error);
     this.sink.completed(summary);
     this.log.info('job ended', { job: this.id, status: this.status, tiles: summary.tilesDone, cells: summary.cells, ms: summary.timings.totalMs, ...(error ? { error: error.message } : {}) });

@@ -1,4 +1,10 @@
-/** `cellbridge health`: connects and initializes like a real client; exit 0 when the daemon serves. */
+/**
+ * `cellbridge health`: connects and initializes like a real client, then asks `server/health`; exit 0
+ * only when the daemon can serve: a model is ready and every worker pool can run work ("ok"), 1 when
+ * it answers but cannot ("degraded": e.g. every post-processing worker stuck), 1 when it does not answer.
+ */
+import { ResponseError } from 'vscode-jsonrpc';
+import { ErrorCodes, type HealthResult } from '../../protocol';
 import { CellBridgeClient } from '../client/client';
 import { DEFAULT_PORT } from '../config';
 import { numFlag, parseCommand } from './args';
@@ -15,9 +21,22 @@ export async function health(argv: string[]): Promise<number> {
     const client = await CellBridgeClient.connect(url, { token: values.token ?? process.env.CELLBRIDGE_TOKEN, clientName: 'cellbridge-health' });
     const r = client.initializeResult!;
     const ready = r.models.filter((m) => m.status === 'ready').length;
-    process.stdout.write(JSON.stringify({ ok: ready > 0, server: r.serverInfo, provider: r.executionProvider.name, modelsReady: ready, models: r.models.length }) + '\n');
+    let h: HealthResult | null = null;
+    try {
+      h = await client.sendRequest('server/health') as HealthResult;
+    } catch (err) {
+      // A daemon before protocol 1.1 has no server/health: its initialize is all there is to check.
+      if (!(err instanceof ResponseError && err.code === ErrorCodes.MethodNotFound)) throw err;
+    }
+    const problems = h ? h.problems : ready > 0 ? [] : ['no model is ready'];
+    const ok = problems.length === 0;
+    process.stdout.write(JSON.stringify({
+      ok, status: ok ? 'ok' : 'degraded', problems, server: r.serverInfo, provider: r.executionProvider.name, modelsReady: ready, models: r.models.length,
+      ...(h ? { pools: h.pools.map((p) => ({ name: p.name, size: p.size, busy: p.busy, queued: p.queued, ok: p.ok })) } : {}),
+    }) + '\n');
+    if (!ok) process.stderr.write(`cellbridge health: degraded: ${problems.join('; ')}\n`);
     await client.close();
-    return ready > 0 ? 0 : 1;
+    return ok ? 0 : 1;
   } catch (err) {
     process.stderr.write(`cellbridge health: ${(err as Error).message}\n`);
     return 1;

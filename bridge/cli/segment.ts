@@ -2,8 +2,9 @@
  * `cellbridge segment IMAGE`: segments a slide file through the same protocol QuPath uses, against a
  * running daemon (--server) or one started in-process, writing a GeoJSON FeatureCollection.
  */
-import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { createWriteStream, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { RoiInput } from '../../protocol';
 import { CellBridgeClient, rgbToArgb32 } from '../client/client';
 import { SlideReader } from '../images/slide-reader';
@@ -75,8 +76,8 @@ export async function segment(argv: string[]): Promise<number> {
     url = daemon.url;
   }
   const client = await CellBridgeClient.connect(url, { token, clientName: 'cellbridge-segment' });
-  const tmpPath = `${outPath}.partial`;
-  const out = createWriteStream(tmpPath);
+  const { path: tmpPath, release } = partialFile(outPath);
+  const out = createWriteStream('', { fd: openSync(tmpPath, 'wx', 0o644) });
   out.write('{"type":"FeatureCollection","features":[\n');
   let first = true;
   const started = performance.now();
@@ -97,7 +98,7 @@ export async function segment(argv: string[]): Promise<number> {
       const rgb = await slide.readRegion(tile.x, tile.y, tile.width, tile.height, tile.outputWidth, tile.outputHeight);
       return pixelFormat === 'rgb8' ? rgb : rgbToArgb32(rgb);
     }, {
-      onPlan: (plan) => say(`model ${plan.model}: ${plan.tiles.length} tiles at downsample ${plan.downsample.toFixed(4)}`),
+      onPlan: (plan) => say(`model ${plan.model}: ${plan.tileCount} tiles at downsample ${plan.downsample.toFixed(4)}`),
       onProgress: (p) => {
         const now = performance.now();
         if (now - lastSay < 1000 && p.tilesDone !== p.tilesTotal) return;
@@ -127,7 +128,28 @@ export async function segment(argv: string[]): Promise<number> {
     rmSync(tmpPath, { force: true });
     throw err;
   } finally {
+    release();
     await client.close();
     await daemon?.close(1000);
   }
+}
+
+/**
+ * The file results are written to until the job completes (then renamed over OUT): a fresh name
+ * next to OUT (same file system, so the rename is atomic), created exclusively ('wx': an existing
+ * file or symlink of that name is never opened or followed). SIGINT/SIGTERM remove it before the
+ * process ends (status 130/143); `release` ends that watch.
+ */
+function partialFile(outPath: string): { path: string; release: () => void } {
+  const path = join(dirname(outPath), `.${basename(outPath)}.${process.pid}-${randomBytes(6).toString('hex')}.partial`);
+  const handlers = (['SIGINT', 'SIGTERM'] as const).map((signal) => {
+    const onSignal = () => {
+      rmSync(path, { force: true });
+      process.stderr.write(`cellbridge segment: stopped by ${signal}; ${basename(outPath)} not written\n`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    };
+    process.once(signal, onSignal);
+    return () => process.off(signal, onSignal);
+  });
+  return { path, release: () => handlers.forEach((off) => off()) };
 }

@@ -8,7 +8,7 @@ import {
   CancelJobRequest, CompletedNotification, DetectionsNotification, FrameRejectedNotification, InitializeRequest,
   PROTOCOL_VERSION, ProgressNotification, RequestTilesNotification, StartJobRequest, encodeTileFrame, pixelFormatCode,
   type CompletedParams, type DetectionFeature, type FrameRejectedParams, type InitializeResult, type ProgressParams,
-  type StartJobParams, type StartJobResult, type TilePlan,
+  type RequestTilesParams, type StartJobParams, type StartJobResult, type TilePlan,
 } from '../../protocol';
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/ws-transport';
 
@@ -43,20 +43,23 @@ interface RunningJob {
   features: Map<string, DetectionFeature[]>;
   resolve(o: JobOutcome): void;
   reject(e: Error): void;
+  /** The plan's tiles by id, when the plan lists them. */
+  byId?: Map<number, TilePlan>;
   /** Tile requests that arrived before job/start's answer was processed. */
 }
 
 export class CellBridgeClient {
   private readonly jobs = new Map<number, RunningJob>();
-  private readonly early = new Map<number, { tileIds: number[][]; events: (() => void)[] }>();
+  private readonly early = new Map<number, { tiles: (TilePlan | number)[][]; events: (() => void)[] }>();
   initializeResult: InitializeResult | null = null;
   private closedError: Error | null = null;
 
   private constructor(readonly socket: WebSocket, readonly connection: MessageConnection) {
     connection.onNotification(RequestTilesNotification, (p) => {
+      const tiles = requestedTiles(p);
       const job = this.jobs.get(p.jobId);
-      if (job) this.sendTiles(job, p.tileIds);
-      else this.earlyFor(p.jobId).tileIds.push(p.tileIds);
+      if (job) this.sendTiles(job, tiles);
+      else this.earlyFor(p.jobId).tiles.push(tiles);
     });
     connection.onNotification(ProgressNotification, (p) => this.withJob(p.jobId, (j) => j.callbacks.onProgress?.(p)));
     connection.onNotification(DetectionsNotification, (p) => this.withJob(p.jobId, (j) => {
@@ -107,11 +110,11 @@ export class CellBridgeClient {
     const plan = await this.connection.sendRequest(StartJobRequest, params);
     callbacks.onPlan?.(plan);
     return new Promise<JobOutcome>((resolve, reject) => {
-      const job: RunningJob = { plan, source, callbacks, features: new Map(), resolve, reject };
+      const job: RunningJob = { plan, source, callbacks, features: new Map(), resolve, reject, ...(plan.tiles ? { byId: new Map(plan.tiles.map((t) => [t.id, t])) } : {}) };
       this.jobs.set(plan.jobId, job);
       const early = this.early.get(plan.jobId);
       this.early.delete(plan.jobId);
-      for (const ids of early?.tileIds ?? []) this.sendTiles(job, ids);
+      for (const tiles of early?.tiles ?? []) this.sendTiles(job, tiles);
       for (const ev of early?.events ?? []) ev();
     });
   }
@@ -134,7 +137,7 @@ export class CellBridgeClient {
 
   private earlyFor(jobId: number) {
     let e = this.early.get(jobId);
-    if (!e) this.early.set(jobId, (e = { tileIds: [], events: [] }));
+    if (!e) this.early.set(jobId, (e = { tiles: [], events: [] }));
     return e;
   }
 
@@ -144,11 +147,13 @@ export class CellBridgeClient {
     else this.earlyFor(jobId).events.push(() => { const again = this.jobs.get(jobId); if (again) fn(again); });
   }
 
-  private sendTiles(job: RunningJob, ids: number[]): void {
+  /** Tiles by rectangle (protocol 1.1) or by id, looked up in the plan (a 1.0 daemon). */
+  private sendTiles(job: RunningJob, requested: (TilePlan | number)[]): void {
     const format = pixelFormatCode(job.plan.pixelFormat);
-    for (const id of ids) {
-      const tile = job.plan.tiles.find((t) => t.id === id);
+    for (const r of requested) {
+      const tile = typeof r === 'number' ? job.byId?.get(r) : r;
       if (!tile) continue;
+      const id = tile.id;
       job.source(tile).then((pixels) => {
         if (this.socket.readyState !== WebSocket.OPEN) return;
         this.socket.send(encodeTileFrame({ format, jobId: job.plan.jobId, tileId: id, width: tile.outputWidth, height: tile.outputHeight }, pixels));
@@ -159,6 +164,11 @@ export class CellBridgeClient {
       });
     }
   }
+}
+
+/** The rectangles of a job/requestTiles (1.1), or its bare ids (1.0). */
+function requestedTiles(p: RequestTilesParams): (TilePlan | number)[] {
+  return Array.isArray(p.tiles) && p.tiles.length === p.tileIds.length ? p.tiles : p.tileIds;
 }
 
 /** Packs RGB8 as big-endian ARGB32 ints (what QuPath's getRGB gives), for clients that send argb32. */

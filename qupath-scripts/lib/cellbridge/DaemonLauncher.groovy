@@ -3,7 +3,8 @@ package cellbridge
 /**
  * Starts the Cell Bridge daemon for a pathologist who has no terminal open: when nothing answers at a
  * loopback address and a Cell Bridge install is found (setting {@code install}, the folder above the
- * scripts folder, ~/Documents/CellBridge, ~/CellBridge or ~/cellbridge), runs {@code node dist/bridge/cli.js serve --host H --port P} there,
+ * scripts folder, ~/Documents/CellBridge, ~/CellBridge or ~/cellbridge), runs
+ * {@code node dist/bridge/cli.js serve --host H --port P} there,
  * detached from QuPath (it outlives it; stop it with Extensions > Cell Bridge > Stop daemon), logging to
  * a file, with the token of the settings (given as CELLBRIDGE_TOKEN, never on the command line), and
  * waits until it answers {@code initialize}. Plain Java/Groovy: tested without QuPath.

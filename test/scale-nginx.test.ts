@@ -1,0 +1,197 @@
+/**
+ * Scaling out (issue 14): real nginx with deploy/nginx/cellbridge.conf terminates TLS (a private CA made
+ * by deploy/make-certs.sh with openssl) in front of 3 real daemons on loopback; `cellbridge segment`
+ * runs 12 regions of CMU-1 with --parallel 6 over wss://. The cells must equal a single-daemon run,
+ * all 3 daemons must have worked, and a daemon killed mid-batch must lose and duplicate nothing.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CellBridgeClient } from '../bridge/client/client';
+import { CLI, SHARED_DATA, startDaemon, type RunningDaemon } from './helpers/daemon';
+import { findNginx, makeCerts, startNginx, type RunningNginx } from './helpers/nginx';
+
+const SVS = join(SHARED_DATA, 'wsi', 'CMU-1-Small-Region.svs');
+const TOKEN = 'scale-test-token-0123456789abcdef';
+/** Light daemons: three of them and nginx share 2 cores with the rest of the suite. */
+const DAEMON_ARGS = ['--inference-workers', '1', '--postprocess-workers', '1', '--threads', '1', '--token', TOKEN];
+
+/**
+ * 12 regions of 168 x 360 px on the tissue of CMU-1-Small-Region (2220 x 2967 px; picked once for their
+ * share of stained pixels), each inside one column and two rows of the model's 192 px tile grid: 2 tiles
+ * per job keeps the test light.
+ */
+export function cmuRegions(): { type: 'FeatureCollection'; features: unknown[] } {
+  const cells = [[6, 4], [6, 10], [7, 4], [6, 6], [6, 8], [5, 8], [7, 8], [4, 10], [8, 12], [7, 6], [5, 4], [5, 10]];
+  return {
+    type: 'FeatureCollection',
+    features: cells.map(([col, row]) => {
+      const x = 192 * col + 12, y = 192 * row + 12, w = 168, h = 360;
+      return { type: 'Feature', id: `c${col}r${row}`, properties: {},
+        geometry: { type: 'Polygon', coordinates: [[[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]]] } };
+    }),
+  };
+}
+
+interface CliRun { code: number | null; lines: any[]; stderr: string }
+
+function cellbridge(args: string[], onStart?: (child: ReturnType<typeof spawn>) => void): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    onStart?.(child);
+    let stdout = '', stderr = '';
+    child.stdout!.on('data', (d) => { stdout += d; });
+    child.stderr!.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const lines = stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      resolve({ code, lines, stderr });
+    });
+  });
+}
+
+/** Every GeoJSON file of a batch's output directory: file name → features; no .partial file may be left. */
+function readResults(dir: string): Map<string, any[]> {
+  const files = readdirSync(dir);
+  assert.deepEqual(files.filter((f) => !f.endsWith('.geojson')), [], 'only finished result files are left');
+  return new Map(files.map((f) => [f, JSON.parse(readFileSync(join(dir, f), 'utf8')).features]));
+}
+
+/** Same files, and in each the same cells (ids, classes, outlines), each once. */
+function assertSameResults(got: Map<string, any[]>, want: Map<string, any[]>) {
+  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
+  for (const [file, features] of want) {
+    const g = got.get(file)!;
+    const ids = g.map((f) => f.id);
+    assert.equal(new Set(ids).size, ids.length, `${file}: a cell is duplicated`);
+    assert.equal(g.length, features.length, `${file}: ${g.length} cells, the single-daemon run has ${features.length}`);
+    const byId = new Map(g.map((f) => [f.id, f]));
+    for (const f of features) {
+      const o = byId.get(f.id);
+      assert.ok(o, `${file}: cell ${f.id} is missing`);
+      assert.equal(o.properties.classification.name, f.properties.classification.name, `${file}: class of ${f.id}`);
+      assert.deepEqual(o.geometry, f.geometry, `${file}: outline of ${f.id}`);
+    }
+  }
+}
+
+describe('scaling out: nginx (TLS, least_conn) in front of 3 daemons, batch over wss://', function () {
+  this.timeout(180_000);
+  const nginxBin = findNginx();
+  let work: string;
+  let certs: { ca: string; cert: string; key: string };
+  let daemons: RunningDaemon[] = [];
+  let nginx: RunningNginx | undefined;
+  let roiFile: string;
+  let reference: Map<string, any[]>;
+
+  before(async function () {
+    if (!nginxBin) { console.log('    (skipped: no nginx binary; on Debian: apt-get install nginx, as .ci/run does)'); this.skip(); }
+    if (spawnSync('openssl', ['version']).status !== 0) { console.log('    (skipped: no openssl on PATH, needed for the test certificates)'); this.skip(); }
+    if (!existsSync(SVS)) { console.log(`    (skipped: ${SVS} is absent)`); this.skip(); }
+    work = mkdtempSync(join(tmpdir(), 'cellbridge-scale-'));
+    certs = makeCerts(join(work, 'certs'));
+    roiFile = join(work, 'regions.geojson');
+    writeFileSync(roiFile, JSON.stringify(cmuRegions()));
+    daemons = await Promise.all([1, 2, 3].map((i) => startDaemon({ args: [...DAEMON_ARGS, '--instance', `cb-${i}`] })));
+    nginx = await startNginx(nginxBin!, join(work, 'nginx'), { upstreams: daemons.map((d) => `127.0.0.1:${d.port}`), cert: certs.cert, key: certs.key });
+    // The single-daemon run every other result is compared with: one daemon, directly (ws://).
+    const ref = await cellbridge(['segment', SVS, '--roi', roiFile, '--job-per-roi', '--parallel', '2', '--server', daemons[0].url,
+      '--token', TOKEN, '--out', join(work, 'single'), '--quiet']);
+    assert.equal(ref.code, 0, ref.stderr);
+    reference = readResults(join(work, 'single'));
+    assert.equal(reference.size, 12);
+  });
+
+  after(async () => {
+    await nginx?.stop();
+    await Promise.all(daemons.map((d) => d.stop('SIGKILL')));
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('health over wss:// names the replica that answered; the private CA is needed; the token passes through', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const r = await cellbridge(['health', '--server', nginx!.url, '--ca', certs.ca, '--token', TOKEN]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.lines[0].instance, /^cb-[123]$/);
+      assert.equal(r.lines[0].server.instance, r.lines[0].instance);
+      assert.ok(r.lines[0].host);
+      seen.add(r.lines[0].instance);
+    }
+    assert.ok(seen.size >= 2, `least_conn spread 3 health checks over ${[...seen]}`);
+    const noCa = await cellbridge(['health', '--server', nginx!.url, '--token', TOKEN]);
+    assert.equal(noCa.code, 1);
+    assert.match(noCa.stderr, /certificate is not trusted.*--ca/);
+    const wrong = await cellbridge(['health', '--server', nginx!.url, '--ca', certs.ca, '--token', 'wrong-token-wrong-token']);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /Unauthorized/);
+    // The token in an Authorization header reaches the daemon: a wrong one is refused (HTTP 401 through
+    // nginx), the right one authorizes without a token in initialize.
+    const ca = readFileSync(certs.ca, 'utf8');
+    await assert.rejects(CellBridgeClient.connect(nginx!.url, { ca, headers: { Authorization: 'Bearer nope' } }), /HTTP 401/);
+    const viaHeader = await CellBridgeClient.connect(nginx!.url, { ca, headers: { Authorization: `Bearer ${TOKEN}` } });
+    assert.match(viaHeader.initializeResult!.serverInfo.instance!, /^cb-[123]$/);
+    await viaHeader.close();
+  });
+
+  it('12 regions, --parallel 6 over wss://: the cells of a single-daemon run, and all 3 daemons did work', async () => {
+    const out = join(work, 'balanced');
+    const r = await cellbridge(['segment', SVS, '--roi', roiFile, '--job-per-roi', '--parallel', '6', '--server', nginx!.url,
+      '--ca', certs.ca, '--token', TOKEN, '--out', out, '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    const jobs = r.lines.filter((l) => l.status);
+    const batch = r.lines.at(-1).batch;
+    assert.equal(jobs.length, 12);
+    assert.deepEqual({ completed: batch.completed, failed: batch.failed, retried: batch.retried }, { completed: 12, failed: 0, retried: 0 });
+    assert.deepEqual(Object.keys(batch.byInstance).sort(), ['cb-1', 'cb-2', 'cb-3'], `jobs per daemon: ${JSON.stringify(batch.byInstance)}`);
+    for (const j of jobs) assert.equal(j.attempts, 1);
+    assertSameResults(readResults(out), reference);
+    const cells = [...reference.values()].map((f) => f.length);
+    assert.ok(cells.every((n) => n > 0) && cells.reduce((a, b) => a + b, 0) > 300, `cells per region: ${cells}`);
+  });
+
+  it('a daemon killed mid-batch: its job runs again on another daemon; nothing lost, nothing duplicated', async () => {
+    const out = join(work, 'killed');
+    const started = daemons.map((d) => d.stderr.length);
+    let victim: RunningDaemon | undefined;
+    /** A daemon with a job started and not ended since the batch began. */
+    const busy = () => daemons.find((d, i) => {
+      if (d.process.exitCode !== null) return false;
+      let open = 0;
+      for (const line of d.stderr.slice(started[i])) {
+        if (line.includes('"job started"')) open++;
+        else if (line.includes('"job ended"')) open--;
+      }
+      return open > 0;
+    });
+    let watch: NodeJS.Timeout | undefined;
+    const run = cellbridge(['segment', SVS, '--roi', roiFile, '--job-per-roi', '--parallel', '6', '--server', nginx!.url,
+      '--ca', certs.ca, '--token', TOKEN, '--out', out], () => {
+      let polls = 0;
+      watch = setInterval(() => {
+        if (++polls > 600) { clearInterval(watch); return; }
+        const d = busy();
+        if (!d) return;
+        victim = d;
+        clearInterval(watch);
+        d.process.kill('SIGKILL');
+      }, 25);
+    });
+    const r = await run;
+    clearInterval(watch);
+    assert.ok(victim, 'a daemon was killed while it ran a job');
+    assert.equal(r.code, 0, r.stderr);
+    const batch = r.lines.at(-1).batch;
+    assert.equal(batch.completed, 12);
+    assert.ok(batch.retried >= 1, `a job was retried: ${JSON.stringify(batch)}`);
+    assert.match(r.stderr, /lost its daemon .*attempt 2 on another connection/);
+    const victimName = `cb-${daemons.indexOf(victim!) + 1}`;
+    for (const j of r.lines.filter((l) => l.status && l.attempts === 2)) assert.notEqual(j.instance, victimName);
+    assertSameResults(readResults(out), reference);
+  });
+});

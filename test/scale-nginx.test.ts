@@ -195,3 +195,46 @@ describe('scaling out: nginx (TLS, least_conn) in front of 3 daemons, batch over
     assertSameResults(readResults(out), reference);
   });
 });
+
+/** YAML merge keys (`<<: *anchor`, which Docker Compose applies) resolved: this js-yaml leaves them as keys. */
+function mergeKeys(v: any): any {
+  if (Array.isArray(v)) return v.map(mergeKeys);
+  if (v === null || typeof v !== 'object') return v;
+  const { '<<': base, ...rest } = v;
+  const out: any = base ? { ...mergeKeys(base) } : {};
+  for (const [k, x] of Object.entries(rest)) out[k] = mergeKeys(x);
+  return out;
+}
+
+describe('deploy/: nginx configuration and docker-compose.yml agree', () => {
+  it('every daemon of the compose file is an upstream server, on its own GPU, named, token required; only nginx is published', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const yaml = require('js-yaml') as { load(text: string): unknown };
+    const deploy = join(__dirname, '..', '..', 'deploy');
+    const doc = mergeKeys(yaml.load(readFileSync(join(deploy, 'docker-compose.yml'), 'utf8'))) as { services: Record<string, any> };
+    const conf = readFileSync(join(deploy, 'nginx', 'cellbridge.conf'), 'utf8');
+    const upstream = /upstream cellbridge \{([^}]*)\}/.exec(conf)![1];
+    const servers = [...upstream.matchAll(/^\s*server\s+([^\s;]+)/gm)].map((m) => m[1]);
+    assert.match(upstream, /^\s*least_conn;/m);
+    const daemons = Object.entries(doc.services).filter(([, s]) => s.build?.target === 'gpu');
+    assert.ok(daemons.length >= 2);
+    assert.deepEqual(servers.sort(), daemons.map(([name]) => `${name}:8765`).sort());
+    const gpus = new Set<string>();
+    for (const [name, s] of daemons) {
+      assert.equal(s.environment.CELLBRIDGE_INSTANCE, name);
+      assert.match(s.environment.CELLBRIDGE_TOKEN, /^\$\{CELLBRIDGE_TOKEN:\?/);
+      assert.equal(s.ports, undefined, `${name} publishes no port: only nginx is reachable`);
+      const ids = s.deploy.resources.reservations.devices[0].device_ids as string[];
+      assert.equal(ids.length, 1);
+      assert.ok(!gpus.has(ids[0]), `${name} has a GPU of its own`);
+      gpus.add(ids[0]);
+    }
+    const nginx = doc.services.nginx;
+    assert.deepEqual(nginx.ports, ['8443:8443']);
+    assert.ok(nginx.volumes.some((v: string) => v.startsWith('./nginx/cellbridge.conf:/etc/nginx/conf.d/')));
+    assert.match(conf, /listen 8443 ssl;/);
+    for (const v of ['/etc/nginx/certs/server.crt', '/etc/nginx/certs/server.key']) {
+      assert.ok(conf.includes(v) && nginx.volumes.some((x: string) => x.endsWith(`:${v}:ro`)), `${v} is mounted where the configuration reads it`);
+    }
+  });
+});

@@ -6,7 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import sharp from 'sharp';
+import { SlideReader } from '../bridge/images/slide-reader';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CellBridgeClient } from '../bridge/client/client';
@@ -14,6 +17,9 @@ import { CLI, SHARED_DATA, startDaemon, type RunningDaemon } from './helpers/dae
 import { findNginx, makeCerts, startNginx, type RunningNginx } from './helpers/nginx';
 
 const SVS = join(SHARED_DATA, 'wsi', 'CMU-1-Small-Region.svs');
+const REPO = join(__dirname, '..', '..');
+const HEADLESS = join(REPO, '..', 'shared', 'qupath-headless');
+const javaAvailable = spawnSync('java', ['-version']).status === 0;
 const TOKEN = 'scale-test-token-0123456789abcdef';
 /** Light daemons: three of them and nginx share 2 cores with the rest of the suite. */
 const DAEMON_ARGS = ['--inference-workers', '1', '--postprocess-workers', '1', '--threads', '1', '--token', TOKEN];
@@ -155,35 +161,118 @@ describe('scaling out: nginx (TLS, least_conn) in front of 3 daemons, batch over
     assert.ok(cells.every((n) => n > 0) && cells.reduce((a, b) => a + b, 0) > 300, `cells per region: ${cells}`);
   });
 
+  /**
+   * From now on, SIGKILLs the first daemon seen running a job (a "job started" log line without its "job
+   * ended"); with `afterWork`, only once every live daemon has completed a job and the victim runs another.
+   * `victim()` says which one; `completed()` counts the jobs each daemon completed since the start.
+   */
+  function killWhenBusy(afterWork = false) {
+    const started = daemons.map((d) => d.stderr.length);
+    const since = (i: number) => daemons[i].stderr.slice(started[i]);
+    const completed = () => daemons.map((_, i) => since(i).filter((l) => l.includes('"job ended"') && l.includes('"status":"completed"')).length);
+    const alive = (d: RunningDaemon) => d.process.exitCode === null && d.process.signalCode === null;
+    let victim: RunningDaemon | undefined;
+    let polls = 0;
+    const watch = setInterval(() => {
+      if (++polls > 4000) { clearInterval(watch); return; }
+      const done = completed();
+      if (afterWork && daemons.some((d, i) => alive(d) && done[i] === 0)) return;
+      victim = daemons.find((d, i) => {
+        if (!alive(d)) return false;
+        let open = 0;
+        for (const line of since(i)) {
+          if (line.includes('"job started"')) open++;
+          else if (line.includes('"job ended"')) open--;
+        }
+        return open > 0;
+      });
+      if (!victim) return;
+      clearInterval(watch);
+      victim.process.kill('SIGKILL');
+    }, 25);
+    return { victim: () => victim, completed, stop: () => clearInterval(watch) };
+  }
+
+  it('QuPath scripts (QuPath 0.6 classes): Run for project with parallel=6 over wss://, private CA from cellbridge.properties', async function () {
+    if (!javaAvailable || !existsSync(join(HEADLESS, 'run-groovy.sh'))) {
+      console.log(`    (skipped: needs java and ${HEADLESS})`);
+      this.skip();
+    }
+    this.timeout(400_000);
+    // 12 images: the same CMU-1 regions as TIFFs (QuPath's ImageJ server reads them), pixel size set in the project.
+    const images = join(work, 'images');
+    mkdirSync(images, { recursive: true });
+    const slide = await SlideReader.open(SVS);
+    const list = [];
+    for (const f of cmuRegions().features as any[]) {
+      const [[x0, y0], , [x1, y1]] = f.geometry.coordinates[0];
+      const rgb = await slide.readRegion(x0, y0, x1 - x0, y1 - y0, x1 - x0, y1 - y0);
+      const tiff = join(images, `${f.id}.tif`);
+      await sharp(rgb, { raw: { width: x1 - x0, height: y1 - y0, channels: 3 } }).tiff({ compression: 'none' }).toFile(tiff);
+      list.push({ name: `${f.id}.tif`, tiff });
+    }
+    // The scripts installed as a user would (docs/scaling.md): a copy of qupath-scripts/ with its cellbridge.properties.
+    const scripts = join(work, 'cellbridge');
+    cpSync(join(REPO, 'qupath-scripts'), scripts, { recursive: true });
+    writeFileSync(join(scripts, 'cellbridge.properties'), `server=${nginx!.url}\ntoken=${TOKEN}\ncaCertificate=${certs.ca}\n`);
+    const config = join(work, 'scale-scenario.json');
+    writeFileSync(config, JSON.stringify({
+      headless: HEADLESS, scripts, work, mpp: 0.5, images: list,
+      phases: [
+        { name: 'single', args: [`server=${daemons[0].url}`, 'parallel=6'] }, // one daemon, directly (ws://)
+        // Through nginx; once each daemon has completed an image, one is killed while it runs another.
+        { name: 'spread', args: ['parallel=6'] },
+      ],
+    }));
+    let killer: ReturnType<typeof killWhenBusy> | undefined;
+    const run = await new Promise<{ code: number | null; result: any; out: string }>((resolve, reject) => {
+      const child = spawn(join(HEADLESS, 'run-groovy.sh'), [join(REPO, 'test', 'groovy', 'ScaleScenario.groovy'), config], {
+        stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, JAVA_OPTS: '-Xmx1g -XX:TieredStopAtLevel=1 -XX:+UseSerialGC' },
+      });
+      const out: string[] = [];
+      let stderr = '';
+      child.stderr!.on('data', (d) => { stderr += d; });
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        out.push(line);
+        if (line === 'PHASE spread') killer = killWhenBusy(true);
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 380_000);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        killer?.stop();
+        const line = out.find((l) => l.startsWith('RESULT '));
+        if (!line) reject(new Error(`ScaleScenario.groovy exited with ${code} without a RESULT line\n${out.join('\n')}\n${stderr.slice(-4000)}`));
+        else resolve({ code, result: JSON.parse(line.slice(7)), out: out.join('\n') });
+      });
+    });
+    const { single, spread } = run.result;
+    console.log(`      (QuPath runs of 12 images: one daemon ${single.seconds} s; 3 daemons, one killed, ${spread.seconds} s)`);
+    for (const [name, phase] of Object.entries({ single, spread }) as [string, any][]) {
+      const reports = phase.reports as any[];
+      assert.equal(reports.length, 12, `${name}: one report per image\n${phase.lines.join('\n')}`);
+      assert.deepEqual(reports.filter((r) => r.status !== 'completed').map((r) => `${r.image}: ${r.message}`), [], name);
+    }
+    const counts = Object.values(single.cells as Record<string, string[]>).map((c) => c.length);
+    assert.ok(counts.every((n) => n > 0), `cells per image of the single-daemon run: ${counts}`);
+    assert.deepEqual(single.reports.map((r: any) => r.server).filter((x: string) => x !== 'cb-1'), [], 'the reference ran on one daemon');
+    const victim = killer?.victim();
+    assert.ok(victim, 'a daemon was killed while it ran a job of the QuPath run');
+    const done = killer!.completed();
+    assert.ok(done.every((n) => n > 0), `all 3 daemons completed images: ${done}`);
+    assert.ok(spread.reports.some((r: any) => r.attempts === 2), `an image ran again:\n${spread.lines.join('\n')}`);
+    const victimName = `cb-${daemons.indexOf(victim!) + 1}`;
+    for (const r of spread.reports.filter((x: any) => x.attempts === 2)) assert.notEqual(r.server, victimName);
+    assert.deepEqual(spread.cells, single.cells, 'parallel=6 over 3 daemons, one killed mid-run: the cells of the single-daemon run, none lost or twice');
+  });
+
   it('a daemon killed mid-batch: its job runs again on another daemon; nothing lost, nothing duplicated', async () => {
     const out = join(work, 'killed');
-    const started = daemons.map((d) => d.stderr.length);
-    let victim: RunningDaemon | undefined;
-    /** A daemon with a job started and not ended since the batch began. */
-    const busy = () => daemons.find((d, i) => {
-      if (d.process.exitCode !== null) return false;
-      let open = 0;
-      for (const line of d.stderr.slice(started[i])) {
-        if (line.includes('"job started"')) open++;
-        else if (line.includes('"job ended"')) open--;
-      }
-      return open > 0;
-    });
-    let watch: NodeJS.Timeout | undefined;
-    const run = cellbridge(['segment', SVS, '--roi', roiFile, '--job-per-roi', '--parallel', '6', '--server', nginx!.url,
-      '--ca', certs.ca, '--token', TOKEN, '--out', out], () => {
-      let polls = 0;
-      watch = setInterval(() => {
-        if (++polls > 600) { clearInterval(watch); return; }
-        const d = busy();
-        if (!d) return;
-        victim = d;
-        clearInterval(watch);
-        d.process.kill('SIGKILL');
-      }, 25);
-    });
-    const r = await run;
-    clearInterval(watch);
+    let killer: ReturnType<typeof killWhenBusy> | undefined;
+    const r = await cellbridge(['segment', SVS, '--roi', roiFile, '--job-per-roi', '--parallel', '6', '--server', nginx!.url,
+      '--ca', certs.ca, '--token', TOKEN, '--out', out], () => { killer = killWhenBusy(); });
+    killer!.stop();
+    const victim = killer!.victim();
     assert.ok(victim, 'a daemon was killed while it ran a job');
     assert.equal(r.code, 0, r.stderr);
     const batch = r.lines.at(-1).batch;

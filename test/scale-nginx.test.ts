@@ -217,7 +217,7 @@ describe('scaling out: nginx (TLS, least_conn) in front of 3 daemons, batch over
     writeFileSync(join(scripts, 'cellbridge.properties'), `server=${nginx!.url}\ntoken=${TOKEN}\ncaCertificate=${certs.ca}\n`);
     const config = join(work, 'scale-scenario.json');
     writeFileSync(config, JSON.stringify({
-      headless: HEADLESS, scripts, work, mpp: 0.5, images: list,
+      headless: HEADLESS, scripts, work, mpp: 0.5, images: list, wss: nginx!.url, token: TOKEN, otherCa: makeCerts(join(work, 'other-ca')).ca,
       phases: [
         { name: 'single', args: [`server=${daemons[0].url}`, 'parallel=6'] }, // one daemon, directly (ws://)
         // Through nginx; once each daemon has completed an image, one is killed while it runs another.
@@ -246,7 +246,9 @@ describe('scaling out: nginx (TLS, least_conn) in front of 3 daemons, batch over
         else resolve({ code, result: JSON.parse(line.slice(7)), out: out.join('\n') });
       });
     });
-    const { single, spread } = run.result;
+    const { single, spread, untrusted } = run.result;
+    assert.match(untrusted[0], /Cannot open a secure connection.*set caCertificate=/, 'Java\'s trust store alone does not know the private CA');
+    assert.match(untrusted[1], /not signed by caCertificate=/, 'another CA is not trusted in its place');
     console.log(`      (QuPath runs of 12 images: one daemon ${single.seconds} s; 3 daemons, one killed, ${spread.seconds} s)`);
     for (const [name, phase] of Object.entries({ single, spread }) as [string, any][]) {
       const reports = phase.reports as any[];

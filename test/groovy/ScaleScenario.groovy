@@ -3,7 +3,8 @@
 // cellbridge.properties of an installed copy of the scripts, as docs/scaling.md says). Run by
 // test/scale-nginx.test.ts with ../shared/qupath-headless/run-groovy.sh:
 //   ScaleScenario.groovy CONFIG.json
-// CONFIG: {headless, scripts (the installed copy), work, mpp, images: [{name, tiff}], phases: [{name, args: [...]}]}
+// CONFIG: {headless, scripts (the installed copy), work, mpp, images: [{name, tiff}], phases: [{name, args: [...]}],
+//          wss, token, otherCa (a CA that did not sign the proxy's certificate)}
 // Each phase makes a fresh project of the images, runs "QuPath script -p project.qpproj -a ARGS... -s
 // Run_for_project.groovy", reloads the project from disk and records every image's cells. Prints
 // "PHASE name" when a phase starts, and at the end one line "RESULT {json}".
@@ -41,6 +42,23 @@ Closure makeProject = { String phase ->
 }
 
 Map out = [:]
+
+// wss:// without trusting the proxy's CA: a clear message that names caCertificate (Java's trust store alone,
+// and another CA's certificate).
+def lib = new GroovyClassLoader(this.class.classLoader)
+lib.addClasspath(new File(config.scripts as String, 'lib').path)
+Class clientClass = lib.loadClass('cellbridge.CellBridgeClient')
+out.untrusted = [null, config.otherCa].collect { Object ca ->
+    def client = clientClass.newInstance(config.wss as String, config.token as String)
+    client.caCertificate = ca as String
+    try {
+        client.connect()
+        client.close()
+        return 'connected'
+    } catch (Exception e) {
+        return e.message
+    }
+}
 (config.phases as List<Map>).each { Map phase ->
     File projectFile = makeProject(phase.name as String)
     println("PHASE ${phase.name}")

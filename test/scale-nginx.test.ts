@@ -214,7 +214,7 @@ describe('scaling out: nginx (TLS, least_conn) in front of 3 daemons, batch over
     // The scripts installed as a user would (docs/scaling.md): a copy of qupath-scripts/ with its cellbridge.properties.
     const scripts = join(work, 'cellbridge');
     cpSync(join(REPO, 'qupath-scripts'), scripts, { recursive: true });
-    writeFileSync(join(scripts, 'cellbridge.properties'), `server=${nginx!.url}\ntoken=${TOKEN}\ncaCertificate=${certs.ca}\n`);
+    writeFileSync(join(scripts, 'cellbridge.properties'), `server=${nginx!.url}\ntoken=${TOKEN}\ncaCertificate=${certs.ca}\nautostart=false\n`);
     const config = join(work, 'scale-scenario.json');
     writeFileSync(config, JSON.stringify({
       headless: HEADLESS, scripts, work, mpp: 0.5, images: list, wss: nginx!.url, token: TOKEN, otherCa: makeCerts(join(work, 'other-ca')).ca,

@@ -110,7 +110,8 @@ class CellBridgeClient implements Closeable {
     private CellBridgeException connectError(Throwable cause) {
         String tls = Tls.handshakeProblem(url, cause, caCertificate)
         if (tls != null) {
-            return new CellBridgeException(ErrorCodes.DAEMON_NOT_RUNNING, tls, cause)
+            // a settings problem (which CA to trust), not a daemon to start or a connection to retry
+            return new CellBridgeException(ErrorCodes.BAD_SETTING, tls, cause)
         }
         if (cause instanceof WebSocketHandshakeException) {
             int status = ((WebSocketHandshakeException) cause).response?.statusCode() ?: 0

@@ -66,6 +66,8 @@ export interface ServerConfig {
   postprocessWorkers?: number;
   intraOpThreads?: number;
   limits: ServerLimitsConfig;
+  /** Instance id reported in initialize (serverInfo.instance); default: host name, port and process id. */
+  instanceId?: string;
   /** Test and debugging aid: answer the `debug/stats` request (CELLBRIDGE_DEBUG=1). Off by default. */
   debug?: boolean;
   /**

@@ -4,6 +4,7 @@
  */
 import { createServer, type IncomingMessage } from 'node:http';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import * as ort from './inference/ort';
@@ -29,6 +30,8 @@ export interface Daemon {
   url: string;
   port: number;
   host: string;
+  /** serverInfo.instance: which daemon this is, behind a load balancer. */
+  instance: string;
   provider: ExecutionProviderInfo;
   registry: ModelRegistry;
   engine: TileEngine;
@@ -130,8 +133,10 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   let shuttingDown = false;
   const provider: ExecutionProviderInfo = { name: choice.name, ...(choice.deviceName ? { deviceName: choice.deviceName } : {}), skipped: choice.skipped };
 
+  // The instance id names the port, known only once listening; no client is served before that.
+  const identity = { host: hostname(), instance: config.instanceId ?? '' };
   const context: DaemonContext = {
-    config, version: VERSION, registry, engine, planner, provider,
+    config, version: VERSION, identity, registry, engine, planner, provider,
     get shuttingDown() { return shuttingDown; },
     nextJobId: () => ++jobCounter,
     trackJob(job, session) {
@@ -248,14 +253,15 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   const port = typeof address === 'object' && address ? address.port : config.port;
   const hostForUrl = config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
   const url = `ws://${hostForUrl}:${port}/`;
-  log.info('listening', { url, provider: choice.name, models: registry.list().map((m) => `${m.name}:${m.status}`) });
+  if (!identity.instance) identity.instance = `${identity.host}:${port}/${process.pid}`;
+  log.info('listening', { url, instance: identity.instance, provider: choice.name, models: registry.list().map((m) => `${m.name}:${m.status}`) });
 
   let closing: Promise<void> | null = null;
   let endGrace: () => void = () => undefined;
   // Not unref'd: the process must live until the shutdown has run to its end.
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
   const daemon: Daemon = {
-    url, port, host: config.host, provider, registry, engine,
+    url, port, host: config.host, instance: identity.instance, provider, registry, engine,
     get clients() { return sessions.size; },
     close(graceMs = 10_000, reason = 'server stopping') {
       if (closing) { endGrace(); return closing; }

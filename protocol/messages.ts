@@ -74,8 +74,21 @@ export interface ServerLimits {
   jobTimeoutMs?: number;
 }
 
+/**
+ * Which daemon answered. Behind a load balancer several daemons serve one address: `instance` tells an
+ * operator which replica a connection (and every job on it) reached.
+ */
+export interface ServerInfo {
+  name: string;
+  version: string;
+  /** Host name of the machine (the container's name under Docker Compose). */
+  host?: string;
+  /** This daemon's instance id: `--instance`/CELLBRIDGE_INSTANCE, else host name, port and process id. Unique per running daemon. */
+  instance?: string;
+}
+
 export interface InitializeResult {
-  serverInfo: { name: string; version: string };
+  serverInfo: ServerInfo;
   protocolVersion: string;
   models: ModelInfo[];
   /** Name of the model used when job/start names none. */

@@ -27,8 +27,9 @@ export interface CommandSpec {
   name: string;
   /** Positional arguments as shown in the usage line ('' when none). */
   args: string;
-  /** How many positional arguments it takes. */
+  /** How many positional arguments it takes (with `variadic`, at least this many). */
   positionals: number;
+  variadic?: boolean;
   summary: string;
   options: OptionSpec[];
   /** Paragraphs after the option list. */
@@ -87,6 +88,7 @@ export const SERVE: CommandSpec = {
     limit('ping-interval-s', 'pingIntervalMs', 0, 3600, 1000, 'WebSocket ping period; a peer that misses a pong is dropped; 0 = no pings'),
     limit('max-send-buffer-mb', 'maxSendBufferBytes', 1, 4096, 1024 * 1024, 'MiB queued for a client that does not read (more: connection closed, code 1008)'),
     { name: 'shutdown-grace-s', type: 'string', value: 'N', default: '10', env: 'CELLBRIDGE_SHUTDOWN_GRACE_S', help: 'on SIGTERM/SIGINT, time running jobs get to finish before they are cancelled' },
+    { name: 'instance', type: 'string', value: 'NAME', default: 'HOST:PORT/PID', env: 'CELLBRIDGE_INSTANCE', help: 'the name initialize (serverInfo.instance) and cellbridge health report, to tell daemons behind a load balancer apart' },
     HELP,
   ],
   notes: [
@@ -101,13 +103,17 @@ export const SERVE: CommandSpec = {
 
 export const SEGMENT: CommandSpec = {
   name: 'segment',
-  args: 'IMAGE',
+  args: 'IMAGE...',
   positionals: 1,
-  summary: 'Segment and classify the cells of an image file (Aperio .svs, pyramidal TIFF, OME-TIFF, or any image libvips reads) into a GeoJSON file QuPath imports. Uses a running daemon (--server) or starts one in-process.',
+  variadic: true,
+  summary: 'Segment and classify the cells of image files (Aperio .svs, pyramidal TIFF, OME-TIFF, or any image libvips reads) into GeoJSON files QuPath imports. Uses a running daemon (--server) or starts one in-process.',
   options: [
-    { name: 'out', short: 'o', type: 'string', value: 'OUT.geojson', required: true, help: 'GeoJSON FeatureCollection to write; it appears only when the job completed' },
+    { name: 'out', short: 'o', type: 'string', value: 'OUT.geojson', required: true, help: 'GeoJSON FeatureCollection to write; it appears only when the job completed. With several jobs (several images, or --job-per-roi): a directory, one IMAGE[.ROI_ID].geojson per job' },
     { name: 'roi', type: 'string', value: 'FILE', default: 'the whole image', help: 'GeoJSON with the regions to segment (FeatureCollection, Feature or bare Polygon/MultiPolygon, full-resolution pixels)' },
-    { name: 'server', type: 'string', value: 'URL', default: 'an in-process daemon', help: 'a running daemon, e.g. ws://127.0.0.1:8765/' },
+    { name: 'server', type: 'string', value: 'URL', default: 'an in-process daemon', help: 'a running daemon, e.g. ws://127.0.0.1:8765/, or wss://HOST:PORT/ through a TLS proxy such as deploy/\'s nginx' },
+    { name: 'ca', type: 'string', value: 'CA.pem', env: 'CELLBRIDGE_CA', help: 'certificate of a private CA to trust for wss:// (e.g. the ca.crt of deploy/make-certs.sh)' },
+    { name: 'parallel', type: 'string', value: 'N', default: '1', help: 'jobs in flight at once, each on its own connection (behind a load balancer: spread over the daemons); a job whose daemon dies runs once more on another connection' },
+    { name: 'job-per-roi', type: 'boolean', help: 'one job per ROI of --roi instead of one job per image' },
     { name: 'token', type: 'string', value: 'SECRET', env: 'CELLBRIDGE_TOKEN', help: 'the daemon\'s token' },
     { name: 'model', type: 'string', value: 'NAME', default: 'the daemon\'s default', help: 'model to use' },
     { name: 'models', type: 'string', value: 'DIR', default: 'models/', help: 'models folder of the in-process daemon' },
@@ -121,11 +127,13 @@ export const SEGMENT: CommandSpec = {
   ],
   notes: [
     'Progress goes to stderr; the last line on stdout is a JSON summary: {"status":"completed","cells":…,"counts":{…},"seconds":…}. Exit status 0 when the job completed, 1 when it failed, 2 for a usage error.',
-    'JPEG 2000-compressed slides (some Aperio .svs) are refused with a clear error: libvips cannot decode them. Convert them or segment from QuPath, which reads the pixels itself.',
+    'Several jobs: one JSON line per job (with instance, the daemon that ran it, and attempts), then {"batch":{"jobs":…,"completed":…,"failed":…,"retried":…,"byInstance":{…}}}. Exit status 0 when every job completed.',
+        'JPEG 2000-compressed slides (some Aperio .svs) are refused with a clear error: libvips cannot decode them. Convert them or segment from QuPath, which reads the pixels itself.',
   ],
   examples: [
     'cellbridge segment slide.svs --out cells.geojson',
     'cellbridge segment slide.svs --roi region.geojson --out cells.geojson --server ws://127.0.0.1:8765/',
+    'cellbridge segment a.svs b.svs c.svs --out results/ --parallel 6 --server wss://cellbridge.example.org:8443/ --ca ca.crt',
   ],
 };
 
@@ -133,10 +141,11 @@ export const HEALTH: CommandSpec = {
   name: 'health',
   args: '',
   positionals: 0,
-  summary: 'Check a daemon: connects and initializes like a client, then asks server/health; exit 0 when it answers "ok" (a ready model, every worker pool able to run work), 1 when it is "degraded" or does not answer. Prints one JSON line.',
+  summary: 'Check a daemon: connects and initializes like a client, then asks server/health; exit 0 when it answers "ok" (a ready model, every worker pool able to run work), 1 when it is "degraded" or does not answer. Prints one JSON line, with the instance (and host) of the daemon that answered.',
   options: [
     { name: 'server', type: 'string', value: 'URL', default: `ws://127.0.0.1:${DEFAULT_PORT}/`, env: 'CELLBRIDGE_PORT', help: 'the daemon (without --server, the port comes from CELLBRIDGE_PORT when set)' },
     { name: 'token', type: 'string', value: 'SECRET', env: 'CELLBRIDGE_TOKEN', help: 'the daemon\'s token' },
+    { name: 'ca', type: 'string', value: 'CA.pem', env: 'CELLBRIDGE_CA', help: 'certificate of a private CA to trust for wss://' },
     { name: 'timeout-s', type: 'string', value: 'S', default: '5', help: 'give up after this many seconds' },
     HELP,
   ],

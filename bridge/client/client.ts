@@ -3,16 +3,26 @@
  * exactly what protocol/README.md specifies, over a real WebSocket.
  */
 import WebSocket from 'ws';
+import { rootCertificates as tlsRootCertificates } from 'node:tls';
 import { createMessageConnection, type MessageConnection } from 'vscode-jsonrpc/node';
 import {
   CancelJobRequest, CompletedNotification, DetectionsNotification, FrameRejectedNotification, InitializeRequest,
   PROTOCOL_VERSION, ProgressNotification, RequestTilesNotification, StartJobRequest, encodeTileFrame, pixelFormatCode,
   type CompletedParams, type DetectionFeature, type FrameRejectedParams, type InitializeResult, type ProgressParams,
-  type RequestTilesParams, type StartJobParams, type StartJobResult, type TilePlan,
+  type RequestTilesParams, type StartJobParams, type StartJobResult, type TilePlan, ShutdownNotification, type ShutdownParams,
 } from '../../protocol';
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/ws-transport';
 
-export interface ConnectOptions { token?: string; headers?: Record<string, string>; clientName?: string }
+export interface ConnectOptions {
+  token?: string;
+  headers?: Record<string, string>;
+  clientName?: string;
+  /**
+   * For wss:// behind a proxy whose certificate a private CA signed: the CA's PEM certificate(s), trusted
+   * in addition to the system's roots. The host name is still checked against the certificate.
+   */
+  ca?: string | Buffer;
+}
 
 /** Supplies a tile's pixels in the job's pixel format (outputWidth x outputHeight). */
 export type PixelSource = (tile: TilePlan) => Promise<Uint8Array>;
@@ -53,6 +63,8 @@ export class CellBridgeClient {
   private readonly early = new Map<number, { tiles: (TilePlan | number)[][]; events: (() => void)[] }>();
   initializeResult: InitializeResult | null = null;
   private closedError: Error | null = null;
+  /** Set when the daemon announced that it stops (server/shutdown): start no more jobs here. */
+  stopping: ShutdownParams | null = null;
 
   private constructor(readonly socket: WebSocket, readonly connection: MessageConnection) {
     connection.onNotification(RequestTilesNotification, (p) => {
@@ -73,6 +85,7 @@ export class CellBridgeClient {
       this.jobs.delete(p.jobId);
       j.resolve({ plan: j.plan, completed: p, features: j.features });
     }));
+    connection.onNotification(ShutdownNotification, (p) => { this.stopping = p; });
     connection.onNotification(FrameRejectedNotification, (p) => {
       const j = p.jobId !== null ? this.jobs.get(p.jobId) : undefined;
       j?.callbacks.onFrameRejected?.(p);
@@ -87,10 +100,12 @@ export class CellBridgeClient {
 
   static async connect(url: string, options: ConnectOptions = {}): Promise<CellBridgeClient> {
     const headers = { ...(options.headers ?? {}) };
-    const socket = new WebSocket(url, { headers, perMessageDeflate: false });
+    if (!/^wss?:\/\//i.test(url)) throw new Error(`the server address must start with ws:// or wss://, got "${url}"`);
+    const tls = options.ca !== undefined ? { ca: [...tlsRootCertificates, options.ca] } : {};
+    const socket = new WebSocket(url, { headers, perMessageDeflate: false, ...tls });
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => resolve());
-      socket.once('error', (err) => reject(new Error(`cannot connect to the Cell Bridge daemon at ${url}: ${err.message}. Start it with: npx cellbridge serve`)));
+      socket.once('error', (err) => reject(new Error(`cannot connect to the Cell Bridge daemon at ${url}: ${err.message}. ${connectHint(err)}`)));
       socket.once('unexpected-response', (_req, res) => reject(new Error(`the daemon at ${url} refused the connection: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`)));
     });
     const connection = createMessageConnection(new WebSocketMessageReader(socket, () => undefined), new WebSocketMessageWriter(socket));
@@ -117,6 +132,11 @@ export class CellBridgeClient {
       for (const tiles of early?.tiles ?? []) this.sendTiles(job, tiles);
       for (const ev of early?.events ?? []) ev();
     });
+  }
+
+  /** Open, and its daemon not stopping: a new job may start on this connection. */
+  get usable(): boolean {
+    return this.closedError === null && this.stopping === null && this.socket.readyState === WebSocket.OPEN;
   }
 
   cancel(jobId: number) {
@@ -169,6 +189,15 @@ export class CellBridgeClient {
 /** The rectangles of a job/requestTiles (1.1), or its bare ids (1.0). */
 function requestedTiles(p: RequestTilesParams): (TilePlan | number)[] {
   return Array.isArray(p.tiles) && p.tiles.length === p.tileIds.length ? p.tiles : p.tileIds;
+}
+
+/** What to do about a failed connection: a certificate problem wants the CA, anything else a running daemon. */
+function connectHint(err: Error & { code?: string }): string {
+  const code = err.code ?? '';
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
+    return 'The server\'s TLS certificate is not trusted: give its CA certificate (cellbridge --ca CA.pem, QuPath caCertificate=).';
+  }
+  return 'Start it with: npx cellbridge serve';
 }
 
 /** Packs RGB8 as big-endian ARGB32 ints (what QuPath's getRGB gives), for clients that send argb32. */

@@ -239,7 +239,7 @@ export class ClientSession {
     this.log.info('client initialized');
     const l = this.daemon.config.limits;
     return {
-      serverInfo: { name: 'cellbridge', version: this.daemon.version },
+      serverInfo: { name: 'cellbridge', version: this.daemon.version, ...this.daemon.identity },
       protocolVersion: PROTOCOL_VERSION,
       models: this.modelInfos(),
       defaultModel: this.daemon.registry.defaultModel,

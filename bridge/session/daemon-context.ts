@@ -22,6 +22,8 @@ export interface DaemonStats {
 export interface DaemonContext {
   readonly config: ServerConfig;
   readonly version: string;
+  /** Host name and instance id reported in initialize's serverInfo. */
+  readonly identity: { host: string; instance: string };
   readonly registry: ModelRegistry;
   readonly engine: TileEngine;
   /** ROI checks and tile planning, off the event loop (see plan-worker.ts). */

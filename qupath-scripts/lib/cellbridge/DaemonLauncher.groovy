@@ -30,14 +30,15 @@ class DaemonLauncher {
 
     /**
      * A launcher for these settings, or null when the scripts must not start a daemon: autostart=false, the
-     * server is not on this computer, or no install is found (then the caller's "cannot reach" message stands).
+     * server is not on this computer or is a wss:// proxy, or no install is found (then the caller's "cannot reach" message stands).
      */
     static DaemonLauncher forSettings(Settings settings) {
         if (!settings.autostart) {
             return null
         }
         URI uri = URI.create(settings.server)
-        if (!isLoopbackHost(uri.host)) {
+        // wss:// is a TLS proxy's address (docs/scaling.md): a daemon started here would not speak TLS
+        if (!isLoopbackHost(uri.host) || uri.scheme == 'wss') {
             return null
         }
         File install = findInstall(settings)

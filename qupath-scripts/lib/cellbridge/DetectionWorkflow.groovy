@@ -143,7 +143,7 @@ class DetectionWorkflow {
         JobOutcome outcome = started.await()
         if (!outcome.success) {
             return new ImageReport(image: name, status: outcome.status, code: outcome.code, message: outcome.message,
-                tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0)
+                tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0, server: instanceOf(client))
         }
 
         if (cancelled) {
@@ -162,7 +162,11 @@ class DetectionWorkflow {
         return new ImageReport(image: name, status: 'completed', cells: outcome.cellCount,
             counts: (outcome.completed.counts ?: [:]) as Map, regions: results*.describe(),
             tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0, model: card.name as String,
-            skipped: skipped)
+            skipped: skipped, server: instanceOf(client))
+    }
+
+    private static String instanceOf(CellBridgeClient client) {
+        return (client.initializeResult?.serverInfo as Map)?.instance as String
     }
 
 }

@@ -17,7 +17,7 @@ class Settings {
                                       'maxTilesInFlight', 'connectTimeoutSeconds', 'idleTimeoutSeconds',
                                       'minArea', 'simplify', 'save',
                                       'install', 'autostart', 'startTimeoutSeconds', 'node', 'daemonArgs',
-                                      'daemonLog', ].asImmutable()
+                                      'daemonLog', 'caCertificate', 'parallel', ].asImmutable()
     static final List<String> ROI_MODES = ['selected', 'all', 'image'].asImmutable()
 
     /** WebSocket URL of the daemon, e.g. ws://127.0.0.1:8765/ */
@@ -56,6 +56,10 @@ class Settings {
     File daemonLog
     /** The scripts folder these settings were read from (cellbridge.properties), or null. */
     File home
+    /** PEM file of a private CA to trust for wss:// (besides Java's trust store); null: Java's trust store only. */
+    String caCertificate
+    /** Run for project: images in flight at once, each on its own connection; 1: one after another. */
+    int parallel = 1
 
     /**
      * @param args script arguments: "key=value" strings (QuPath's {@code args}); others ignored
@@ -144,6 +148,11 @@ class Settings {
         s.node = values.node ? expandHome(values.node) : null
         s.daemonArgs = values.daemonArgs ?: null
         s.daemonLog = values.daemonLog ? new File(expandHome(values.daemonLog)) : null
+        s.caCertificate = values.caCertificate ? expandHome(values.caCertificate) : null
+        s.parallel = values.parallel ? (int) positive('parallel', values.parallel) : 1
+        if (s.parallel > 64) {
+            throw new CellBridgeException(ErrorCodes.BAD_SETTING, "parallel=${values.parallel}: at most 64 images at once.")
+        }
         return s
     }
 
@@ -153,7 +162,7 @@ class Settings {
             System.getProperty('user.home') + path.substring(1) : path
     }
 
-    /** "host", "host:port", "ws://host:port/", "http://host:port" all become a ws:// URL. */
+    /** "host", "host:port", "ws://host:port/", "http://host:port" all become a ws:// URL (wss://, https://: wss://). */
     static String normalizeServer(String text) {
         String t = text.trim()
         if (t.startsWith('http://')) {

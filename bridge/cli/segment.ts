@@ -4,7 +4,7 @@
  */
 import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import type { RoiInput } from '../../protocol';
+import type { RoiInput, StartJobResult } from '../../protocol';
 import { CellBridgeClient, rgbToArgb32 } from '../client/client';
 import { SlideReader } from '../images/slide-reader';
 import { DEFAULT_LIMITS } from '../config';
@@ -28,6 +28,18 @@ export function readRois(path: string): RoiInput[] {
   }
   if (rois.length === 0) throw new UsageError(`--roi ${path}: no Polygon or MultiPolygon in it`);
   return rois;
+}
+
+/** "read unscaled at 0.499 µm/px (model 0.5, tolerance 2 %)" or "resampled 2.000x by the daemon (linear)". */
+export function describeResolution(plan: StartJobResult): string {
+  const r = plan.resolution;
+  const level = plan.readDownsample !== 1 ? `level downsample ${plan.readDownsample}, ` : '';
+  if (!r.resampling) {
+    return r.imageMicronsPerPixel !== null && r.modelMicronsPerPixel !== null
+      ? `${level}read unscaled at ${+r.imageMicronsPerPixel.toPrecision(4)} µm/px (model ${r.modelMicronsPerPixel} µm/px, tolerance ${Math.round(r.tolerance * 100)} %)`
+      : `${level}read unscaled`;
+  }
+  return `${level}resampled by the daemon to ${r.modelMicronsPerPixel} µm/px (x${r.resampling.scale.toFixed(4)}, ${r.resampling.kernel})`;
 }
 
 export interface SegmentSummary {
@@ -94,10 +106,11 @@ export async function segment(argv: string[]): Promise<number> {
         ...(values.simplify ? { simplifyTolerance: numFlag(values.simplify, 'simplify', 0) } : {}),
       },
     }, async (tile) => {
-      const rgb = await slide.readRegion(tile.x, tile.y, tile.width, tile.height, tile.outputWidth, tile.outputHeight);
+      // Full resolution (the plan's readDownsample is 1: no levels offered), unresized: the daemon resamples.
+      const rgb = await slide.readRegion(tile.x, tile.y, tile.width, tile.height);
       return pixelFormat === 'rgb8' ? rgb : rgbToArgb32(rgb);
     }, {
-      onPlan: (plan) => say(`model ${plan.model}: ${plan.tiles.length} tiles at downsample ${plan.downsample.toFixed(4)}`),
+      onPlan: (plan) => say(`model ${plan.model}: ${plan.tiles.length} tiles, ${describeResolution(plan)}`),
       onProgress: (p) => {
         const now = performance.now();
         if (now - lastSay < 1000 && p.tilesDone !== p.tilesTotal) return;

@@ -14,7 +14,7 @@ import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/ws-
 
 export interface ConnectOptions { token?: string; headers?: Record<string, string>; clientName?: string }
 
-/** Supplies a tile's pixels in the job's pixel format (outputWidth x outputHeight). */
+/** Supplies a tile's pixels in the job's pixel format: the region at the plan's readDownsample, readWidth x readHeight, never resized. */
 export type PixelSource = (tile: TilePlan) => Promise<Uint8Array>;
 
 export interface JobCallbacks {
@@ -151,7 +151,7 @@ export class CellBridgeClient {
       if (!tile) continue;
       job.source(tile).then((pixels) => {
         if (this.socket.readyState !== WebSocket.OPEN) return;
-        this.socket.send(encodeTileFrame({ format, jobId: job.plan.jobId, tileId: id, width: tile.outputWidth, height: tile.outputHeight }, pixels));
+        this.socket.send(encodeTileFrame({ format, jobId: job.plan.jobId, tileId: id, width: tile.readWidth, height: tile.readHeight }, pixels));
       }).catch((err: Error) => {
         void this.cancel(job.plan.jobId).catch(() => undefined);
         job.reject(err);

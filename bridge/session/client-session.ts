@@ -24,6 +24,8 @@ import type { Logger } from '../util/log';
 import type { DaemonContext } from './daemon-context';
 import { MAX_NOTIFICATION_BYTES } from '../config';
 import type { PostprocessOptions } from '../postprocess';
+import { chooseResolution, PIXEL_SIZE_TOLERANCE } from '../tiling/resolution';
+import { RESAMPLING_KERNEL } from '../tiling/resample';
 
 /** LimitExceeded, naming the limit in the message and in `data`. */
 export function limitExceeded(limit: string, value: number, message: string): ResponseError<{ limit: string; value: number }> {
@@ -194,7 +196,10 @@ export class ClientSession {
       this.authorized = true;
     }
     if (!isCompatibleProtocol(p.protocolVersion)) {
-      throw new ResponseError(ErrorCodes.VersionMismatch, `Protocol version mismatch: the client speaks ${String(p.protocolVersion).slice(0, 20)}, this daemon speaks ${PROTOCOL_VERSION}. Update the client scripts or the daemon so that the major versions match.`);
+      const v1 = /^1\./.test(p.protocolVersion);
+      throw new ResponseError(ErrorCodes.VersionMismatch, `Protocol version mismatch: the client speaks ${String(p.protocolVersion).slice(0, 20)}, this daemon speaks ${PROTOCOL_VERSION}. ${v1
+        ? 'Since 2.0 the daemon alone resizes pixels to the model\'s resolution (clients send them unresized): install the QuPath scripts (qupath-scripts/) of this Cell Bridge version.'
+        : 'Update the client scripts or the daemon so that the major versions match.'}`);
     }
     this.initialized = true;
     const name = clientInfo.name.slice(0, 100);
@@ -237,22 +242,26 @@ export class ClientSession {
     const card = model.card;
     const opts = p.options ?? {};
     const imageMpp = p.image.micronsPerPixel ?? opts.assumeMicronsPerPixel ?? null;
-    let downsample = 1;
-    if (card.input.micronsPerPixel !== null) {
+    const modelMpp = card.input.micronsPerPixel;
+    let target = 1;
+    if (modelMpp !== null) {
       if (imageMpp === null) {
-        throw new ResponseError(ErrorCodes.MissingPixelSize, `The image has no pixel size, and model "${model.name}" works at ${card.input.micronsPerPixel} µm/px. Set the pixel size in QuPath (Image tab) or pass options.assumeMicronsPerPixel (e.g. 0.5 for 20x, 0.25 for 40x).`);
+        throw new ResponseError(ErrorCodes.MissingPixelSize, `The image has no pixel size, and model "${model.name}" works at ${modelMpp} µm/px. Set the pixel size in QuPath (Image tab) or pass options.assumeMicronsPerPixel (e.g. 0.5 for 20x, 0.25 for 40x).`);
       }
-      downsample = card.input.micronsPerPixel / imageMpp;
-      if (!(downsample >= 0.05 && downsample <= 64)) {
-        throw new ResponseError(ErrorCodes.InvalidParams, `Invalid params: pixel size ${imageMpp} µm/px is implausible for model ${model.name} (${card.input.micronsPerPixel} µm/px)`);
+      target = modelMpp / imageMpp;
+      if (!(target >= 0.05 && target <= 64)) {
+        throw new ResponseError(ErrorCodes.InvalidParams, `Invalid params: pixel size ${imageMpp} µm/px is implausible for model ${model.name} (${modelMpp} µm/px)`);
       }
     }
+    // The one resolution decision: which level the client reads, and whether the daemon resamples.
+    const choice = chooseResolution(target, p.image.downsamples ?? [1], PIXEL_SIZE_TOLERANCE, modelMpp === null ? null : imageMpp);
+    const downsample = choice.downsample;
     let planned: PlanResult;
     this.pendingStarts++;
     try {
       planned = await this.daemon.planner.run({
         rois: p.rois,
-        grid: { imageWidth: p.image.width, imageHeight: p.image.height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap },
+        grid: { imageWidth: p.image.width, imageHeight: p.image.height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap, align: choice.readDownsample },
         maxRoiVertices: limits.maxRoiVertices, maxRoiAreaPixels: limits.maxRoiAreaPixels, maxTilesPerJob: limits.maxTilesPerJob,
       }, [], this.lifetime.signal);
     } catch (err) {
@@ -300,10 +309,18 @@ export class ClientSession {
     tagOwner(job.signal, this.owner);
     this.jobs.set(jobId, job);
     this.daemon.trackJob(job, this);
-    this.log.info('job started', { job: jobId, model: model.name, tiles: tiles.length, rois: rois.length, downsample });
+    this.log.info('job started', { job: jobId, model: model.name, tiles: tiles.length, rois: rois.length, downsample, readDownsample: choice.readDownsample, resampled: choice.resampled });
     // The plan (this request's response) must reach the client before the first tile request.
     setImmediate(() => job.start());
-    return { jobId, model: model.name, downsample, pixelFormat, maxTilesInFlight, tiles: tiles.map(({ core: _core, ...t }) => t) };
+    return {
+      jobId, model: model.name, downsample, readDownsample: choice.readDownsample, readLevel: choice.level,
+      resolution: {
+        imageMicronsPerPixel: imageMpp, modelMicronsPerPixel: modelMpp, effectiveMicronsPerPixel: choice.effectiveMicronsPerPixel,
+        tolerance: PIXEL_SIZE_TOLERANCE,
+        resampling: choice.resampled ? { kernel: RESAMPLING_KERNEL, scale: choice.readDownsample / downsample } : null,
+      },
+      pixelFormat, maxTilesInFlight, tiles: tiles.map(({ core: _core, ...t }) => t),
+    };
   }
 
   private cancelJob(params: unknown): CancelJobResult {

@@ -16,6 +16,7 @@ import type { PostprocessOptions } from '../postprocess';
 import type { PlannedTile } from '../tiling/planner';
 import type { Roi } from '../tiling/roi';
 import { toRgb8 } from '../tiling/pixels';
+import { resampleRgb } from '../tiling/resample';
 import type { FeatureContext } from '../results/features';
 import { PoolTaskAborted, WorkerCrashed } from '../workers/pool';
 import type { TileBudget } from './tile-budget';
@@ -98,8 +99,8 @@ export class Job {
     if (frame.format !== pixelFormatCode(this.spec.pixelFormat)) {
       throw new FrameRejection(ErrorCodes.BadTileFrame, `tile ${frame.tileId}: job ${this.id} expects pixel format ${this.spec.pixelFormat}`);
     }
-    if (frame.width !== tile.outputWidth || frame.height !== tile.outputHeight) {
-      throw new FrameRejection(ErrorCodes.BadTileFrame, `tile ${frame.tileId} must be ${tile.outputWidth}x${tile.outputHeight} px, got ${frame.width}x${frame.height}`);
+    if (frame.width !== tile.readWidth || frame.height !== tile.readHeight) {
+      throw new FrameRejection(ErrorCodes.BadTileFrame, `tile ${frame.tileId} must be ${tile.readWidth}x${tile.readHeight} px (the region at the plan's readDownsample, not resized), got ${frame.width}x${frame.height}`);
     }
     this.awaiting.delete(frame.tileId);
     this.timings.waitingForPixelsMs += performance.now() - askedAt;
@@ -119,9 +120,12 @@ export class Job {
     this.end({ code, message });
   }
 
-  private async process(tile: PlannedTile, rgb: Uint8Array): Promise<void> {
+  private async process(tile: PlannedTile, read: Uint8Array): Promise<void> {
     this.running++;
     try {
+      // The daemon's one resampling (protocol v2): level pixels → the model's resolution.
+      const rgb = await resampleRgb(read, tile.readWidth, tile.readHeight, tile.outputWidth, tile.outputHeight);
+      if (this.status !== 'running') return;
       const inferred = await this.engine.infer(this.spec.model, rgb, tile.outputWidth, tile.outputHeight, this.signal);
       if (this.status !== 'running') return; // end() already gave the job's window back
       this.inFlight--;

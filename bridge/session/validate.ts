@@ -23,6 +23,10 @@ export function checkStartJob(p: unknown): StartJobParams {
   if (!(image.micronsPerPixel === null || image.micronsPerPixel === undefined || positiveNum(image.micronsPerPixel))) {
     throw invalid('"image.micronsPerPixel" must be a positive number or null');
   }
+  if (image.downsamples !== undefined && !(Array.isArray(image.downsamples) && image.downsamples.length >= 1 && image.downsamples.length <= 64
+    && image.downsamples.every((d) => positiveNum(d) && d >= 1 && d <= 1e6))) {
+    throw invalid('"image.downsamples" must be an array of 1..64 numbers >= 1 (the pyramid levels\' downsamples, full resolution = 1)');
+  }
   if (image.name !== undefined && (typeof image.name !== 'string' || image.name.length > 1000)) throw invalid('"image.name" must be a string of at most 1000 characters');
   if (!Array.isArray(p.rois)) throw invalid('"rois" must be an array of {id, geometry}');
   if (p.rois.length === 0) throw invalid('"rois" is empty: give at least one region');
@@ -38,7 +42,8 @@ export function checkStartJob(p: unknown): StartJobParams {
   if (p.options !== undefined && !isObject(p.options)) throw invalid('"options" must be an object');
   checkOptions((p.options ?? {}) as Record<string, unknown>);
   return {
-    image: { name: image.name as string | undefined, width: image.width, height: image.height, micronsPerPixel: (image.micronsPerPixel as number | null | undefined) ?? null },
+    image: { name: image.name as string | undefined, width: image.width, height: image.height, micronsPerPixel: (image.micronsPerPixel as number | null | undefined) ?? null,
+      ...(image.downsamples !== undefined ? { downsamples: image.downsamples as number[] } : {}) },
     rois: p.rois as StartJobParams['rois'],
     model: p.model as string | undefined,
     options: (p.options ?? {}) as JobOptions,

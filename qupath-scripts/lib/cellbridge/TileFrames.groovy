@@ -2,8 +2,6 @@ package cellbridge
 
 import groovy.transform.CompileStatic
 
-import java.awt.Graphics2D
-import java.awt.RenderingHints
 import java.awt.image.BufferedImage
 import java.nio.ByteBuffer
 
@@ -69,23 +67,15 @@ final class TileFrames {
     }
 
     /**
-     * Packed ARGB pixels of {@code img}, resized to width x height first when a reader rounded the
-     * region size differently from the plan (protocol: "a reader that rounds differently must resize").
+     * Packed ARGB pixels of {@code img}, which must be the plan's readWidth x readHeight: the
+     * scripts never resize (protocol 2: the daemon alone resamples, so every client gives the same cells).
      */
     static int[] toArgb(BufferedImage img, int width, int height) {
-        BufferedImage source = img
         if (img.width != width || img.height != height) {
-            BufferedImage scaled = new BufferedImage(width, height, BufferedImage.TYPE_INT_RGB)
-            Graphics2D g = scaled.createGraphics()
-            try {
-                g.setRenderingHint(RenderingHints.KEY_INTERPOLATION, RenderingHints.VALUE_INTERPOLATION_BILINEAR)
-                g.drawImage(img, 0, 0, width, height, null)
-            } finally {
-                g.dispose()
-            }
-            source = scaled
+            throw new IllegalStateException("the image server gave ${img.width}x${img.height} px for a " +
+                "${width}x${height} px tile of the plan")
         }
-        return source.getRGB(0, 0, width, height, null, 0, width)
+        return img.getRGB(0, 0, width, height, null, 0, width)
     }
 
     /** Header fields of a frame (for tests and diagnostics). */

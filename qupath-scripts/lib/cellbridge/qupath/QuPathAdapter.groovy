@@ -267,7 +267,10 @@ class QuPathAdapter {
         def entry = QPEx.getProjectEntry()
         String name = entry != null && QPEx.getCurrentImageData() == imageData ? entry.getImageName() : null
         name = name ?: server.getMetadata().getName()
-        return [name: name, width: server.getWidth(), height: server.getHeight(), micronsPerPixel: mpp]
+        // the pyramid levels QuPath reads without resizing: the daemon picks one and resamples itself
+        List<Double> downsamples = (server.getPreferredDownsamples() as List).collect { it as Double }
+        return [name: name, width: server.getWidth(), height: server.getHeight(), micronsPerPixel: mpp,
+                downsamples: downsamples]
     }
 
     List<Map> regions() {
@@ -298,6 +301,7 @@ class QuPathAdapter {
         }
     }
 
+    /** The plan's region at a pyramid level's own downsample: QuPath crops it, never resizes. */
     Object readTile(Map tile, double downsample) {
         RegionRequest request = RegionRequest.createInstance(server.getPath(), downsample,
             tile.x as int, tile.y as int, tile.width as int, tile.height as int)

@@ -192,7 +192,7 @@ export interface StartJobResult {
   model: string;
   /** Full-resolution px per model px (1 when the model has no µm/px; a level's downsample when read unscaled). */
   downsample: number;
-  /** (v2) The pyramid level to read: one of image.downsamples (1 = full resolution). */
+  /** (v2) The pyramid level to read: its downsample exactly as given in image.downsamples (1 = full resolution). */
   readDownsample: number;
   /** (v2) Its index in image.downsamples (0 when the client gave none). */
   readLevel: number;

@@ -18,7 +18,7 @@ describe('resolution: the daemon\'s one decision (level, tolerance, resampling)'
   it('reads a slide within 2 % of the model\'s pixel size unscaled (CMU-1: 0.499 vs 0.5 µm/px)', () => {
     assert.equal(PIXEL_SIZE_TOLERANCE, 0.02);
     const c = chooseResolution(0.5 / 0.499, [1], PIXEL_SIZE_TOLERANCE, 0.499);
-    assert.deepEqual(c, { level: 0, readDownsample: 1, downsample: 1, resampled: false, effectiveMicronsPerPixel: 0.499 });
+    assert.deepEqual(c, { level: 0, readDownsample: 1, align: 1, downsample: 1, resampled: false, effectiveMicronsPerPixel: 0.499 });
     assert.equal(chooseResolution(0.5 / 0.4902).resampled, false, '1.99 % off: unscaled');
     assert.equal(chooseResolution(0.5 / 0.51).resampled, false, '1.96 % off (coarser): unscaled');
     const off = chooseResolution(0.5 / 0.488);
@@ -28,18 +28,19 @@ describe('resolution: the daemon\'s one decision (level, tolerance, resampling)'
 
   it('picks the coarsest whole-number pyramid level not coarser than the model', () => {
     // 40x slide (0.25 µm/px) with levels 1, 4, 16: level 0, the daemon halves it.
-    assert.deepEqual(chooseResolution(2, [1, 4, 16]), { level: 0, readDownsample: 1, downsample: 2, resampled: true, effectiveMicronsPerPixel: null });
+    assert.deepEqual(chooseResolution(2, [1, 4, 16]), { level: 0, readDownsample: 1, align: 1, downsample: 2, resampled: true, effectiveMicronsPerPixel: null });
     // Levels 1, 2, 8: level 1 is the model's resolution: read as is.
-    assert.deepEqual(chooseResolution(2, [1, 2, 8]), { level: 1, readDownsample: 2, downsample: 2, resampled: false, effectiveMicronsPerPixel: null });
+    assert.deepEqual(chooseResolution(2, [1, 2, 8]), { level: 1, readDownsample: 2, align: 2, downsample: 2, resampled: false, effectiveMicronsPerPixel: null });
     // 0.1 µm/px with an Aperio-style level 4.000479: read level 1 (4), resample by 4/5.
     const c = chooseResolution(5, [1, 4.000479, 16.0019]);
-    assert.equal(c.level, 1); assert.equal(c.readDownsample, 4); assert.equal(c.downsample, 5); assert.equal(c.resampled, true);
+    // The client's own value comes back (its reader picks the level by it); tiles align to 4.
+    assert.equal(c.level, 1); assert.equal(c.readDownsample, 4.000479); assert.equal(c.align, 4); assert.equal(c.downsample, 5); assert.equal(c.resampled, true);
     // A level with a fractional downsample (3.5) cannot be tiled on whole pixels: not used.
     assert.equal(chooseResolution(4, [1, 3.5]).readDownsample, 1);
     // A level just inside the tolerance above the target is used unscaled (2.01 vs 1.98).
-    assert.deepEqual(chooseResolution(1.98, [1, 2]), { level: 1, readDownsample: 2, downsample: 2, resampled: false, effectiveMicronsPerPixel: null });
+    assert.deepEqual(chooseResolution(1.98, [1, 2.0004]), { level: 1, readDownsample: 2.0004, align: 2, downsample: 2, resampled: false, effectiveMicronsPerPixel: null });
     // An image coarser than the model (1 µm/px): level 0, enlarged by the daemon.
-    assert.deepEqual(chooseResolution(0.5, [1, 4]), { level: 0, readDownsample: 1, downsample: 0.5, resampled: true, effectiveMicronsPerPixel: null });
+    assert.deepEqual(chooseResolution(0.5, [1, 4]), { level: 0, readDownsample: 1, align: 1, downsample: 0.5, resampled: true, effectiveMicronsPerPixel: null });
     // Level order does not matter; level 0 is found wherever the client lists it.
     assert.equal(chooseResolution(2.2, [4, 1, 2]).level, 2);
   });
@@ -142,6 +143,41 @@ describe('protocol v2 over a real socket: clients send unresized pixels, the dae
     assert.equal(lv.plan.readDownsample, 2); assert.equal(lv.plan.readLevel, 1); assert.equal(lv.plan.resolution.resampling, null);
     assert.deepEqual(lv.plan.tiles.map((t) => `${t.readWidth}x${t.readHeight}`), ref.plan.tiles.map((t) => `${t.outputWidth}x${t.outputHeight}`));
     assert.deepEqual((lv.features.get('r') ?? []).map((f) => outline(f, 2)).sort(), (ref.features.get('r') ?? []).map((f) => outline(f)).sort());
+  });
+
+  it('at a pyramid level, an edge tile 1 px short (a reader rounding the last level pixel) is accepted and resampled', async () => {
+    const client = await CellBridgeClient.connect(daemon.url);
+    try {
+      const c = client.connection;
+      const completed = new Promise<{ status: string; cells: number }>((resolve) => c.onNotification('job/completed', resolve));
+      const rejected: string[] = [];
+      c.onNotification('frame/rejected', (p: { message: string }) => { rejected.push(p.message); });
+      let short = 0;
+      let plan: { jobId: number; tiles: { id: number; x: number; y: number; width: number; readWidth: number; readHeight: number }[] } | undefined;
+      const pending: number[][] = [];
+      const send = (ids: number[]) => {
+        for (const id of ids) {
+          const t = plan!.tiles.find((u) => u.id === id)!;
+          const w = t.readWidth - (t.x + t.width === 2 * W ? 1 : 0);
+          if (w !== t.readWidth) short++;
+          client.socket.send(encodeTileFrame({ format: PixelFormat.RGB8, jobId: plan!.jobId, tileId: id, width: w, height: t.readHeight }, cropScene(scene, t.x / 2, t.y / 2, w, t.readHeight)));
+        }
+      };
+      c.onNotification('job/requestTiles', (p: { tileIds: number[] }) => { if (plan) send(p.tileIds); else pending.push(p.tileIds); });
+      plan = await c.sendRequest('job/start', {
+        image: { name: 's', width: 2 * W, height: 2 * H, micronsPerPixel: 0.25, downsamples: [1, 2.0004] }, rois: [{ id: 'r', geometry: scaleGeometry(2) }],
+        model: 'synthetic', options: { pixelFormat: 'rgb8' },
+      }) as typeof plan;
+      assert.equal((plan as unknown as { readDownsample: number }).readDownsample, 2.0004, 'the client\'s own level downsample comes back');
+      for (const ids of pending) send(ids);
+      const done = await completed;
+      assert.deepEqual(rejected, []);
+      assert.equal(done.status, 'completed');
+      assert.ok(short > 0, 'some edge tiles were sent 1 px short');
+      assert.ok(done.cells > 50);
+    } finally {
+      await client.close();
+    }
   });
 
   it('the same pyramid offered without levels: full-resolution frames, the daemon halves them (linear), the cells are found', async () => {

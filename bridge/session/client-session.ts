@@ -261,7 +261,7 @@ export class ClientSession {
     try {
       planned = await this.daemon.planner.run({
         rois: p.rois,
-        grid: { imageWidth: p.image.width, imageHeight: p.image.height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap, align: choice.readDownsample },
+        grid: { imageWidth: p.image.width, imageHeight: p.image.height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap, align: choice.align },
         maxRoiVertices: limits.maxRoiVertices, maxRoiAreaPixels: limits.maxRoiAreaPixels, maxTilesPerJob: limits.maxTilesPerJob,
       }, [], this.lifetime.signal);
     } catch (err) {
@@ -297,6 +297,7 @@ export class ClientSession {
         idSeed: `${p.image.name ?? ''}|${model.name}`,
       },
       detectionBatchSize: opts.detectionBatchSize ?? 500,
+      frameSlack: choice.align > 1 ? 1 : 0,
       tileTimeoutMs: limits.tileTimeoutMs,
       budget: this.budget,
     }, this.daemon.engine, {
@@ -317,7 +318,7 @@ export class ClientSession {
       resolution: {
         imageMicronsPerPixel: imageMpp, modelMicronsPerPixel: modelMpp, effectiveMicronsPerPixel: choice.effectiveMicronsPerPixel,
         tolerance: PIXEL_SIZE_TOLERANCE,
-        resampling: choice.resampled ? { kernel: RESAMPLING_KERNEL, scale: choice.readDownsample / downsample } : null,
+        resampling: choice.resampled ? { kernel: RESAMPLING_KERNEL, scale: choice.align / downsample } : null,
       },
       pixelFormat, maxTilesInFlight, tiles: tiles.map(({ core: _core, ...t }) => t),
     };

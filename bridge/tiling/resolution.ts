@@ -19,8 +19,10 @@ const INTEGER_LEVEL_SLACK = 1e-3;
 export interface ResolutionChoice {
   /** Index of the chosen level in the client's downsamples (0 when it gave none). */
   level: number;
-  /** The chosen level's downsample, rounded to the integer its tiles align to. */
+  /** The chosen level's downsample exactly as the client gave it (what its reader expects, e.g. 4.000479). */
   readDownsample: number;
+  /** That downsample rounded: tiles start on multiples of it (whole level pixels). */
+  align: number;
   /** Full-res px per model px as used: readDownsample when read unscaled, else model µm/px ÷ image µm/px. */
   downsample: number;
   /** True when the daemon resamples the level's pixels (scale = readDownsample / downsample model px per read px). */
@@ -45,7 +47,7 @@ export function chooseResolution(target: number, downsamples: readonly number[] 
   const unscaled = Math.abs(target / k - 1) <= tolerance;
   const downsample = unscaled ? k : target;
   return {
-    level, readDownsample: k, downsample, resampled: !unscaled,
+    level, readDownsample: downsamples[level] ?? 1, align: k, downsample, resampled: !unscaled,
     effectiveMicronsPerPixel: imageMicronsPerPixel === null ? null : imageMicronsPerPixel * downsample,
   };
 }

@@ -116,6 +116,9 @@ t.check('frames: BufferedImage of the planned size is passed through; another si
     g.fillRect(0, 0, 5, 5)
     g.dispose()
     t.expectThrows(IllegalStateException) { TileFrames.toArgb(solid, 4, 6) }
+    t.expectThrows(IllegalStateException) { TileFrames.toArgb(solid, 5, 6) } // no slack at full resolution
+    t.eq(TileFrames.toArgb(solid, 5, 6, 1).length, 25) // a pyramid level's edge tile, 1 px short: sent as read
+    t.expectThrows(IllegalStateException) { TileFrames.toArgb(solid, 5, 7, 1) }
 }
 
 t.check('results: polygon area with a hole, multipolygon, open rings') {

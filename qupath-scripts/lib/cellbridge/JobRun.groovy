@@ -243,7 +243,10 @@ class JobRun {
         if (pixels instanceof int[]) {
             argb = (int[]) pixels
         } else if (pixels instanceof BufferedImage) {
-            argb = TileFrames.toArgb((BufferedImage) pixels, w, h)
+            BufferedImage img = (BufferedImage) pixels
+            argb = TileFrames.toArgb(img, w, h, readDownsample > 1d ? 1 : 0)
+            w = img.width
+            h = img.height
         } else {
             throw new IllegalStateException("the tile reader returned ${pixels?.class?.name}, not an image")
         }

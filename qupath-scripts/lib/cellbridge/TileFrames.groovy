@@ -67,15 +67,17 @@ final class TileFrames {
     }
 
     /**
-     * Packed ARGB pixels of {@code img}, which must be the plan's readWidth x readHeight: the
-     * scripts never resize (protocol 2: the daemon alone resamples, so every client gives the same cells).
+     * Packed ARGB pixels of {@code img} at its own size, which must be the plan's readWidth x readHeight
+     * (give or take {@code slack} px: 1 at a pyramid level, whose readers may round an edge tile's last
+     * pixel differently). The scripts never resize (protocol 2: the daemon alone resamples, so every
+     * client gives the same cells).
      */
-    static int[] toArgb(BufferedImage img, int width, int height) {
-        if (img.width != width || img.height != height) {
+    static int[] toArgb(BufferedImage img, int width, int height, int slack = 0) {
+        if (Math.abs(img.width - width) > slack || Math.abs(img.height - height) > slack) {
             throw new IllegalStateException("the image server gave ${img.width}x${img.height} px for a " +
                 "${width}x${height} px tile of the plan")
         }
-        return img.getRGB(0, 0, width, height, null, 0, width)
+        return img.getRGB(0, 0, img.width, img.height, null, 0, img.width)
     }
 
     /** Header fields of a frame (for tests and diagnostics). */

@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import { ringCentroid } from '../test/helpers/geojson-centroid';
 
 export const REPO = join(__dirname, '..', '..');
 export const QUPATH_HEADLESS = join(REPO, '..', 'shared', 'qupath-headless');
@@ -67,17 +68,6 @@ export function runHeadless(spec: { server: string; ring: number[][]; runs: numb
 }
 
 export interface CellMatch { qupath: number; cli: number; matched: number; sameClass: number; maxDistance: number }
-
-/** Centroid of a GeoJSON polygon's outer ring (area-weighted, as QuPath's ROI centroid). */
-export function ringCentroid(ring: number[][]): [number, number] {
-  let a = 0, cx = 0, cy = 0;
-  for (let i = 0; i < ring.length - 1; i++) {
-    const [x0, y0] = ring[i], [x1, y1] = ring[i + 1];
-    const c = x0 * y1 - x1 * y0;
-    a += c; cx += (x0 + x1) * c; cy += (y0 + y1) * c;
-  }
-  return [cx / (3 * a), cy / (3 * a)];
-}
 
 /** One-to-one matching of QuPath's cells to the CLI's features by centroid within `tolerance` px (nearest first). */
 export function matchCells(qupath: HeadlessResult['cells'], cliFeatures: any[], tolerance = 1): CellMatch {

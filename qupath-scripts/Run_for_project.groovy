@@ -12,7 +12,7 @@
  *   pixelSize (µm/px to assume for images without one), minArea, simplify, maxTilesInFlight, save=true|false.
  */
 // ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see README.md) ----------------------
-// Finds the Cell Bridge scripts folder and loads the shared code in its lib/ folder (compiled once).
+// Finds the Cell Bridge scripts folder and loads the shared code in its lib/ folder.
 List<String> places = []
 try {
     places << new File(getProperty('qupath.script.file').toString()).parent // set by QuPath 0.4+ for script files
@@ -28,33 +28,8 @@ if (cellBridgeHome == null) {
         places.findAll().join(', ') + '. Copy the qupath-scripts folder to ~/QuPath/cellbridge, or set the ' +
         'CELLBRIDGE_HOME environment variable to its location (see README.md).')
 }
-// lib/ is compiled once per version of its files (class files in ~/.cellbridge/classes), not at every click
-File cellBridgeLib = new File(cellBridgeHome, 'lib')
-List<File> cellBridgeSources = []
-cellBridgeLib.eachFileRecurse(groovy.io.FileType.FILES) { File f ->
-    if (f.name.endsWith('.groovy')) {
-        cellBridgeSources << f
-    }
-}
-String cellBridgeStamp = ([cellBridgeLib.canonicalPath, GroovySystem.version] + cellBridgeSources
-    .collect { File f -> "${f.path}:${f.lastModified()}:${f.length()}" }.sort()).join('|').md5()
-File cellBridgeClasses = new File(System.getProperty('user.home'), ".cellbridge/classes/${cellBridgeStamp}")
-if (!new File(cellBridgeClasses, 'cellbridge/qupath/QuPathAdapter.class').isFile()) {
-    cellBridgeClasses.parentFile.mkdirs()
-    File staging = java.nio.file.Files.createTempDirectory(cellBridgeClasses.parentFile.toPath(), 'compiling-').toFile()
-    def compilerConfig = new org.codehaus.groovy.control.CompilerConfiguration(targetDirectory: staging)
-    def unit = new org.codehaus.groovy.control.CompilationUnit(compilerConfig, null,
-        new GroovyClassLoader(getClass().classLoader))
-    cellBridgeSources.each { File f -> unit.addSource(f) }
-    try {
-        unit.compile()
-        staging.renameTo(cellBridgeClasses) // false: another script compiled the same version first
-    } finally {
-        staging.deleteDir()
-    }
-}
-GroovyClassLoader cellBridgeLoader = new GroovyClassLoader(getClass().classLoader)
-cellBridgeLoader.addURL(cellBridgeClasses.toURI().toURL())
-Class cellBridge = cellBridgeLoader.loadClass('cellbridge.qupath.QuPathAdapter')
+// lib/load.groovy compiles lib/cellbridge once per version of its files (not at every click) and loads it
+Class cellBridge = new GroovyShell(getClass().classLoader, new Binding(cellBridgeLib: new File(cellBridgeHome, 'lib'),
+    scriptLoader: getClass().classLoader)).evaluate(new File(cellBridgeHome, 'lib/load.groovy')) as Class
 // ---- end of bootstrap ---------------------------------------------------------------------------------------
 cellBridge.runForProject(this, cellBridgeHome)

@@ -42,7 +42,7 @@ import java.util.concurrent.CompletableFuture
  * getSelectionModel().getSelectedObjects/addObjects/fireHierarchyChangedEvent,
  * ImageServer.isRGB/getPath/getWidth/getHeight/getPixelCalibration/getMetadata().getName/readRegion,
  * PixelCalibration.hasPixelSizeMicrons/getAveragedPixelSizeMicrons, RegionRequest.createInstance,
- * GsonTools.parseObjectsFromGeoJSON, PathClass.fromString, ColorTools.packRGB,
+ * GsonTools.parseObjectsFromGeoJSON (the whole-image annotation; cells: QuPathObjects), PathClass.fromString, ColorTools.packRGB,
  * PathObject.isAnnotation/getName/getChildObjects/clearChildObjects/addChildObjects/getMeasurements.
  * The current image is taken once (QPEx.getCurrentImageData in scripts, which QuPath binds to the image
  * being processed, also in "Run for project"; QuPathGUI.getImageData for the menu item); everything
@@ -334,7 +334,7 @@ class QuPathAdapter {
         }
         Map<RegionResult, List<PathObject>> parsed = [:]
         results.each { RegionResult r ->
-            parsed[r] = GsonTools.parseObjectsFromGeoJSON(r.toFeatureCollection()) as List<PathObject>
+            parsed[r] = QuPathObjects.fromFeatures(r.features)
         }
         parsed.each { RegionResult r, List<PathObject> objects ->
             PathObject parent = r.target as PathObject

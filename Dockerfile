@@ -41,7 +41,9 @@ FROM ${NODE_IMAGE} AS cpu
 LABEL org.opencontainers.image.title="Cell Bridge (CPU)" \
       org.opencontainers.image.description="Cell segmentation and classification daemon for QuPath (onnxruntime-node, CPU)"
 WORKDIR /app
+# ORT_DISABLE_TELEMETRY: no onnxruntime usage telemetry (device id, event queue); the daemon sets it too.
 ENV NODE_ENV=production \
+    ORT_DISABLE_TELEMETRY=1 \
     CELLBRIDGE_HOST=0.0.0.0 \
     CELLBRIDGE_PORT=8765 \
     CELLBRIDGE_MODELS=/app/models \
@@ -89,6 +91,7 @@ RUN apt-get update \
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 WORKDIR /app
 ENV NODE_ENV=production \
+    ORT_DISABLE_TELEMETRY=1 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics \
     CELLBRIDGE_HOST=0.0.0.0 \

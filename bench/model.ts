@@ -3,7 +3,7 @@
  * configuration (sessions x intra-op threads), on real tiles of CMU-1. Each timed tile is what an
  * inference worker does: pixels → tensor, session.run, outputs → maps.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../bridge/inference/ort';
 import { sessionOptions } from '../bridge/inference/inference-worker';
 import { extractMaps, prepareInput, type RawOutput, type TileOutputMaps } from '../bridge/inference/preprocess';
 import type { ReadyModel, SlideTile } from './common';

@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e] [-- --device cpu|webgpu|cuda]`: the benchmarks of issue #6.
+ * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e,scale] [-- --device cpu|webgpu|cuda]`: the benchmarks of issue #6
+ * (and `scale`, issue 14: nginx + TLS in front of 1 vs 3 daemons; only when named in --only, or in full mode).
  * Prints one JSON object per benchmark (stdout), writes each to bench/results/NAME.json, and ends with
  * the summary object (e2eOverModel, postprocOverModel, peakRssMB, rssGrowthPct, cellsPerSecond).
  * Progress goes to stderr. See bench/README.md.
@@ -14,6 +15,7 @@ import { foregroundPixels, loadFixture, postprocBench, saveFixtures } from './po
 import { transportBench } from './transport';
 import { e2eBench } from './e2e';
 import { configsBench } from './configs';
+import { scaleBench } from './scale';
 
 const MODES = {
   quick: { modelTiles: 8, modelRuns: 64, postCandidates: 32, postTiles: 6, postRepeats: 3, transportSide: 4096, e2eRepeats: 5 },
@@ -130,6 +132,13 @@ async function main(): Promise<void> {
   if (want('configs') && (mode === 'full' || only?.has('configs'))) {
     const r = await configsBench(model, tiles.slice(0, M.modelTiles), M.modelRuns);
     emit('configs', { ...env, model: model.name, ...r, command: 'npm run bench -- --only configs' });
+  }
+
+  if (want('scale') && (mode === 'full' || only?.has('scale'))) {
+    // Light daemons (one onnxruntime session with 1 thread, one post-processing worker each): on a
+    // machine with few cores, 3 daemons with the defaults would fight for the same cores.
+    const r = await scaleBench(mode === 'quick' ? 3 : 5, ['--device', provider, '--inference-workers', '1', '--postprocess-workers', '1', '--threads', '1']);
+    emit('scale', { ...env, ...r, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only scale` });
   }
 
   let e2e: Awaited<ReturnType<typeof e2eBench>> | null = null;

@@ -22,8 +22,8 @@ export async function transportDaemon(): Promise<{ daemon: BenchDaemon; modelsDi
   return { daemon, modelsDir };
 }
 
-export async function nodeTransport(url: string, side: number): Promise<TransportResult> {
-  const client = await CellBridgeClient.connect(url, { clientName: 'bench-transport' });
+export async function nodeTransport(url: string, side: number, ca?: string): Promise<TransportResult> {
+  const client = await CellBridgeClient.connect(url, { clientName: 'bench-transport', ca });
   try {
     const blank = new Map<number, Uint8Array>();
     let bytes = 0;

@@ -29,7 +29,28 @@ export interface ServerLimitsConfig {
   pingIntervalMs: number;
   /** Bytes queued for a client that does not read; above this the connection is closed. */
   maxSendBufferBytes: number;
+  /** Initialized (or header-authenticated) connections. */
   maxClients: number;
+  /**
+   * Connections that have not initialized yet (pre-authentication): a separate small quota, so that
+   * sockets that never initialize cannot take the places of real clients. When it is full, the
+   * oldest such connection is closed (1008) to make room for the new one.
+   */
+  maxPreAuthConnections: number;
+  /** Largest message before `initialize` succeeds (pre-authentication), bytes; larger ones close the connection (1009). */
+  maxPreAuthMessageBytes: number;
+  /** Tiles in flight (asked for and not yet through post-processing) over all connections. */
+  maxTilesInFlightTotal: number;
+  /** Planned tiles over the running jobs of one connection. */
+  maxPlannedTilesPerClient: number;
+  /** job/start lists the tiles in its answer up to this many; larger plans send each tile's rectangle in job/requestTiles only. */
+  maxPlanTilesInline: number;
+  /** A job running longer than this fails with Timeout, however steadily its tiles arrive. */
+  jobTimeoutMs: number;
+  /** One inference or post-processing task running longer than this has its worker replaced; the job fails. */
+  taskTimeoutMs: number;
+  /** Heap of the planning worker (MB): a plan that needs more fails with LimitExceeded (planMemoryMb). */
+  planMemoryMb: number;
 }
 
 export interface ServerConfig {
@@ -45,8 +66,15 @@ export interface ServerConfig {
   postprocessWorkers?: number;
   intraOpThreads?: number;
   limits: ServerLimitsConfig;
+  /** Instance id reported in initialize (serverInfo.instance); default: host name, port and process id. */
+  instanceId?: string;
   /** Test and debugging aid: answer the `debug/stats` request (CELLBRIDGE_DEBUG=1). Off by default. */
   debug?: boolean;
+  /**
+   * What `server/stop` does (set by `cellbridge serve`: the same as SIGTERM, then exit). Without it the
+   * daemon closes in place (an in-process daemon: tests, `cellbridge segment`).
+   */
+  onStopRequest?: (reason: string) => void;
 }
 
 export const DEFAULT_LIMITS: ServerLimitsConfig = {
@@ -60,12 +88,25 @@ export const DEFAULT_LIMITS: ServerLimitsConfig = {
   maxTilesPerJob: 250_000,
   planTimeoutMs: 30_000,
   tileTimeoutMs: 120_000,
-  initializeTimeoutMs: 30_000,
+  initializeTimeoutMs: 10_000,
   idleTimeoutMs: 3_600_000,
   pingIntervalMs: 30_000,
   maxSendBufferBytes: 64 * 1024 * 1024,
   maxClients: 64,
+  maxPreAuthConnections: 8,
+  maxPreAuthMessageBytes: 64 * 1024,
+  maxTilesInFlightTotal: 128,
+  maxPlannedTilesPerClient: 250_000,
+  maxPlanTilesInline: 10_000,
+  jobTimeoutMs: 86_400_000,
+  taskTimeoutMs: 120_000,
+  planMemoryMb: 256,
 };
+
+/** TCP connections the daemon keeps open at most (clients, pre-authentication sockets and slack for refusals). */
+export function maxTcpConnections(l: ServerLimitsConfig): number {
+  return l.maxClients + l.maxPreAuthConnections + 16;
+}
 
 export const DEFAULT_PORT = 8765;
 

@@ -4,11 +4,12 @@
  */
 import { createServer, type IncomingMessage } from 'node:http';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
-import * as ort from 'onnxruntime-node';
-import type { ExecutionProviderInfo, JobStatus } from '../protocol';
-import type { ServerConfig } from './config';
+import * as ort from './inference/ort';
+import type { ExecutionProviderInfo, HealthResult, JobStatus } from '../protocol';
+import { maxTcpConnections, type ServerConfig } from './config';
 import { ModelRegistry } from './inference/model-registry';
 import { selectProvider, summariseError, type ProbeModel } from './inference/providers';
 import { TileEngine } from './pipeline/engine';
@@ -18,6 +19,10 @@ import { createLogger, type Logger } from './util/log';
 import { WorkerPool } from './workers/pool';
 import type { PlanResult, PlanTask } from './session/plan-worker';
 import { bearerToken, tokenMatches } from './session/auth';
+import { isLoopback } from './util/loopback';
+
+export { isLoopback };
+import { TileBudget } from './session/tile-budget';
 
 export const VERSION: string = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')).version;
 
@@ -25,6 +30,8 @@ export interface Daemon {
   url: string;
   port: number;
   host: string;
+  /** serverInfo.instance: which daemon this is, behind a load balancer. */
+  instance: string;
   provider: ExecutionProviderInfo;
   registry: ModelRegistry;
   engine: TileEngine;
@@ -37,9 +44,6 @@ export interface Daemon {
   readonly clients: number;
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
 
 function probeOf(registry: ModelRegistry): ProbeModel | null {
   const m = registry.list().find((r) => r.status === 'ready' && r.card && r.onnxPath);
@@ -107,15 +111,21 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   const engine = new TileEngine({
     provider: choice.name, inferenceWorkers: config.inferenceWorkers,
     postprocessWorkers: config.postprocessWorkers, intraOpThreads: config.intraOpThreads,
+    taskTimeoutMs: config.limits.taskTimeoutMs,
   });
   engine.inference.on('crash', (err: Error) => log.error('inference worker crashed; replaced', { error: err.message }));
   engine.postprocess.on('crash', (err: Error) => log.error('post-processing worker crashed; replaced', { error: err.message }));
   const planner = new WorkerPool<PlanTask, PlanResult>(join(__dirname, 'session/plan-worker.js'), {
     name: 'planning', size: 1, taskTimeoutMs: config.limits.planTimeoutMs,
+    // A plan that needs more heap ends that worker (it is replaced), not the daemon.
+    resourceLimits: { maxOldGenerationSizeMb: config.limits.planMemoryMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(8, config.limits.planMemoryMb / 8)) },
   });
   planner.on('crash', (err: Error) => log.warn('planning worker stopped; replaced', { error: err.message }));
 
   const sessions = new Set<ClientSession>();
+  /** Sessions admitted as clients (initialized, or authorized by header): limits.maxClients. */
+  const admitted = new Set<ClientSession>();
+  const tileBudget = new TileBudget(config.limits.maxTilesInFlightTotal);
   const running = new Set<import('./session/job').Job>();
   /** Recently ended jobs (for late frames and job/cancel): keyed by job id, holding the session's id, not the session. */
   const ended = new Map<number, { status: JobStatus; session: number }>();
@@ -123,8 +133,10 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   let shuttingDown = false;
   const provider: ExecutionProviderInfo = { name: choice.name, ...(choice.deviceName ? { deviceName: choice.deviceName } : {}), skipped: choice.skipped };
 
+  // The instance id names the port, known only once listening; no client is served before that.
+  const identity = { host: hostname(), instance: config.instanceId ?? '' };
   const context: DaemonContext = {
-    config, version: VERSION, registry, engine, planner, provider,
+    config, version: VERSION, identity, registry, engine, planner, provider,
     get shuttingDown() { return shuttingDown; },
     nextJobId: () => ++jobCounter,
     trackJob(job, session) {
@@ -139,27 +151,52 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
       const e = ended.get(jobId);
       return e && e.session === session.id ? e.status : undefined;
     },
-    forget(session) { sessions.delete(session); },
+    forget(session) { sessions.delete(session); admitted.delete(session); },
+    admit(session) {
+      if (admitted.size >= config.limits.maxClients) return false;
+      admitted.add(session);
+      return true;
+    },
+    tileBudget,
+    health(): HealthResult {
+      const pools = [engine.inference.health(), engine.postprocess.health(), planner.health()];
+      const problems = pools.filter((p) => !p.ok).map((p) => p.problem!);
+      if (!registry.list().some((m) => m.status === 'ready')) problems.push('no model is ready');
+      if (shuttingDown) problems.push('the daemon is shutting down');
+      return { status: problems.length ? 'degraded' : 'ok', problems, pools, clients: admitted.size, jobs: running.size };
+    },
+    requestStop(reason) {
+      // after the answer has been written
+      setTimeout(() => {
+        if (config.onStopRequest) config.onStopRequest(reason);
+        else void daemon.close(10_000, reason);
+      }, 50).unref();
+    },
     stats() {
       return {
         clients: sessions.size, jobs: running.size,
         queued: { inference: engine.inference.queued, postprocess: engine.postprocess.queued, plan: planner.queued },
+        tilesInFlight: tileBudget.inUse,
         busy: { inference: engine.inference.busy, postprocess: engine.postprocess.busy, plan: planner.busy },
         memory: process.memoryUsage(),
       };
     },
   };
 
-  const http = createServer((_req, res) => {
+  // Slow or idle HTTP clients that never upgrade do not hold sockets for long (checked every second).
+  const http = createServer({ headersTimeout: 5_000, requestTimeout: 10_000, connectionsCheckingInterval: 1_000 }, (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' });
     res.end('Cell Bridge speaks JSON-RPC over WebSocket: connect with ws://\n');
   });
-  // Slow or idle HTTP clients that never upgrade do not hold sockets for long.
-  http.headersTimeout = 10_000;
-  http.requestTimeout = 15_000;
+  // TCP connections past this are closed as they are accepted: sockets are bounded whatever the peers send.
+  http.maxConnections = maxTcpConnections(config.limits);
+  // A socket that sends nothing at all is not covered by headersTimeout: idle 5 s before its upgrade,
+  // it is closed (ws clears the timeout when it takes the socket over).
+  http.on('connection', (socket) => { socket.setTimeout(5_000, () => socket.destroy()); });
   const wss = new WebSocketServer({
     server: http,
-    maxPayload: config.limits.maxMessageBytes,
+    // Until a connection authenticates, messages are small; ClientSession raises this per connection.
+    maxPayload: Math.min(config.limits.maxPreAuthMessageBytes, config.limits.maxMessageBytes),
     perMessageDeflate: false,
     verifyClient: (info: { origin: string; req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) => {
       // Browsers always send Origin (web pages cannot suppress it); native clients (QuPath, Node) do not.
@@ -178,7 +215,8 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
         return;
       }
       if (shuttingDown) { done(false, 503, 'Shutting down'); return; }
-      if (sessions.size >= config.limits.maxClients) {
+      const headerAuthorized = !!config.token && auth !== undefined;
+      if (headerAuthorized ? admitted.size >= config.limits.maxClients : admitted.size + preAuthCount() >= config.limits.maxClients + config.limits.maxPreAuthConnections) {
         log.warn('connection refused', { reason: 'too many clients', limit: config.limits.maxClients, remote });
         done(false, 503, 'Too many clients');
         return;
@@ -187,12 +225,23 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
     },
   });
   let clientCounter = 0;
+  const preAuthCount = () => { let n = 0; for (const s of sessions) if (s.preAuth) n++; return n; };
   wss.on('connection', (socket: WebSocket, req: IncomingMessage) => {
     const authorized = !!config.token && tokenMatches(bearerToken(req.headers.authorization), config.token);
     const conn = ++clientCounter;
     const clientLog = log.child({ conn, remote: req.socket.remoteAddress });
+    if (!authorized) {
+      // The pre-authentication quota is small and never refuses: the oldest waiting connection
+      // makes room, so sockets that never initialize cannot keep real clients out.
+      const waiting = [...sessions].filter((s) => s.preAuth);
+      for (let i = 0; i <= waiting.length - config.limits.maxPreAuthConnections; i++) {
+        waiting[i].evict(1008, 'too many connections waiting to initialize');
+      }
+    }
     clientLog.info('client connected');
-    sessions.add(new ClientSession(socket, context, clientLog, authorized, conn));
+    const session = new ClientSession(socket, context, clientLog, authorized, conn, req.socket.remoteAddress);
+    sessions.add(session);
+    if (authorized) admitted.add(session);
   });
   wss.on('error', (err) => log.error('websocket server error', { error: err.message }));
 
@@ -204,14 +253,15 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   const port = typeof address === 'object' && address ? address.port : config.port;
   const hostForUrl = config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
   const url = `ws://${hostForUrl}:${port}/`;
-  log.info('listening', { url, provider: choice.name, models: registry.list().map((m) => `${m.name}:${m.status}`) });
+  if (!identity.instance) identity.instance = `${identity.host}:${port}/${process.pid}`;
+  log.info('listening', { url, instance: identity.instance, provider: choice.name, models: registry.list().map((m) => `${m.name}:${m.status}`) });
 
   let closing: Promise<void> | null = null;
   let endGrace: () => void = () => undefined;
   // Not unref'd: the process must live until the shutdown has run to its end.
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-  return {
-    url, port, host: config.host, provider, registry, engine,
+  const daemon: Daemon = {
+    url, port, host: config.host, instance: identity.instance, provider, registry, engine,
     get clients() { return sessions.size; },
     close(graceMs = 10_000, reason = 'server stopping') {
       if (closing) { endGrace(); return closing; }
@@ -238,4 +288,5 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
       return closing;
     },
   };
+  return daemon;
 }

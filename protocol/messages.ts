@@ -62,14 +62,33 @@ export interface ServerLimits {
   maxRoiAreaPixels: number;
   /** A requested tile must arrive within this many ms, or the job fails with Timeout. */
   tileTimeoutMs: number;
-  /** Tiles asked for and not yet through inference, over all jobs of one connection. */
+  /** Tiles asked for and not yet through post-processing, over all jobs of one connection. */
   maxTilesInFlightPerClient: number;
   /** Every notification the server sends (job/detections batches included) is smaller than this, bytes. */
   maxNotificationBytes: number;
+  /** job/start lists the tiles in its result (`tiles`) only for plans of at most this many tiles. Since 1.1. */
+  maxPlanTilesInline?: number;
+  /** Planned tiles over the running jobs of one connection. Since 1.1. */
+  maxPlannedTilesPerClient?: number;
+  /** A job running longer than this many ms fails with Timeout. Since 1.1. */
+  jobTimeoutMs?: number;
+}
+
+/**
+ * Which daemon answered. Behind a load balancer several daemons serve one address: `instance` tells an
+ * operator which replica a connection (and every job on it) reached.
+ */
+export interface ServerInfo {
+  name: string;
+  version: string;
+  /** Host name of the machine (the container's name under Docker Compose). */
+  host?: string;
+  /** This daemon's instance id: `--instance`/CELLBRIDGE_INSTANCE, else host name, port and process id. Unique per running daemon. */
+  instance?: string;
 }
 
 export interface InitializeResult {
-  serverInfo: { name: string; version: string };
+  serverInfo: ServerInfo;
   protocolVersion: string;
   models: ModelInfo[];
   /** Name of the model used when job/start names none. */
@@ -200,8 +219,14 @@ export interface StartJobResult {
   resolution: ResolutionInfo;
   pixelFormat: PixelFormatName;
   maxTilesInFlight: number;
-  /** Every tile of the job, in the order the server will most likely ask for them. */
-  tiles: TilePlan[];
+  /** Number of tiles of the job (ids 0 .. tileCount-1). Since 1.1. */
+  tileCount: number;
+  /**
+   * Every tile of the job, in the order the server will most likely ask for them: present only when
+   * tileCount <= limits.maxPlanTilesInline (default 10,000). Larger plans are not sent up front;
+   * each tile's rectangle comes with the job/requestTiles that asks for it.
+   */
+  tiles?: TilePlan[];
 }
 
 export const StartJobRequest = new RequestType<StartJobParams, StartJobResult, void>('job/start');
@@ -214,10 +239,44 @@ export interface CancelJobResult { jobId: number; status: JobStatus }
 export const CancelJobRequest = new RequestType<CancelJobParams, CancelJobResult, void>('job/cancel');
 
 // ---------------------------------------------------------------------------------------------
+// server/health (since 1.1)
+
+/** One worker pool. */
+export interface PoolHealthInfo {
+  /** 'inference', 'post-processing' or 'planning'. */
+  name: string;
+  size: number;
+  /** Workers that have loaded their script. */
+  ready: number;
+  busy: number;
+  queued: number;
+  /** Age of the longest-running task, ms (0 when idle). */
+  longestTaskMs: number;
+  /** Workers replaced (crash or time limit) in the last minute. */
+  replacedLastMinute: number;
+  /** False when the pool cannot run work now; `problem` says why. */
+  ok: boolean;
+  problem?: string;
+}
+
+export interface HealthResult {
+  /** 'degraded' when a worker pool cannot run work now (every worker stuck, crash loop, not starting) or no model is ready. */
+  status: 'ok' | 'degraded';
+  problems: string[];
+  pools: PoolHealthInfo[];
+  clients: number;
+  jobs: number;
+}
+export const HealthRequest = new RequestType<Record<string, never> | undefined, HealthResult, void>('server/health');
+
+// ---------------------------------------------------------------------------------------------
 // server → client notifications
 
-/** Send these tiles now (each once, as binary frames). Flow control: only asked-for tiles are accepted. */
-export interface RequestTilesParams { jobId: number; tileIds: number[] }
+/**
+ * Send these tiles now (each once, as binary frames). Flow control: only asked-for tiles are accepted.
+ * `tiles[k]` is the rectangle of `tileIds[k]` (since 1.1): a client can read tiles from these alone.
+ */
+export interface RequestTilesParams { jobId: number; tileIds: number[]; tiles: TilePlan[] }
 export const RequestTilesNotification = new NotificationType<RequestTilesParams>('job/requestTiles');
 
 export interface ProgressParams {
@@ -286,3 +345,11 @@ export const FrameRejectedNotification = new NotificationType<FrameRejectedParam
 /** The server is stopping; running jobs end with status 'cancelled' (code ShuttingDown) within graceMs. */
 export interface ShutdownParams { reason: string; graceMs: number }
 export const ShutdownNotification = new NotificationType<ShutdownParams>('server/shutdown');
+
+/**
+ * Asks the daemon to stop (the QuPath menu's "Stop daemon"). Only from a loopback address, on an initialized
+ * connection (so with the right token when the daemon has one); others get Unauthorized. The answer comes
+ * first, then the daemon stops as on SIGTERM (server/shutdown to every client, grace period, exit).
+ */
+export interface StopServerResult { stopping: true }
+export const StopServerRequest = new RequestType<Record<string, never> | undefined, StopServerResult, void>('server/stop');

@@ -1,6 +1,6 @@
 /**
  * Protocol version: MAJOR.MINOR. A client and server talk when MAJOR matches; MINOR adds optional fields only.
- * 2.0: clients send tiles at a pyramid level they read without resizing (the plan's readDownsample,
+ * 2.0 (includes 1.1's tileCount and large plans): clients send tiles at a pyramid level they read without resizing (the plan's readDownsample,
  * readWidth x readHeight); the daemon alone resamples to the model's resolution. A 1.x client is
  * refused with VersionMismatch (it would resize the pixels itself).
  */

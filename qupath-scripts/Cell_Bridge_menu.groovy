@@ -1,7 +1,7 @@
 /*
  * Cell Bridge: menu (startup script)
  *
- * Adds Extensions > Cell Bridge > Detect cells (and Check connection) to QuPath's menu bar.
+ * Adds Extensions > Cell Bridge > Detect cells, Check connection and Stop daemon to QuPath's menu bar.
  * Make it run at every start: Edit > Preferences > General > "Startup script path" (QuPath 0.5/0.6),
  * pointing to this file. Running it once from the script editor also adds the menu until QuPath quits.
  */

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { CellBridgeClient } from '../bridge/client/client';
-import { ErrorCodes, encodeTileFrame, PixelFormat, type StartJobResult } from '../protocol';
+import { ErrorCodes, encodeTileFrame, PixelFormat, PROTOCOL_VERSION, type StartJobResult } from '../protocol';
 import { startDaemon, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
 import { cropScene, gridScene } from './helpers/synthetic-scene';
@@ -179,7 +179,7 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
     const start = await p.request(1, 'job/start', goodJob());
     const plan: StartJobResult = start.result;
     const req = await p.waitFor((m) => m.method === 'job/requestTiles');
-    const t = plan.tiles.find((x) => x.id === req.params.tileIds[0])!;
+    const t = plan.tiles!.find((x) => x.id === req.params.tileIds[0])!;
     const px = cropScene(scene, t.x, t.y, t.width, t.height);
     const frame = (o: Partial<{ jobId: number; tileId: number; width: number; height: number; format: 1 | 2 }>, pixels = px) =>
       encodeTileFrame({ format: PixelFormat.RGB8, jobId: plan.jobId, tileId: t.id, width: t.readWidth, height: t.readHeight, ...o }, pixels);
@@ -201,7 +201,7 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
         for (const id of m.params.tileIds) {
           if (sent.has(id)) continue;
           sent.add(id);
-          const tt = plan.tiles.find((x) => x.id === id)!;
+          const tt = plan.tiles!.find((x) => x.id === id)!;
           p.ws.send(encodeTileFrame({ format: PixelFormat.RGB8, jobId: plan.jobId, tileId: id, width: tt.readWidth, height: tt.readHeight }, cropScene(scene, tt.x, tt.y, tt.width, tt.height)));
         }
       }

@@ -365,6 +365,10 @@ describe('Dockerfile (by inspection)', () => {
         assert.ok(fs().users.has(user), `user ${user} is created or shipped by the base image`);
       });
 
+      it('turns onnxruntime telemetry off (ORT_DISABLE_TELEMETRY=1)', () => {
+        assert.equal(fs().env.ORT_DISABLE_TELEMETRY, '1');
+      });
+
       it('exposes 8765 and serves on it', () => {
         assert.ok(s().instructions.some((i) => i.keyword === 'EXPOSE' && i.args.split(/\s+/).includes('8765')));
         assert.equal(fs().env.CELLBRIDGE_PORT ?? '8765', '8765');

@@ -255,7 +255,7 @@ describe('fuzz: hostile messages against a live daemon', function () {
   before(async () => {
     daemon = await startDaemon({
       modelsDir: makeSyntheticModelsDir(),
-      args: ['--device', 'cpu', '--log-level', 'error', '--max-message-mb', '1', '--max-tiles-per-job', '400', '--max-roi-megapixels', '25'],
+      args: ['--device', 'cpu', '--log-level', 'error', '--max-message-mb', '1', '--max-preauth-kb', '1024', '--max-tiles-per-job', '400', '--max-roi-megapixels', '25'],
     });
   });
   after(async () => { await daemon?.stop(); });

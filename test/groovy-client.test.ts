@@ -19,7 +19,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { groovyRuntimes, type GroovyRuntime } from './helpers/groovy-runtimes';
@@ -208,6 +208,7 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
       const config: any = {
         server: daemon.url, raw, width: W, height: H, imageName: 'scene.png', mpp: 0.5, modelMpp: 0.5, model: 'synthetic',
         rois: [{ id: 'r', label: 'ROI with a hole', geometry: ROI }], outDir: work, images: {}, qupathHeadless: HEADLESS,
+        node: process.execPath, modelsDir, autostartLog: autostartLog(),
       };
       // A region of the real slide (when the shared data is here): level-0 pixels dumped with sharp.
       if (hasSvs) {
@@ -236,8 +237,20 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
     }
   });
 
+  /** The log of the daemon that the scripts start themselves (autostart scenario); it names the daemon's pid. */
+  const autostartLog = () => join(work, 'autostart-daemon.log');
+
   after(async () => {
     await Promise.allSettled([mainRun, nodeScene, lintRun, svs?.node]);
+    // a daemon the scripts started and the scenario did not stop (it failed midway) must not outlive the test
+    if (work && existsSync(autostartLog())) {
+      for (const m of readFileSync(autostartLog(), 'utf8').matchAll(/^---- pid (\d+)$/gm)) {
+        // only that daemon: a pid reused since by another process is left alone
+        let cmd = '';
+        try { cmd = readFileSync(`/proc/${m[1]}/cmdline`, 'utf8'); } catch { /* gone (or not Linux) */ }
+        if (cmd.includes(join('dist', 'bridge', 'cli.js')) && cmd.includes('serve')) process.kill(Number(m[1]), 'SIGKILL');
+      }
+    }
     await Promise.all([daemon?.stop(), killDaemon?.stop()]);
     if (work) rmSync(work, { recursive: true, force: true });
   });
@@ -389,7 +402,10 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
       assert.deepEqual(c.loads, { 'groovy.json.JsonOutput': false, 'groovy.text.SimpleTemplateEngine': false, 'groovy.sql.Sql': false,
         'groovy.xml.XmlSlurper': true, 'com.google.gson.Gson': true, 'qupath.lib.objects.PathObject': true,
         'org.codehaus.groovy.jsr223.GroovyScriptEngineImpl': true });
-      console.log(`      (Groovy ${c.groovy} on Java ${c.java})`);
+      const sources = readdirSync(join(REPO, 'qupath-scripts'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.groovy'));
+      assert.deepEqual(c.compileErrors, {});
+      assert.equal(c.compiled.length, sources.length, `compiled ${c.compiled.join(', ')}`);
+      console.log(`      (Groovy ${c.groovy} on Java ${c.java}: ${c.compiled.length} sources compile)`);
     });
 
     it('Run for project (QuPath script -p -s): cells under their annotation, saved in the project, found after reloading', () => {
@@ -441,6 +457,25 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
       assert.ok(Math.abs(w.summary['Cell Bridge: Area mm^2'] - (W * H * 0.25) / 1e6) < 1e-12);
       assert.equal(q.second.wholeAnnotations, 1, 'the second run reuses it');
       assert.equal(q.second.wholeCells, w.cells);
+    });
+
+    it('no daemon runs: Detect cells starts one (token, log file), detects; the second run reuses it; Stop daemon stops it', () => {
+      const a = q.autostart;
+      assert.ok(a.first.lines.some((l: string) => /Starting the Cell Bridge daemon/.test(l)), a.first.lines.join('\n'));
+      assert.ok(a.first.lines.some((l: string) => /^Cell Bridge: scene-qupath\.tif: \d+ cells in 1 region/.test(l)),
+        `${a.first.lines.join('\n')}\n${a.logTail.join('\n')}`);
+      assert.equal(a.first.cells, q.first.a2Cells, 'the same cells as with a daemon started by hand');
+      assert.ok(!a.second.lines.some((l: string) => /Starting the Cell Bridge daemon/.test(l)), a.second.lines.join('\n'));
+      assert.equal(a.second.cells, q.first.a2Cells);
+      assert.equal(a.starts, 1, 'one daemon started for both runs');
+      assert.equal(a.listening, 1);
+      assert.equal(a.tokenOnCommandLine, false, 'the token is passed in the environment, not on the command line');
+      assert.ok(a.wrongToken.lines.some((l: string) => /refused the token/.test(l)), a.wrongToken.lines.join('\n'));
+      assert.match(a.stopText, /is stopping/);
+      assert.ok(a.portClosed, 'the daemon stopped');
+      assert.ok(a.stopLogged);
+      assert.match(a.stopAgain, /nothing to stop/);
+      console.log(`      (autostart: first Detect cells ${a.first.ms} ms incl. the daemon's start, second ${a.second.ms} ms)`);
     });
 
     it('the daemon is absent: each batch image FAILED with the way to start it, nothing changed', () => {

@@ -7,7 +7,7 @@
 import * as assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../bridge/inference/ort';
 import { readNpy } from '../bridge/inference/npy';
 import type { ModelCard } from '../bridge/inference/model-card';
 

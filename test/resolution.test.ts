@@ -141,7 +141,7 @@ describe('protocol v2 over a real socket: clients send unresized pixels, the dae
     const ref = await run({ name: 's', width: W, height: H, micronsPerPixel: 0.5 }, new Map([[1, scene]]));
     const lv = await run({ name: 's', width: 2 * W, height: 2 * H, micronsPerPixel: 0.25, downsamples: [1, 2, 8] }, new Map([[1, big], [2, scene]]), scaleGeometry(2));
     assert.equal(lv.plan.readDownsample, 2); assert.equal(lv.plan.readLevel, 1); assert.equal(lv.plan.resolution.resampling, null);
-    assert.deepEqual(lv.plan.tiles.map((t) => `${t.readWidth}x${t.readHeight}`), ref.plan.tiles.map((t) => `${t.outputWidth}x${t.outputHeight}`));
+    assert.deepEqual(lv.plan.tiles!.map((t) => `${t.readWidth}x${t.readHeight}`), ref.plan.tiles!.map((t) => `${t.outputWidth}x${t.outputHeight}`));
     assert.deepEqual((lv.features.get('r') ?? []).map((f) => outline(f, 2)).sort(), (ref.features.get('r') ?? []).map((f) => outline(f)).sort());
   });
 
@@ -186,7 +186,7 @@ describe('protocol v2 over a real socket: clients send unresized pixels, the dae
     const l0 = await run({ name: 's', width: 2 * W, height: 2 * H, micronsPerPixel: 0.25 }, new Map([[1, big]]), scaleGeometry(2));
     assert.equal(l0.plan.readDownsample, 1);
     assert.deepEqual(l0.plan.resolution.resampling, { kernel: 'linear', scale: 0.5 });
-    for (const t of l0.plan.tiles) { assert.equal(t.readWidth, t.width); assert.equal(t.outputWidth, Math.floor(t.width / 2 + 0.5)); }
+    for (const t of l0.plan.tiles!) { assert.equal(t.readWidth, t.width); assert.equal(t.outputWidth, Math.floor(t.width / 2 + 0.5)); }
     const n = ref.completed.cells;
     assert.ok(Math.abs(l0.completed.cells - n) <= Math.ceil(0.03 * n), `${l0.completed.cells} cells resampled vs ${n} at the model's resolution`);
   });

@@ -1,4 +1,5 @@
 /** Parsing, --help and the reference text of the CLI, all from the option tables in specs.ts. */
+import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { CommandSpec, OptionSpec } from './specs';
 
@@ -46,7 +47,10 @@ export function parseCommand(spec: CommandSpec, argv: string[]): Parsed {
     if (e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError(`"cellbridge ${spec.name}" takes no argument ${quoted ? `(got "${quoted}")` : ''}`.trim(), spec);
     throw err;
   }
-  if (parsed.positionals.length !== spec.positionals) {
+  if (spec.variadic && parsed.positionals.length < spec.positionals) {
+    throw new UsageError(`"cellbridge ${spec.name}" takes ${spec.args} (at least ${spec.positionals} argument${spec.positionals === 1 ? '' : 's'}), got ${parsed.positionals.length}`, spec);
+  }
+  if (!spec.variadic && parsed.positionals.length !== spec.positionals) {
     throw new UsageError(`"cellbridge ${spec.name}" takes ${spec.args} (${spec.positionals} argument${spec.positionals === 1 ? '' : 's'}), got ${parsed.positionals.length}`, spec);
   }
   for (const o of spec.options) if (o.required && parsed.values[o.name] === undefined) throw new UsageError(`--${o.name} ${o.value ?? ''} is required`.trimEnd(), spec);
@@ -108,4 +112,13 @@ export function markdownReference(specs: CommandSpec[], intro: string): string {
     out.push('');
   }
   return out.join('\n');
+}
+
+/** --ca CA.pem (or CELLBRIDGE_CA): the PEM certificate(s) of a private CA to trust for wss://. */
+export function readCa(path: string | undefined = process.env.CELLBRIDGE_CA || undefined): string | undefined {
+  if (path === undefined) return undefined;
+  let pem: string;
+  try { pem = readFileSync(path, 'utf8'); } catch (err) { throw new UsageError(`--ca ${path}: ${(err as Error).message}`); }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca ${path}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`);
+  return pem;
 }

@@ -42,6 +42,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     intraOpThreads: intFlag(values.threads, 'threads', 1, 256),
     limits,
     debug: env.CELLBRIDGE_DEBUG === '1',
+    instanceId: (values.instance ?? env.CELLBRIDGE_INSTANCE ?? '').slice(0, 200) || undefined,
     shutdownGraceMs: (intFlag(values['shutdown-grace-s'] ?? env.CELLBRIDGE_SHUTDOWN_GRACE_S, 'shutdown-grace-s', 0, 3600) ?? 10) * 1000,
   };
 }
@@ -82,11 +83,12 @@ export async function serve(argv: string[]): Promise<void> {
       process.exit(0);
     });
   };
+  config.onStopRequest = (reason) => stop(reason);
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   daemon = await startDaemon(config, log);
   process.stdout.write(JSON.stringify({
-    event: 'listening', url: daemon.url, port: daemon.port,
+    event: 'listening', url: daemon.url, port: daemon.port, instance: daemon.instance,
     provider: daemon.provider.name, deviceName: daemon.provider.deviceName, skipped: daemon.provider.skipped,
     models: daemon.registry.list().map((m) => ({ name: m.name, status: m.status, ...(m.error ? { error: m.error } : {}) })),
     defaultModel: daemon.registry.defaultModel,

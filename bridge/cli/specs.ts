@@ -27,8 +27,9 @@ export interface CommandSpec {
   name: string;
   /** Positional arguments as shown in the usage line ('' when none). */
   args: string;
-  /** How many positional arguments it takes. */
+  /** How many positional arguments it takes (with `variadic`, at least this many). */
   positionals: number;
+  variadic?: boolean;
   summary: string;
   options: OptionSpec[];
   /** Paragraphs after the option list. */
@@ -64,21 +65,30 @@ export const SERVE: CommandSpec = {
     { name: 'postprocess-workers', type: 'string', value: 'N', default: 'cores − 1', help: 'worker threads for post-processing' },
     { name: 'threads', type: 'string', value: 'N', default: 'cores (CPU), cores/4 (GPU)', help: 'onnxruntime threads per session' },
     limit('max-message-mb', 'maxMessageBytes', 1, 99, 1024 * 1024, 'largest WebSocket message a client may send, MiB (larger: connection closed, code 1009)'),
-    limit('max-clients', 'maxClients', 1, 10_000, 1, 'open connections (more: upgrade refused with HTTP 503)'),
+    limit('max-clients', 'maxClients', 1, 10_000, 1, 'initialized connections (more: upgrade refused with HTTP 503, or error -32016 to initialize)'),
+    limit('max-preauth-connections', 'maxPreAuthConnections', 1, 1000, 1, 'connections that have not initialized yet, a separate quota (more: the oldest is closed, code 1008)'),
+    limit('max-preauth-kb', 'maxPreAuthMessageBytes', 1, 1024, 1024, 'largest message before initialize succeeded, KiB (larger: connection closed, code 1009)'),
     limit('max-jobs-per-client', 'maxJobsPerClient', 1, 1000, 1, 'jobs of one connection running at once (more: error -32016)'),
     limit('max-tiles-in-flight', 'maxTilesInFlight', 1, 256, 1, 'upper bound for a job\'s options.maxTilesInFlight (a larger request is lowered to it; the plan says the value used)'),
-    limit('max-tiles-per-client', 'maxTilesInFlightPerClient', 1, 4096, 1, 'tiles asked for and not yet through inference, over all jobs of one connection'),
+    limit('max-tiles-per-client', 'maxTilesInFlightPerClient', 1, 4096, 1, 'tiles asked for and not yet through post-processing, over all jobs of one connection'),
+    limit('max-tiles-in-flight-total', 'maxTilesInFlightTotal', 1, 100_000, 1, 'tiles asked for and not yet through post-processing, over all connections'),
     limit('max-tiles-per-job', 'maxTilesPerJob', 1, 10_000_000, 1, 'planned tiles of one job (more: error -32016)'),
+    limit('max-planned-tiles-per-client', 'maxPlannedTilesPerClient', 1, 100_000_000, 1, 'planned tiles of the running jobs of one connection together (more: error -32016)'),
+    limit('max-plan-tiles-inline', 'maxPlanTilesInline', 0, 1_000_000, 1, 'tiles listed in the job/start answer; larger plans send each tile\'s rectangle with its job/requestTiles only'),
     limit('max-rois-per-job', 'maxRoisPerJob', 1, 1_000_000, 1, 'ROIs in one job/start (more: error -32016)'),
     limit('max-roi-vertices', 'maxRoiVertices', 3, 10_000_000, 1, 'vertices over all ROIs of one job (more: error -32016)'),
     limit('max-roi-megapixels', 'maxRoiAreaPixels', 1, 1_000_000, 1_000_000, 'total ROI area of one job, full-resolution megapixels (more: error -32016)'),
     limit('tile-timeout-s', 'tileTimeoutMs', 1, 86_400, 1000, 'a requested tile must arrive within this time, or the job fails (-32023)'),
     limit('plan-timeout-s', 'planTimeoutMs', 1, 3600, 1000, 'checking the ROIs and planning the tiles of one job (more: error -32016)'),
+    limit('plan-memory-mb', 'planMemoryMb', 32, 65_536, 1, 'heap of the planning worker, MB (more: error -32016, the worker is replaced)'),
+    limit('job-timeout-s', 'jobTimeoutMs', 1, 30 * 86_400, 1000, 'a job running longer than this fails (-32023), however steadily its tiles arrive'),
+    limit('task-timeout-s', 'taskTimeoutMs', 1, 86_400, 1000, 'one inference or post-processing task; longer: the worker is replaced and the job fails (-32023)'),
     limit('init-timeout-s', 'initializeTimeoutMs', 1, 3600, 1000, 'time from connecting to initialize (more: connection closed, code 1008)'),
     limit('idle-timeout-s', 'idleTimeoutMs', 0, 7 * 86_400, 1000, 'a connection with no running job that sends nothing for this long is closed; 0 = never'),
     limit('ping-interval-s', 'pingIntervalMs', 0, 3600, 1000, 'WebSocket ping period; a peer that misses a pong is dropped; 0 = no pings'),
     limit('max-send-buffer-mb', 'maxSendBufferBytes', 1, 4096, 1024 * 1024, 'MiB queued for a client that does not read (more: connection closed, code 1008)'),
     { name: 'shutdown-grace-s', type: 'string', value: 'N', default: '10', env: 'CELLBRIDGE_SHUTDOWN_GRACE_S', help: 'on SIGTERM/SIGINT, time running jobs get to finish before they are cancelled' },
+    { name: 'instance', type: 'string', value: 'NAME', default: 'HOST:PORT/PID', env: 'CELLBRIDGE_INSTANCE', help: 'the name initialize (serverInfo.instance) and cellbridge health report, to tell daemons behind a load balancer apart' },
     HELP,
   ],
   notes: [
@@ -93,13 +103,17 @@ export const SERVE: CommandSpec = {
 
 export const SEGMENT: CommandSpec = {
   name: 'segment',
-  args: 'IMAGE',
+  args: 'IMAGE...',
   positionals: 1,
-  summary: 'Segment and classify the cells of an image file (Aperio .svs, pyramidal TIFF, OME-TIFF, or any image libvips reads) into a GeoJSON file QuPath imports. Uses a running daemon (--server) or starts one in-process.',
+  variadic: true,
+  summary: 'Segment and classify the cells of image files (Aperio .svs, pyramidal TIFF, OME-TIFF, or any image libvips reads) into GeoJSON files QuPath imports. Uses a running daemon (--server) or starts one in-process.',
   options: [
-    { name: 'out', short: 'o', type: 'string', value: 'OUT.geojson', required: true, help: 'GeoJSON FeatureCollection to write; it appears only when the job completed' },
+    { name: 'out', short: 'o', type: 'string', value: 'OUT.geojson', required: true, help: 'GeoJSON FeatureCollection to write; it appears only when the job completed. With several jobs (several images, or --job-per-roi): a directory, one IMAGE[.ROI_ID].geojson per job' },
     { name: 'roi', type: 'string', value: 'FILE', default: 'the whole image', help: 'GeoJSON with the regions to segment (FeatureCollection, Feature or bare Polygon/MultiPolygon, full-resolution pixels)' },
-    { name: 'server', type: 'string', value: 'URL', default: 'an in-process daemon', help: 'a running daemon, e.g. ws://127.0.0.1:8765/' },
+    { name: 'server', type: 'string', value: 'URL', default: 'an in-process daemon', help: 'a running daemon, e.g. ws://127.0.0.1:8765/, or wss://HOST:PORT/ through a TLS proxy such as deploy/\'s nginx' },
+    { name: 'ca', type: 'string', value: 'CA.pem', env: 'CELLBRIDGE_CA', help: 'certificate of a private CA to trust for wss:// (e.g. the ca.crt of deploy/make-certs.sh)' },
+    { name: 'parallel', type: 'string', value: 'N', default: '1', help: 'jobs in flight at once, each on its own connection (behind a load balancer: spread over the daemons); a job whose daemon dies runs once more on another connection' },
+    { name: 'job-per-roi', type: 'boolean', help: 'one job per ROI of --roi instead of one job per image' },
     { name: 'token', type: 'string', value: 'SECRET', env: 'CELLBRIDGE_TOKEN', help: 'the daemon\'s token' },
     { name: 'model', type: 'string', value: 'NAME', default: 'the daemon\'s default', help: 'model to use' },
     { name: 'models', type: 'string', value: 'DIR', default: 'models/', help: 'models folder of the in-process daemon' },
@@ -113,11 +127,13 @@ export const SEGMENT: CommandSpec = {
   ],
   notes: [
     'Progress goes to stderr; the last line on stdout is a JSON summary: {"status":"completed","cells":…,"counts":{…},"seconds":…}. Exit status 0 when the job completed, 1 when it failed, 2 for a usage error.',
-    'JPEG 2000-compressed slides (some Aperio .svs) are refused with a clear error: libvips cannot decode them. Convert them or segment from QuPath, which reads the pixels itself.',
+    'Several jobs: one JSON line per job (with instance, the daemon that ran it, and attempts), then {"batch":{"jobs":…,"completed":…,"failed":…,"retried":…,"byInstance":{…}}}. Exit status 0 when every job completed.',
+        'JPEG 2000-compressed slides (some Aperio .svs) are refused with a clear error: libvips cannot decode them. Convert them or segment from QuPath, which reads the pixels itself.',
   ],
   examples: [
     'cellbridge segment slide.svs --out cells.geojson',
     'cellbridge segment slide.svs --roi region.geojson --out cells.geojson --server ws://127.0.0.1:8765/',
+    'cellbridge segment a.svs b.svs c.svs --out results/ --parallel 6 --server wss://cellbridge.example.org:8443/ --ca ca.crt',
   ],
 };
 
@@ -125,10 +141,11 @@ export const HEALTH: CommandSpec = {
   name: 'health',
   args: '',
   positionals: 0,
-  summary: 'Check a daemon: connects and initializes like a client; exit 0 when it answers with a ready model, 1 otherwise. Prints one JSON line.',
+  summary: 'Check a daemon: connects and initializes like a client, then asks server/health; exit 0 when it answers "ok" (a ready model, every worker pool able to run work), 1 when it is "degraded" or does not answer. Prints one JSON line, with the instance (and host) of the daemon that answered.',
   options: [
     { name: 'server', type: 'string', value: 'URL', default: `ws://127.0.0.1:${DEFAULT_PORT}/`, env: 'CELLBRIDGE_PORT', help: 'the daemon (without --server, the port comes from CELLBRIDGE_PORT when set)' },
     { name: 'token', type: 'string', value: 'SECRET', env: 'CELLBRIDGE_TOKEN', help: 'the daemon\'s token' },
+    { name: 'ca', type: 'string', value: 'CA.pem', env: 'CELLBRIDGE_CA', help: 'certificate of a private CA to trust for wss://' },
     { name: 'timeout-s', type: 'string', value: 'S', default: '5', help: 'give up after this many seconds' },
     HELP,
   ],

@@ -1,6 +1,6 @@
 /** Worker thread: owns onnxruntime sessions and turns tile pixels into output maps. */
 import { parentPort, workerData } from 'node:worker_threads';
-import * as ort from 'onnxruntime-node';
+import * as ort from './ort';
 import type { ModelCard } from './model-card';
 import { extractMaps, prepareInput, type RawOutput, type TileOutputMaps } from './preprocess';
 import { serveWorker } from '../workers/pool';

@@ -1,5 +1,5 @@
 /** The one place that opens onnxruntime sessions (workers, start-up checks and tests use it). */
-import * as ort from 'onnxruntime-node';
+import * as ort from './ort';
 
 export interface SessionOptions { provider: string; intraOpThreads?: number }
 

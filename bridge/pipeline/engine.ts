@@ -27,6 +27,8 @@ export interface EngineOptions {
    * CELLBRIDGE_BATCH_SIZE.
    */
   batchSize?: number;
+  /** A task (one tile or batch) running longer than this has its worker replaced and fails; 0/undefined = no limit. */
+  taskTimeoutMs?: number;
 }
 
 export interface EngineDefaults { inferenceWorkers: number; intraOpThreads: number; batchSize: number }
@@ -90,10 +92,10 @@ export class TileEngine {
     };
     const data: InferenceWorkerData = { provider: options.provider, intraOpThreads: this.settings.intraOpThreads };
     this.inference = new WorkerPool(join(__dirname, '../inference/inference-worker.js'), {
-      name: 'inference', size: this.settings.inferenceWorkers, workerData: data,
+      name: 'inference', size: this.settings.inferenceWorkers, workerData: data, taskTimeoutMs: options.taskTimeoutMs,
     });
     this.postprocess = new WorkerPool(join(__dirname, 'postprocess-worker.js'), {
-      name: 'post-processing', size: this.settings.postprocessWorkers,
+      name: 'post-processing', size: this.settings.postprocessWorkers, taskTimeoutMs: options.taskTimeoutMs,
     });
   }
 

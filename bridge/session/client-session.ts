@@ -3,7 +3,8 @@
  * binary tile frames, and clean-up when the client leaves (its jobs are cancelled and freed).
  *
  * Limits enforced here (see bridge/config.ts): jobs per client, ROIs/vertices/area/tiles per job,
- * tiles in flight per job and per client, initialize/idle timeouts, unresponsive peers (ping).
+ * planned tiles per client, tiles in flight per job and per client, initialize/idle timeouts,
+ * unresponsive peers (ping), pre-authentication limits (small messages, one wrong token closes).
  */
 import { setMaxListeners } from 'node:events';
 import type WebSocket from 'ws';
@@ -11,7 +12,7 @@ import { createMessageConnection, ResponseError, type MessageConnection } from '
 import {
   CompletedNotification, DetectionsNotification, ErrorCodes, FrameError, FrameRejectedNotification,
   isCompatibleProtocol, PROTOCOL_VERSION, ProgressNotification, RequestTilesNotification, ShutdownNotification,
-  decodeTileFrame, type InitializeResult, type StartJobResult, type CancelJobResult, type ModelInfo,
+  decodeTileFrame, type InitializeResult, type StartJobResult, type CancelJobResult, type ModelInfo, type TilePlan,
 } from '../../protocol';
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/ws-transport';
 import { checkJobId, checkStartJob, invalid } from './validate';
@@ -19,7 +20,9 @@ import { FrameRejection, Job } from './job';
 import type { PlanResult } from './plan-worker';
 import { TileBudget } from './tile-budget';
 import { tokenMatches } from './auth';
-import { PoolTaskAborted, PoolTaskTimeout, tagOwner } from '../workers/pool';
+import { isLoopback } from '../util/loopback';
+import { PoolTaskAborted, PoolTaskTimeout, tagOwner, WorkerCrashed } from '../workers/pool';
+import { setMaxPayload } from '../transport/ws-transport';
 import type { Logger } from '../util/log';
 import type { DaemonContext } from './daemon-context';
 import { MAX_NOTIFICATION_BYTES } from '../config';
@@ -34,22 +37,14 @@ export function limitExceeded(limit: string, value: number, message: string): Re
 
 const KNOWN_CODES = new Set<number>(Object.values(ErrorCodes));
 
-/** Positions in a GeoJSON Polygon/MultiPolygon's coordinates, counted without trusting the shape. */
-function countPositions(geometry: unknown): number {
-  const g = geometry as { type?: unknown; coordinates?: unknown };
-  const polys = g?.type === 'MultiPolygon' ? g.coordinates : [g?.coordinates];
-  let n = 0;
-  if (!Array.isArray(polys)) return 0;
-  for (const p of polys) if (Array.isArray(p)) for (const ring of p) if (Array.isArray(ring)) n += ring.length;
-  return n;
-}
-
 /** Warnings about one client's bad frames and messages are logged this many times, then counted. */
 const WARN_BUDGET = 20;
 
 export class ClientSession {
   private readonly connection: MessageConnection;
   private initialized = false;
+  /** A wrong or missing token was given: nothing more from this connection is read or answered. */
+  private refused = false;
   private readonly jobs = new Map<number, Job>();
   /** job/start requests being planned: they count against maxJobsPerClient. */
   private pendingStarts = 0;
@@ -71,15 +66,21 @@ export class ClientSession {
     /** The upgrade already carried the right token. */
     private authorized: boolean,
     readonly id: number,
+    /** The peer's address (server/stop is for loopback peers only). */
+    private readonly remote?: string,
   ) {
     const limits = daemon.config.limits;
     this.owner = `client-${id}`;
     tagOwner(this.lifetime.signal, this.owner);
     setMaxListeners(0, this.lifetime.signal); // one listener per queued job/start
-    this.budget = new TileBudget(limits.maxTilesInFlightPerClient);
+    this.budget = new TileBudget(limits.maxTilesInFlightPerClient, daemon.tileBudget);
+    // Before authentication only small messages are read (limits.maxPreAuthMessageBytes, the
+    // server's default); an Authorization header with the right token lifts that at once.
+    if (authorized) setMaxPayload(socket, limits.maxMessageBytes);
     const onOverflow = (bytes: number) => this.log.warn('client not reading; closing', { bufferedBytes: bytes, limit: limits.maxSendBufferBytes });
     const reader = new WebSocketMessageReader(socket, (data) => this.onBinary(data), {
       onOverflow,
+      isClosed: () => this.refused,
       onActivity: () => { this.lastActivity = Date.now(); this.alive = true; },
       onInternalError: (err, where) => this.internalError(err, where),
       onProtocolError: (code, message) => { this.counters.protocolErrors++; this.warn('bad message', { code, message }); },
@@ -115,6 +116,16 @@ export class ClientSession {
   }
 
   get jobCount(): number { return this.jobs.size; }
+
+  /** Not yet authenticated: no `initialize` yet and no valid token header. Counts against limits.maxPreAuthConnections. */
+  get preAuth(): boolean { return !this.initialized && !this.authorized && !this.closed; }
+
+  /** Planned tiles of this connection's running jobs (limits.maxPlannedTilesPerClient). */
+  private plannedTiles(): number {
+    let n = 0;
+    for (const job of this.jobs.values()) n += job.tileCount;
+    return n;
+  }
 
   private every(ms: number, fn: () => void, once = false): void {
     const t = once ? setTimeout(fn, ms) : setInterval(fn, ms);
@@ -153,6 +164,8 @@ export class ClientSession {
     c.onRequest('models/list', this.guard(() => this.modelInfos(), true));
     c.onRequest('job/start', this.guard((params: unknown) => this.startJob(params)));
     c.onRequest('job/cancel', this.guard((params: unknown) => this.cancelJob(params), true));
+    c.onRequest('server/stop', this.guard(() => this.stopServer(), true));
+    c.onRequest('server/health', this.guard(() => this.daemon.health(), true));
     if (this.daemon.config.debug) {
       // Test and debugging aid (CELLBRIDGE_DEBUG=1): counts of live objects and the process's memory.
       c.onRequest('debug/stats', this.guard(() => {
@@ -161,6 +174,18 @@ export class ClientSession {
         return this.daemon.stats();
       }, true));
     }
+  }
+
+  /** server/stop: loopback peers only; the guard already required initialize (and so the token, when there is one). */
+  private stopServer(): { stopping: true } {
+    const remote = this.remote ?? '';
+    if (!isLoopback(remote)) {
+      this.log.warn('server/stop refused', { remote });
+      throw new ResponseError(ErrorCodes.Unauthorized, 'Unauthorized: only a client on the same computer (loopback) may stop the daemon');
+    }
+    this.log.info('stop requested by a client');
+    this.daemon.requestStop('stop requested by a client (server/stop)');
+    return { stopping: true };
   }
 
   private modelInfos(): ModelInfo[] {
@@ -177,7 +202,10 @@ export class ClientSession {
     }));
   }
 
-  private initialize(params: unknown): InitializeResult {
+  private initialize(params: unknown): InitializeResult | Promise<never> {
+    // Requests already queued behind a refused initialize are neither checked nor answered: one
+    // token guess per connection.
+    if (this.refused) return new Promise<never>(() => undefined);
     if (this.initialized) throw new ResponseError(ErrorCodes.AlreadyInitialized, 'Already initialized: send "initialize" once per connection');
     const p = params as Record<string, unknown> | undefined;
     if (typeof p !== 'object' || p === null) throw invalid('initialize takes {clientInfo, protocolVersion, token?}');
@@ -188,7 +216,10 @@ export class ClientSession {
     if (token && !this.authorized) {
       if (!tokenMatches(p.token, token)) {
         this.log.warn('connection refused', { reason: p.token === undefined ? 'no token' : 'wrong token' });
-        setTimeout(() => this.socket.close(1008, 'unauthorized: missing or wrong token'), 50).unref();
+        this.refused = true;
+        // Closed once this answer is on its way; nothing else from the peer is read meanwhile.
+        setImmediate(() => this.socket.close(1008, 'unauthorized: missing or wrong token'));
+        setTimeout(() => this.socket.terminate(), 2000).unref();
         throw new ResponseError(ErrorCodes.Unauthorized, p.token === undefined
           ? 'Unauthorized: this daemon requires a token (set it in the client settings, e.g. CELLBRIDGE_TOKEN)'
           : 'Unauthorized: the token is wrong');
@@ -201,14 +232,19 @@ export class ClientSession {
         ? 'Since 2.0 the daemon alone resizes pixels to the model\'s resolution (clients send them unresized): install the QuPath scripts (qupath-scripts/) of this Cell Bridge version.'
         : 'Update the client scripts or the daemon so that the major versions match.'}`);
     }
+    if (!this.authorized && !this.daemon.admit(this)) {
+      setImmediate(() => this.socket.close(1008, 'too many clients'));
+      throw limitExceeded('maxClients', this.daemon.config.limits.maxClients, 'the daemon serves no more clients at once; try again later');
+    }
     this.initialized = true;
+    setMaxPayload(this.socket, this.daemon.config.limits.maxMessageBytes);
     const name = clientInfo.name.slice(0, 100);
     const version = typeof clientInfo.version === 'string' ? '/' + clientInfo.version.slice(0, 50) : '';
     this.log = this.log.child({ client: `${name}${version}` });
     this.log.info('client initialized');
     const l = this.daemon.config.limits;
     return {
-      serverInfo: { name: 'cellbridge', version: this.daemon.version },
+      serverInfo: { name: 'cellbridge', version: this.daemon.version, ...this.daemon.identity },
       protocolVersion: PROTOCOL_VERSION,
       models: this.modelInfos(),
       defaultModel: this.daemon.registry.defaultModel,
@@ -217,13 +253,14 @@ export class ClientSession {
         maxMessageBytes: l.maxMessageBytes, maxTilesInFlight: l.maxTilesInFlight, maxJobsPerClient: l.maxJobsPerClient,
         maxRoiAreaPixels: l.maxRoiAreaPixels, tileTimeoutMs: l.tileTimeoutMs,
         maxTilesInFlightPerClient: l.maxTilesInFlightPerClient, maxNotificationBytes: MAX_NOTIFICATION_BYTES,
+        maxPlanTilesInline: l.maxPlanTilesInline, maxPlannedTilesPerClient: l.maxPlannedTilesPerClient, jobTimeoutMs: l.jobTimeoutMs,
       },
     };
   }
 
   private async startJob(params: unknown): Promise<StartJobResult> {
-    const p = checkStartJob(params);
     const limits = this.daemon.config.limits;
+    const p = checkStartJob(params, limits.maxRoiVertices);
     const modelName = p.model ?? this.daemon.registry.defaultModel;
     const model = modelName ? this.daemon.registry.get(modelName) : undefined;
     if (!model) {
@@ -235,12 +272,15 @@ export class ClientSession {
       throw limitExceeded('maxJobsPerClient', limits.maxJobsPerClient, `at most ${limits.maxJobsPerClient} jobs per connection run at once; wait for one to complete`);
     }
     if (p.rois.length > limits.maxRoisPerJob) throw limitExceeded('maxRoisPerJob', limits.maxRoisPerJob, `${p.rois.length} ROIs in one job`);
-    const vertices = p.rois.reduce((n, r) => n + countPositions(r.geometry), 0);
-    if (vertices > limits.maxRoiVertices) {
-      throw limitExceeded('maxRoiVertices', limits.maxRoiVertices, `the ROIs have ${vertices} vertices; simplify the annotations or split the job`);
+    if (p.vertices > limits.maxRoiVertices) {
+      throw limitExceeded('maxRoiVertices', limits.maxRoiVertices, `the ROIs have ${p.vertices} vertices; simplify the annotations or split the job`);
+    }
+    const tilesLeft = limits.maxPlannedTilesPerClient - this.plannedTiles();
+    if (tilesLeft <= 0) {
+      throw limitExceeded('maxPlannedTilesPerClient', limits.maxPlannedTilesPerClient, 'this connection\'s running jobs already hold as many planned tiles as it may have; wait for a job to end');
     }
     const card = model.card;
-    const opts = p.options ?? {};
+    const opts = p.options;
     const imageMpp = p.image.micronsPerPixel ?? opts.assumeMicronsPerPixel ?? null;
     const modelMpp = card.input.micronsPerPixel;
     let target = 1;
@@ -257,12 +297,15 @@ export class ClientSession {
     const choice = chooseResolution(target, p.image.downsamples ?? [1], PIXEL_SIZE_TOLERANCE, modelMpp === null ? null : imageMpp);
     const downsample = choice.downsample;
     let planned: PlanResult;
+    const grid = { imageWidth: p.image.width, imageHeight: p.image.height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap, align: choice.align };
+    const clientCapped = tilesLeft < limits.maxTilesPerJob;
     this.pendingStarts++;
     try {
       planned = await this.daemon.planner.run({
-        rois: p.rois,
-        grid: { imageWidth: p.image.width, imageHeight: p.image.height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap, align: choice.align },
-        maxRoiVertices: limits.maxRoiVertices, maxRoiAreaPixels: limits.maxRoiAreaPixels, maxTilesPerJob: limits.maxTilesPerJob,
+        rois: p.rois, grid,
+        maxRoiVertices: limits.maxRoiVertices, maxRoiAreaPixels: limits.maxRoiAreaPixels,
+        maxTilesPerJob: Math.min(limits.maxTilesPerJob, tilesLeft),
+        ...(clientCapped ? { tileLimitName: 'maxPlannedTilesPerClient', jobTileLimit: limits.maxTilesPerJob } : {}),
       }, [], this.lifetime.signal);
     } catch (err) {
       if (this.closed || err instanceof PoolTaskAborted) throw new ResponseError(ErrorCodes.Cancelled, 'The connection is closing');
@@ -270,7 +313,14 @@ export class ClientSession {
       if (err instanceof PoolTaskTimeout) {
         throw limitExceeded('planTimeoutMs', limits.planTimeoutMs, 'checking the ROIs and planning the tiles took too long; simplify the annotations or split the job');
       }
-      const { code, data } = err as { code?: unknown; data?: unknown };
+      if (err instanceof WorkerCrashed) {
+        // The planning worker's heap is capped (resourceLimits): running out of it is the usual cause.
+        throw limitExceeded('planMemoryMb', limits.planMemoryMb, 'checking the ROIs and planning the tiles needed too much memory; simplify the annotations or split the job');
+      }
+      const { code, data } = err as { code?: unknown; data?: { limit?: unknown } };
+      if (code === ErrorCodes.LimitExceeded && data?.limit === 'maxPlannedTilesPerClient') {
+        throw limitExceeded('maxPlannedTilesPerClient', limits.maxPlannedTilesPerClient, `the job needs more than the ${tilesLeft} tiles left to this connection (its running jobs hold the rest); wait for a job to end`);
+      }
       const message = (err as Error).message ?? String(err);
       if (typeof code === 'number' && KNOWN_CODES.has(code)) throw new ResponseError(code, message, data);
       throw new ResponseError(ErrorCodes.InvalidRoi, `The ROIs could not be read: ${message}`);
@@ -279,13 +329,19 @@ export class ClientSession {
     }
     if (this.closed) throw new ResponseError(ErrorCodes.Cancelled, 'The connection is closing');
     if (this.daemon.shuttingDown) throw new ResponseError(ErrorCodes.ShuttingDown, 'The daemon is shutting down');
-    const { rois, tiles } = planned;
+    const { rois, cells } = planned;
+    const tileCount = cells.length / 2;
+    // Other jobs of this connection may have been planned meanwhile.
+    if (this.plannedTiles() + tileCount > limits.maxPlannedTilesPerClient) {
+      throw limitExceeded('maxPlannedTilesPerClient', limits.maxPlannedTilesPerClient, `the job needs ${tileCount} tiles and this connection's running jobs hold ${this.plannedTiles()}; wait for a job to end`);
+    }
     const maxTilesInFlight = Math.min(opts.maxTilesInFlight ?? 4, limits.maxTilesInFlight);
     const pixelFormat = opts.pixelFormat ?? 'argb32';
+    // Both objects hold known keys only (the card is validated, the overrides are built by validate.ts).
     const postprocess: PostprocessOptions = { ...card.postprocess, ...(opts.postprocess ?? {}) };
     const jobId = this.daemon.nextJobId();
     const job = new Job({
-      id: jobId, model, tiles, rois, pixelFormat, maxTilesInFlight, postprocess,
+      id: jobId, model, plan: { grid, cells }, rois, pixelFormat, maxTilesInFlight, postprocess,
       context: {
         // Smallest first: a cell inside nested ROIs belongs to the innermost one.
         rois: [...rois].sort((a, b) => a.area - b.area).map((r) => ({ id: r.id, polygons: r.polygons, bbox: r.bbox })),
@@ -299,6 +355,7 @@ export class ClientSession {
       detectionBatchSize: opts.detectionBatchSize ?? 500,
       frameSlack: choice.align > 1 ? 1 : 0,
       tileTimeoutMs: limits.tileTimeoutMs,
+      jobTimeoutMs: limits.jobTimeoutMs,
       budget: this.budget,
     }, this.daemon.engine, {
       requestTiles: (m) => this.notify(RequestTilesNotification.method, m),
@@ -310,9 +367,15 @@ export class ClientSession {
     tagOwner(job.signal, this.owner);
     this.jobs.set(jobId, job);
     this.daemon.trackJob(job, this);
-    this.log.info('job started', { job: jobId, model: model.name, tiles: tiles.length, rois: rois.length, downsample, readDownsample: choice.readDownsample, resampled: choice.resampled });
+    this.log.info('job started', { job: jobId, model: model.name, tiles: tileCount, rois: rois.length, downsample, readDownsample: choice.readDownsample, resampled: choice.resampled });
     // The plan (this request's response) must reach the client before the first tile request.
     setImmediate(() => job.start());
+    // Large plans are not listed: each tile's rectangle comes with its job/requestTiles.
+    let tiles: TilePlan[] | undefined;
+    if (tileCount <= limits.maxPlanTilesInline) {
+      tiles = [];
+      for (let id = 0; id < tileCount; id++) { const { core: _core, ...t } = job.tile(id); tiles.push(t); }
+    }
     return {
       jobId, model: model.name, downsample, readDownsample: choice.readDownsample, readLevel: choice.level,
       resolution: {
@@ -320,7 +383,7 @@ export class ClientSession {
         tolerance: PIXEL_SIZE_TOLERANCE,
         resampling: choice.resampled ? { kernel: RESAMPLING_KERNEL, scale: choice.align / downsample } : null,
       },
-      pixelFormat, maxTilesInFlight, tiles: tiles.map(({ core: _core, ...t }) => t),
+      pixelFormat, maxTilesInFlight, tileCount, ...(tiles ? { tiles } : {}),
     };
   }
 
@@ -386,6 +449,15 @@ export class ClientSession {
 
   close(code: number, reason: string): void {
     this.socket.close(code, reason);
+  }
+
+  /** Closes a pre-authentication connection to make room: its messages are no longer read. */
+  evict(code: number, reason: string): void {
+    this.refused = true;
+    this.log.warn('connection closed', { reason });
+    this.dispose(reason);
+    this.socket.close(code, reason);
+    setTimeout(() => this.socket.terminate(), 2000).unref();
   }
 
   /** Drops the connection without the closing handshake (a peer that does not answer it). */

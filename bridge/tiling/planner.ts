@@ -60,26 +60,77 @@ export function tileAt(spec: GridSpec, g: Grid, i: number, j: number, id: number
   };
 }
 
+/** The ROIs' joint bounding box clipped to the image (a loop: no argument-count limit on huge ROI lists). */
+export function unionBbox(spec: Pick<GridSpec, 'imageWidth' | 'imageHeight'>, rois: Pick<Roi, 'bbox'>[]): [number, number, number, number] {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const r of rois) {
+    if (r.bbox[0] < x0) x0 = r.bbox[0];
+    if (r.bbox[1] < y0) y0 = r.bbox[1];
+    if (r.bbox[2] > x1) x1 = r.bbox[2];
+    if (r.bbox[3] > y1) y1 = r.bbox[3];
+  }
+  return [Math.max(0, x0), Math.max(0, y0), Math.min(spec.imageWidth, x1), Math.min(spec.imageHeight, y1)];
+}
+
+/**
+ * The compact plan: the grid cells (i, j) of the tiles whose core meets some ROI, row by row, as
+ * [i0, j0, i1, j1, ...] (tile id = pair index). 8 bytes per tile instead of an object each; a tile's
+ * rectangle is computed when needed (`tileOf`). Stops once more than `maxTiles` tiles are found
+ * (the returned array then holds maxTiles + 1 of them).
+ */
+export function planCells(spec: GridSpec, rois: Roi[], maxTiles = Infinity): Uint32Array {
+  const g = gridOf(spec);
+  const [bx0, by0, bx1, by1] = unionBbox(spec, rois);
+  if (!(bx1 > bx0 && by1 > by0)) return new Uint32Array(0);
+  const cellRange = (b: readonly number[]) => [
+    Math.max(0, Math.floor(Math.max(0, b[0]) / g.stride)), Math.min(g.cols - 1, Math.floor((Math.min(spec.imageWidth, b[2]) - 1e-9) / g.stride)),
+    Math.max(0, Math.floor(Math.max(0, b[1]) / g.stride)), Math.min(g.rows - 1, Math.floor((Math.min(spec.imageHeight, b[3]) - 1e-9) / g.stride)),
+  ];
+  const [i0, i1, j0, j1] = cellRange([bx0, by0, bx1, by1]);
+  const cols = i1 - i0 + 1;
+  // One bit per grid cell of the joint bounding box; each ROI marks the cells its own bounding box
+  // covers and its outline meets: cost ~ the ROIs' own cells, not cells x ROIs.
+  const marked = new Uint8Array(cols * (j1 - j0 + 1));
+  let n = 0;
+  for (const r of rois) {
+    const [ri0, ri1, rj0, rj1] = cellRange(r.bbox);
+    for (let j = rj0; j <= rj1; j++) {
+      for (let i = ri0; i <= ri1; i++) {
+        const k = (j - j0) * cols + (i - i0);
+        if (marked[k]) continue;
+        const cx0 = i * g.stride, cy0 = j * g.stride;
+        const cx1 = Math.min(spec.imageWidth, cx0 + g.stride), cy1 = Math.min(spec.imageHeight, cy0 + g.stride);
+        if (!bboxIntersects(r, cx0, cy0, cx1, cy1) || !coreMeetsRoi(r, cx0, cy0, cx1, cy1)) continue;
+        marked[k] = 1;
+        if (++n > maxTiles) return cellsOf(marked, cols, i0, j0, n);
+      }
+    }
+  }
+  return cellsOf(marked, cols, i0, j0, n);
+}
+
+/** The marked cells as [i, j] pairs, row by row. */
+function cellsOf(marked: Uint8Array, cols: number, i0: number, j0: number, n: number): Uint32Array {
+  const out = new Uint32Array(2 * n);
+  let t = 0;
+  for (let k = 0; k < marked.length && t < n; k++) {
+    if (!marked[k]) continue;
+    out[2 * t] = i0 + (k % cols); out[2 * t + 1] = j0 + Math.floor(k / cols);
+    t++;
+  }
+  return out;
+}
+
+/** Tile `id` of a compact plan (see planCells). */
+export function tileOf(spec: GridSpec, g: Grid, cells: Uint32Array, id: number): PlannedTile {
+  return tileAt(spec, g, cells[2 * id], cells[2 * id + 1], id);
+}
+
 /** Tiles whose core meets some ROI, row by row. */
 export function planTiles(spec: GridSpec, rois: Roi[]): PlannedTile[] {
   const g = gridOf(spec);
-  const tiles: PlannedTile[] = [];
-  const bx0 = Math.max(0, Math.min(...rois.map((r) => r.bbox[0])));
-  const by0 = Math.max(0, Math.min(...rois.map((r) => r.bbox[1])));
-  const bx1 = Math.min(spec.imageWidth, Math.max(...rois.map((r) => r.bbox[2])));
-  const by1 = Math.min(spec.imageHeight, Math.max(...rois.map((r) => r.bbox[3])));
-  if (!(bx1 > bx0 && by1 > by0)) return tiles;
-  const i0 = Math.floor(bx0 / g.stride), i1 = Math.min(g.cols - 1, Math.floor((bx1 - 1e-9) / g.stride));
-  const j0 = Math.floor(by0 / g.stride), j1 = Math.min(g.rows - 1, Math.floor((by1 - 1e-9) / g.stride));
-  for (let j = j0; j <= j1; j++) {
-    for (let i = i0; i <= i1; i++) {
-      const cx0 = i * g.stride, cy0 = j * g.stride;
-      const cx1 = Math.min(spec.imageWidth, cx0 + g.stride), cy1 = Math.min(spec.imageHeight, cy0 + g.stride);
-      if (!rois.some((r) => bboxIntersects(r, cx0, cy0, cx1, cy1) && coreMeetsRoi(r, cx0, cy0, cx1, cy1))) continue;
-      tiles.push(tileAt(spec, g, i, j, tiles.length));
-    }
-  }
-  return tiles;
+  const cells = planCells(spec, rois);
+  return Array.from({ length: cells.length / 2 }, (_, id) => tileOf(spec, g, cells, id));
 }
 
 /**

@@ -2,7 +2,7 @@
  * ROI geometry: validation of client polygons and the point-in-ROI test (holes respected).
  * Pure; coordinates are full-resolution pixels.
  */
-import { kinks, polygon as turfPolygon } from '@turf/turf';
+import { findSelfIntersection } from './self-intersection';
 
 /** A polygon as flat rings [x0,y0,x1,y1,...] (not repeating the first point): rings[0] outer, the rest holes. */
 export type FlatPolygon = Float64Array[];
@@ -47,13 +47,6 @@ function parseRing(raw: unknown, label: string): Float64Array {
   return Float64Array.from(out);
 }
 
-function closedCoords(r: Float64Array): number[][] {
-  const c: number[][] = [];
-  for (let i = 0; i < r.length; i += 2) c.push([r[i], r[i + 1]]);
-  c.push([r[0], r[1]]);
-  return c;
-}
-
 /** Validates a GeoJSON Polygon/MultiPolygon and returns it normalised. Throws RoiError with a human message. */
 export function parseRoi(id: string, geometry: unknown, maxVertices = 1_000_000): Roi {
   const g = geometry as { type?: unknown; coordinates?: unknown };
@@ -73,9 +66,9 @@ export function parseRoi(id: string, geometry: unknown, maxVertices = 1_000_000)
     const rings = p.map((r, ri) => parseRing(r, `ROI "${id}" polygon ${pi} ring ${ri}`));
     for (const r of rings) vertices += r.length / 2;
     if (vertices > maxVertices) throw new RoiError(`ROI "${id}" has more than ${maxVertices} vertices`);
-    const k = kinks(turfPolygon(rings.map(closedCoords)));
-    if (k.features.length > 0) {
-      const [x, y] = k.features[0].geometry.coordinates;
+    const crossing = findSelfIntersection(rings);
+    if (crossing) {
+      const [x, y] = crossing;
       throw new RoiError(`ROI "${id}" polygon ${pi} intersects itself (near x=${x.toFixed(1)}, y=${y.toFixed(1)}); fix the annotation's outline`);
     }
     let a = Math.abs(ringSignedArea(rings[0]));

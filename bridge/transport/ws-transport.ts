@@ -22,6 +22,19 @@ export interface TransportOptions {
   maxBufferedBytes?: number;
   /** Called once when the connection is closed for that reason. */
   onOverflow?: (bufferedBytes: number) => void;
+  /** While this says true, nothing the peer sends is read any more (a refused connection that is closing). */
+  isClosed?: () => boolean;
+}
+
+/**
+ * Sets the largest message this one socket accepts (ws checks it per frame, before buffering, and
+ * closes with 1009 above it). ws only has a server-wide `maxPayload`; the per-socket value is its
+ * receiver's `_maxPayload` (ws 8), so this fails loudly should a ws update rename it.
+ */
+export function setMaxPayload(socket: WebSocket, bytes: number): void {
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+  if (!receiver || typeof receiver._maxPayload !== 'number') throw new Error('ws internals changed: cannot set a per-connection message size limit');
+  receiver._maxPayload = bytes;
 }
 
 /** Notifications vscode-jsonrpc handles itself; their params are dereferenced without checks. */
@@ -31,7 +44,8 @@ const BUILTIN_NOTIFICATIONS = new Set(['$/cancelRequest', '$/progress', '$/setTr
 function guardedSend(socket: WebSocket, data: string, options: Pick<TransportOptions, 'maxBufferedBytes' | 'onOverflow'>, cb?: (err?: Error) => void): boolean {
   if (socket.readyState !== socket.OPEN) return false;
   const max = options.maxBufferedBytes;
-  if (max !== undefined && socket.bufferedAmount + data.length > max) {
+  // bufferedAmount counts bytes; so must the message (a UTF-16 length undercounts non-ASCII text).
+  if (max !== undefined && socket.bufferedAmount + Buffer.byteLength(data, 'utf8') > max) {
     options.onOverflow?.(socket.bufferedAmount);
     socket.close(1008, 'too many unread messages: the client does not read what the server sends');
     // A peer that does not read will not complete the closing handshake either.
@@ -50,6 +64,7 @@ export class WebSocketMessageReader extends AbstractMessageReader implements Mes
     super();
     socket.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       try {
+        if (this.options.isClosed?.()) return;
         this.options.onActivity?.();
         const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
         if (isBinary) { this.onBinary(buf); return; }
@@ -67,6 +82,7 @@ export class WebSocketMessageReader extends AbstractMessageReader implements Mes
   listen(callback: DataCallback): Disposable {
     this.callback = callback;
     for (const m of this.buffered.splice(0)) {
+      if (this.options.isClosed?.()) break;
       try { callback(m); } catch (err) { this.internalError(err, 'text frame'); }
     }
     return { dispose: () => { this.callback = null; } };

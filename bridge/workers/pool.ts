@@ -5,9 +5,13 @@
  *   owners, so one client with many queued tiles cannot starve the others.
  * - Queued tasks can be dropped with an AbortSignal (a cancelled job frees its queued work at once).
  * - A worker that crashes (or runs past `taskTimeoutMs`) is replaced; only the task it held fails.
+ * - A task that cannot be sent (postMessage throws: not structured-cloneable) fails at once with
+ *   TaskNotSent; the worker stays free for the next task.
+ * - `health()` says whether the pool can run work (see PoolHealth).
  */
 import { Worker, type TransferListItem } from 'node:worker_threads';
 import { EventEmitter } from 'node:events';
+import type { PoolHealthInfo } from '../../protocol';
 
 export class PoolTaskAborted extends Error {
   constructor() { super('task aborted'); this.name = 'AbortError'; }
@@ -20,6 +24,14 @@ export class WorkerCrashed extends Error {
 
 /** The task ran longer than the pool's taskTimeoutMs; its worker was replaced. */
 export class PoolTaskTimeout extends WorkerCrashed {}
+
+/** The task could not be handed to a worker (postMessage threw, e.g. a value that cannot be cloned). */
+export class TaskNotSent extends Error {
+  constructor(readonly pool: string, message: string) { super(message); }
+}
+
+/** Whether a pool can run work, for `server/health` and `cellbridge health` (the protocol's type). */
+export type PoolHealth = PoolHealthInfo;
 
 const owners = new WeakMap<AbortSignal, string>();
 
@@ -34,8 +46,11 @@ export function tagOwner(signal: AbortSignal, owner: string): void {
  * thread crash. Never set it in production.
  */
 export const TEST_CRASH_ENV = 'CELLBRIDGE_TEST_CRASH_ON_TILE';
+/** Test-only, like TEST_CRASH_ENV: the N-th post-processing task makes its worker spin forever (a wedged worker). */
+export const TEST_HANG_ENV = 'CELLBRIDGE_TEST_HANG_ON_TILE';
 const TEST_CRASH_POOL = 'post-processing';
 const TEST_CRASH_MARKER = '__cellbridgeTestCrash';
+const TEST_HANG_MARKER = '__cellbridgeTestHang';
 const READY_KEY = '__cellbridgeWorkerReady';
 const READY = { [READY_KEY]: true } as const;
 
@@ -55,6 +70,9 @@ interface Slot<I, O> {
   timer: NodeJS.Timeout | null;
   /** The worker has loaded its script (serveWorker said so): only then do tasks and their time limit start. */
   ready: boolean;
+  /** When the worker was started, and when its current task was sent (performance.now()). */
+  spawnedAt: number;
+  taskSince: number;
 }
 
 type WorkerReply<O> = { ok: true; result: O } | { ok: false; error: string; code?: number; data?: unknown };
@@ -63,11 +81,21 @@ export interface PoolOptions {
   size: number;
   workerData?: unknown;
   /** Node's resourceLimits for each worker. */
-  resourceLimits?: { maxOldGenerationSizeMb?: number };
+  resourceLimits?: { maxOldGenerationSizeMb?: number; maxYoungGenerationSizeMb?: number };
   name: string;
   /** A task still running after this long has its worker terminated and replaced; 0/undefined = no limit. */
   taskTimeoutMs?: number;
+  /**
+   * health() calls the pool unable to run work when every worker is busy with a task older than
+   * this (ms). Default: half of taskTimeoutMs, or 60 s without one.
+   */
+  stallMs?: number;
 }
+
+/** A pool whose workers were replaced this often within a minute is crash-looping: respawns slow down and health() says so. */
+const CRASH_LOOP = 5;
+/** A worker that has not loaded its script after this long counts as not starting. */
+const START_GRACE_MS = 30_000;
 
 export class WorkerPool<I, O> extends EventEmitter {
   private readonly slots: Slot<I, O>[] = [];
@@ -78,17 +106,44 @@ export class WorkerPool<I, O> extends EventEmitter {
   private closed = false;
   private dispatched = 0;
   private readonly crashOn: number;
+  private readonly hangOn: number;
+  /** When workers were replaced (performance.now()), the last minute's. */
+  private replacedAt: number[] = [];
 
   constructor(private readonly script: string, private readonly options: PoolOptions) {
     super();
-    const n = Number(process.env[TEST_CRASH_ENV]);
-    this.crashOn = options.name === TEST_CRASH_POOL && Number.isInteger(n) && n > 0 ? n : 0;
+    const testN = (env: string) => {
+      const n = Number(process.env[env]);
+      return options.name === TEST_CRASH_POOL && Number.isInteger(n) && n > 0 ? n : 0;
+    };
+    this.crashOn = testN(TEST_CRASH_ENV);
+    this.hangOn = testN(TEST_HANG_ENV);
     for (let i = 0; i < options.size; i++) this.slots.push(this.spawn());
   }
 
   get size(): number { return this.slots.length; }
   get queued(): number { return this.queuedCount; }
   get busy(): number { return this.slots.filter((s) => s.task !== null).length; }
+
+  health(now = performance.now()): PoolHealth {
+    this.replacedAt = this.replacedAt.filter((t) => now - t < 60_000);
+    const ready = this.slots.filter((s) => s.ready).length;
+    const busy = this.busy;
+    const longest = Math.max(0, ...this.slots.map((s) => (s.task ? now - s.taskSince : 0)));
+    const stallMs = this.options.stallMs ?? (this.options.taskTimeoutMs ? this.options.taskTimeoutMs / 2 : 60_000);
+    const h: PoolHealth = {
+      name: this.options.name, size: this.slots.length, ready, busy, queued: this.queuedCount,
+      longestTaskMs: Math.round(longest), replacedLastMinute: this.replacedAt.length, ok: true,
+    };
+    const stalled = this.slots.length > 0 && this.slots.every((s) => s.task !== null && now - s.taskSince > stallMs);
+    const notStarting = this.slots.length > 0 && this.slots.every((s) => !s.ready && now - s.spawnedAt > START_GRACE_MS);
+    if (this.closed) h.problem = 'closed';
+    else if (stalled) h.problem = `every ${this.options.name} worker has been on one task for more than ${Math.round(stallMs / 1000)} s`;
+    else if (notStarting) h.problem = `no ${this.options.name} worker has started within ${START_GRACE_MS / 1000} s`;
+    else if (this.replacedAt.length >= CRASH_LOOP) h.problem = `${this.replacedAt.length} ${this.options.name} workers crashed or timed out in the last minute`;
+    if (h.problem) h.ok = false;
+    return h;
+  }
 
   run(input: I, transfer: TransferListItem[] = [], signal?: AbortSignal): Promise<O> {
     if (this.closed) return Promise.reject(new Error(`${this.options.name} pool is closed`));
@@ -154,7 +209,7 @@ export class WorkerPool<I, O> extends EventEmitter {
       workerData: this.options.workerData,
       resourceLimits: this.options.resourceLimits,
     });
-    const slot: Slot<I, O> = { worker, task: null, timer: null, ready: false };
+    const slot: Slot<I, O> = { worker, task: null, timer: null, ready: false, spawnedAt: performance.now(), taskSince: 0 };
     worker.on('message', (reply: WorkerReply<O> | typeof READY) => {
       if ((reply as typeof READY)[READY_KEY] === true) { slot.ready = true; this.pump(); return; }
       const task = slot.task;
@@ -190,9 +245,19 @@ export class WorkerPool<I, O> extends EventEmitter {
       task.reject(taskError ?? new WorkerCrashed(this.options.name, `the ${this.options.name} worker crashed (${err.message}); it was replaced`));
     }
     if (!this.closed) {
-      this.slots.push(this.spawn());
-      this.pump();
+      const now = performance.now();
+      this.replacedAt = this.replacedAt.filter((t) => now - t < 60_000);
+      this.replacedAt.push(now);
+      // A worker that dies as it starts must not make a tight respawn loop.
+      if (this.replacedAt.length >= CRASH_LOOP) setTimeout(() => this.respawn(), 1000).unref();
+      else this.respawn();
     }
+  }
+
+  private respawn(): void {
+    if (this.closed || this.slots.length >= this.options.size) return;
+    this.slots.push(this.spawn());
+    this.pump();
   }
 
   private detach(task: Task<I, O>): void {
@@ -206,18 +271,27 @@ export class WorkerPool<I, O> extends EventEmitter {
       if (slot.task !== null || !slot.ready) continue;
       const task = this.next()!;
       slot.task = task;
+      slot.taskSince = performance.now();
       const limit = this.options.taskTimeoutMs;
       if (limit && limit > 0) {
         slot.timer = setTimeout(() => {
-          const err = new PoolTaskTimeout(this.options.name, `the ${this.options.name} task ran longer than ${Math.round(limit / 1000)} s and was stopped`);
+          const err = new PoolTaskTimeout(this.options.name, `the ${this.options.name} task ran longer than ${Math.round(limit / 1000)} s and was stopped; its worker was replaced`);
           this.onCrash(slot, err, err);
         }, limit);
         slot.timer.unref();
       }
-      if (this.crashOn > 0 && ++this.dispatched === this.crashOn) {
-        slot.worker.postMessage({ [TEST_CRASH_MARKER]: true });
-      } else {
-        slot.worker.postMessage(task.input, task.transfer);
+      const n = ++this.dispatched;
+      try {
+        if (n === this.crashOn) slot.worker.postMessage({ [TEST_CRASH_MARKER]: true });
+        else if (n === this.hangOn) slot.worker.postMessage({ [TEST_HANG_MARKER]: true });
+        else slot.worker.postMessage(task.input, task.transfer);
+      } catch (err) {
+        // Nothing reached the worker: it stays free, only this task fails.
+        slot.task = null;
+        if (slot.timer) { clearTimeout(slot.timer); slot.timer = null; }
+        this.detach(task);
+        task.reject(new TaskNotSent(this.options.name, `the task could not be sent to a ${this.options.name} worker: ${(err as Error).message}`));
+        setImmediate(() => this.pump());
       }
     }
   }
@@ -233,6 +307,9 @@ export function serveWorker<I, O>(
     if (typeof input === 'object' && input !== null && (input as Record<string, unknown>)[TEST_CRASH_MARKER] === true) {
       setImmediate(() => { throw new Error(`test crash (${TEST_CRASH_ENV})`); });
       return;
+    }
+    if (typeof input === 'object' && input !== null && (input as Record<string, unknown>)[TEST_HANG_MARKER] === true) {
+      for (;;) { /* test hang (TEST_HANG_ENV): only the pool's task timeout ends this */ }
     }
     try {
       const { result, transfer } = await handler(input);

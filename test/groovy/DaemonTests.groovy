@@ -219,7 +219,31 @@ scenarios.each { String name ->
                         probe[c] = false
                     }
                 }
+                // every class of lib/ and the three entry scripts compile on this class path (this Groovy)
+                File lib = new File(root, 'qupath-scripts/lib')
+                List<String> compiled = []
+                Map<String, String> compileErrors = [:]
+                lib.eachFileRecurse { File f ->
+                    if (f.name.endsWith('.groovy')) {
+                        String cls = lib.toPath().relativize(f.toPath()).toString().replace(File.separator, '.') - ~/\.groovy$/
+                        try {
+                            t.loader.loadClass(cls)
+                            compiled << cls
+                        } catch (Throwable e) {
+                            compileErrors[cls] = e.toString()
+                        }
+                    }
+                }
+                ['Detect_cells.groovy', 'Run_for_project.groovy', 'Cell_Bridge_menu.groovy'].each { String s ->
+                    try {
+                        new GroovyShell(t.loader).parse(new File(root, "qupath-scripts/${s}"))
+                        compiled << s
+                    } catch (Throwable e) {
+                        compileErrors[s] = e.toString()
+                    }
+                }
                 out[name] = [groovy: GroovySystem.version, java: System.getProperty('java.version'),
+                             compiled: compiled.sort(), compileErrors: compileErrors,
                              classPath: System.getProperty('java.class.path').split(File.pathSeparator).toList(), loads: probe]
                 break
             case 'unknownModel':

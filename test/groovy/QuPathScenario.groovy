@@ -173,15 +173,56 @@ p2.imageList.find { it.imageName == 'scene-qupath.tif' }.saveImageData(d1b)
 def d1c = open(reload(), 'scene-qupath.tif')
 out.third.savedA2Cells = cellsOf(annotation(d1c, 'A2')).size()
 
-// 4. The daemon is not there: each image FAILED with a clear line, nothing changed, the batch goes on
+// 4. The daemon is not there (and autostart=false, else the scripts would start one from this repo): each image
+//    FAILED with a clear line, nothing changed, the batch goes on
 ServerSocket probe = new ServerSocket(0)
 int port = probe.localPort
 probe.close()
 String log4 = captureOut {
-    runner.scriptCommand(['-p', projectFile.path, '-a', "server=127.0.0.1:${port}".toString(),
+    runner.scriptCommand(['-p', projectFile.path, '-a', "server=127.0.0.1:${port}".toString(), '-a', 'autostart=false',
                           new File(scripts, 'Run_for_project.groovy').path])
 }
 def d1d = open(reload(), 'scene-qupath.tif')
 out.absent = [failedLines: log4.readLines().findAll { it.startsWith('Cell Bridge FAILED: ') },
               unchanged: cellsOf(annotation(d1d, 'A1')).size() == out.second.a1Cells]
+
+// 5. No daemon runs; the scripts know the install (install=this repo): Detect cells starts the daemon (detached,
+//    logging to a file, with the token), detects; a second run reuses it; a wrong token is refused by it; the
+//    menu's Stop daemon (QuPathAdapter.stopDaemon) stops it
+ServerSocket probe2 = new ServerSocket(0)
+int port2 = probe2.localPort
+probe2.close()
+File daemonLog = new File(config.autostartLog as String)
+List<String> autoArgs = ["server=127.0.0.1:${port2}", "install=${root.path}", "node=${config.node}", "daemonLog=${daemonLog.path}",
+                         'model=synthetic', 'token=autostart-secret-42',
+                         "daemonArgs=--models ${config.modelsDir} --device cpu --log-level info"]*.toString()
+Closure detectAuto = { List<String> a ->
+    PathObject target = annotation(d1d, 'A2')
+    d1d.hierarchy.selectionModel.setSelectedObject(target)
+    long t0 = System.currentTimeMillis()
+    String text = captureOut { runner.run(project: p2, imageData: d1d, file: new File(scripts, 'Detect_cells.groovy'), args: a as String[]) }
+    [ms: System.currentTimeMillis() - t0, lines: text.readLines().findAll { it.startsWith('Cell Bridge') }, cells: cellsOf(target).size()]
+}
+Map run1 = detectAuto(autoArgs)
+Map run2 = detectAuto(autoArgs)
+Map wrongToken = detectAuto(autoArgs.collect { it.startsWith('token=') ? 'token=not-the-token' : it })
+List<String> logLines = daemonLog.isFile() ? daemonLog.readLines('UTF-8') : []
+GroovyClassLoader adapterLoader = new GroovyClassLoader(this.class.classLoader)
+adapterLoader.addClasspath(new File(scripts, 'lib').path)
+String stopText = adapterLoader.loadClass('cellbridge.qupath.QuPathAdapter').stopDaemon(autoArgs, scripts)
+boolean closed = false
+for (int i = 0; i < 100 && !closed; i++) {
+    try {
+        new Socket('127.0.0.1', port2).close()
+        Thread.sleep(200)
+    } catch (IOException ignored) {
+        closed = true
+    }
+}
+String stopAgain = adapterLoader.loadClass('cellbridge.qupath.QuPathAdapter').stopDaemon(autoArgs, scripts)
+List<String> logAfter = daemonLog.isFile() ? daemonLog.readLines('UTF-8') : []
+out.autostart = [first: run1, second: run2, wrongToken: wrongToken, starts: logLines.count { it.startsWith('---- pid ') },
+                 listening: logLines.count { it.startsWith('{"event":"listening"') }, tokenOnCommandLine: logLines.any { it.contains('autostart-secret-42') },
+                 stopText: stopText, portClosed: closed, stopAgain: stopAgain,
+                 stopLogged: logAfter.any { it.contains('stop requested by a client') }, logTail: logAfter.takeRight(15)]
 return out

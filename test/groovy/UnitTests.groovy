@@ -206,6 +206,33 @@ t.check('json (Gson, no groovy-json): round trip keeps types and exact numbers; 
     t.expectThrows(IllegalArgumentException) { Json.write([o: new Object()]) }
 }
 
+t.check('daemon launcher: only for loopback servers with an install; a daemon that exits is reported with its log') {
+    Class Launcher = t.cls('DaemonLauncher')
+    File fake = File.createTempDir()
+    new File(fake, 'dist/bridge').mkdirs()
+    new File(fake, 'dist/bridge/cli.js').text = 'console.error("listen EADDRINUSE: port taken"); process.exit(3)'
+    new File(fake, 'node_modules').mkdirs()
+    File scriptsDir = new File(fake, 'qupath-scripts')
+    scriptsDir.mkdirs()
+    Closure settings = { List<String> a -> Settings.resolve(a, scriptsDir, [:], new Properties()) }
+    t.eq(Launcher.forSettings(settings(['server=gpu-box:8765'])), null, 'a remote server is never started')
+    t.eq(Launcher.forSettings(settings(['autostart=false'])), null, 'autostart=false')
+    t.eq(Launcher.forSettings(settings(["install=${scriptsDir}".toString()])), null, 'no CLI there')
+    def l = Launcher.forSettings(settings(['server=127.0.0.1:1', "daemonLog=${fake}/d.log".toString(), 'token=t0ken-secret']))
+    t.eq(l.install, fake, 'the folder above the scripts folder')
+    t.eq(l.command().drop(1), [new File(fake, 'dist/bridge/cli.js').path, 'serve', '--host', '127.0.0.1', '--port', '1'])
+    def e = t.expectThrows(CellBridgeException) { l.startAndConnect { -> false } }
+    t.eq(e.code, ErrorCodes.DAEMON_NOT_RUNNING)
+    t.ok(e.message.contains('could not start its daemon') && e.message.contains('exit code 3') &&
+        e.message.contains('EADDRINUSE'), e.message)
+    t.ok(!new File(fake, 'd.log').text.contains('t0ken-secret'), 'no token in the log')
+    def missing = Launcher.forSettings(settings(['server=127.0.0.1:1', 'node=/no/such/node', "daemonLog=${fake}/e.log".toString()]))
+    t.ok(t.expectThrows(CellBridgeException) { missing.start() }.message.contains("cannot run '/no/such/node'"), 'no node')
+    new File(fake, 'node_modules').deleteDir()
+    t.ok(t.expectThrows(CellBridgeException) { missing.start() }.message.contains('not installed yet'), 'npm ci not run')
+    fake.deleteDir()
+}
+
 t.check('client: protocol MAJOR parsing') {
     t.eq(Client.major('1.0'), 1)
     t.eq(Client.major('12.3'), 12)

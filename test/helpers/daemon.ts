@@ -16,8 +16,9 @@ export interface RunningDaemon {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startDaemon(opts: { modelsDir?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<RunningDaemon> {
-  const args = [CLI, 'serve', '--port', '0', '--log-level', 'info', ...(opts.modelsDir ? ['--models', opts.modelsDir] : []), ...(opts.args ?? [])];
+/** `cli`: another build's cli.js (bench/attacks.ts measures main's daemon with it). */
+export async function startDaemon(opts: { modelsDir?: string; args?: string[]; env?: NodeJS.ProcessEnv; cli?: string } = {}): Promise<RunningDaemon> {
+  const args = [opts.cli ?? CLI, 'serve', '--port', '0', '--log-level', 'info', ...(opts.modelsDir ? ['--models', opts.modelsDir] : []), ...(opts.args ?? [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const stderr: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));

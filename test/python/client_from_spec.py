@@ -67,10 +67,10 @@ async def main(url, pixels_path, width, height, image_name, mpp, out_path):
             if msg.get("id") == start_id:
                 assert "result" in msg, msg
                 plan = msg["result"]
-                tiles = {t["id"]: t for t in plan["tiles"]}
+                # §3: each job/requestTiles carries the rectangles of the tiles it asks for.
                 for p in pending:
-                    for tid in p["tileIds"]:
-                        await ws.send(frame(plan["jobId"], tiles[tid]))
+                    for tile in p["tiles"]:
+                        await ws.send(frame(plan["jobId"], tile))
                 pending = []
                 continue
             method, params = msg.get("method"), msg.get("params", {})
@@ -78,8 +78,8 @@ async def main(url, pixels_path, width, height, image_name, mpp, out_path):
                 if plan is None:
                     pending.append(params)
                 else:
-                    for tid in params["tileIds"]:
-                        await ws.send(frame(plan["jobId"], tiles[tid]))
+                    for tile in params["tiles"]:
+                        await ws.send(frame(plan["jobId"], tile))
             elif method == "job/detections":
                 assert params["roiId"] == "whole"
                 features.extend(params["features"])

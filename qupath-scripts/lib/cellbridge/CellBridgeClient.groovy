@@ -33,6 +33,8 @@ class CellBridgeClient implements Closeable {
 
     final String url
     final String token
+    /** PEM file of a private CA trusted for wss:// (Settings.caCertificate); null: Java's trust store. */
+    String caCertificate
     /** The version sent in initialize (tests change it to check the version-mismatch message). */
     String protocolVersion = PROTOCOL_VERSION
     int connectTimeoutSeconds = 5
@@ -71,6 +73,7 @@ class CellBridgeClient implements Closeable {
         CellBridgeClient client = new CellBridgeClient(settings.server, settings.token)
         client.connectTimeoutSeconds = settings.connectTimeoutSeconds
         client.idleTimeoutSeconds = settings.idleTimeoutSeconds
+        client.caCertificate = settings.caCertificate
         if (log != null) {
             client.log = log
         }
@@ -86,7 +89,11 @@ class CellBridgeClient implements Closeable {
 
     void connect() {
         int t = connectTimeoutSeconds
-        HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(t)).build()
+        HttpClient.Builder httpBuilder = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(t))
+        if (caCertificate && url.startsWith('wss://')) {
+            httpBuilder.sslContext(Tls.trusting(caCertificate))
+        }
+        HttpClient http = httpBuilder.build()
         WebSocket.Builder builder = http.newWebSocketBuilder().connectTimeout(Duration.ofSeconds(t))
         try {
             ws = builder.buildAsync(URI.create(url), new ClientListener(this)).get(t + 2, TimeUnit.SECONDS)
@@ -101,6 +108,11 @@ class CellBridgeClient implements Closeable {
     }
 
     private CellBridgeException connectError(Throwable cause) {
+        String tls = Tls.handshakeProblem(url, cause, caCertificate)
+        if (tls != null) {
+            // a settings problem (which CA to trust), not a daemon to start or a connection to retry
+            return new CellBridgeException(ErrorCodes.BAD_SETTING, tls, cause)
+        }
         if (cause instanceof WebSocketHandshakeException) {
             int status = ((WebSocketHandshakeException) cause).response?.statusCode() ?: 0
             if (status == 401) {
@@ -317,6 +329,11 @@ class CellBridgeClient implements Closeable {
         Throwable cause = unwrap(e)
         return new CellBridgeException(ErrorCodes.CONNECTION_LOST,
             Messages.connectionLost(url, closedReason ?: cause.message ?: cause.class.simpleName), cause)
+    }
+
+    /** Asks the daemon to stop (server/stop: loopback clients only); returns once it has agreed. */
+    void stopServer() {
+        request('server/stop', [:])
     }
 
     /** Fire-and-forget job/cancel (never blocks the caller, e.g. a Cancel button). */

@@ -46,16 +46,37 @@ class DetectionWorkflow {
         try {
             imageName = host.imageInfo()?.name as String
             host.progress("Connecting to ${settings.server}", -1d)
-            client = CellBridgeClient.open(settings, log)
+            client = connect(host)
             return run(client, host)
         } catch (CellBridgeException e) {
-            return ImageReport.failed(imageName, e.code, e.message)
+            return e.code == ErrorCodes.CANCELLED ? ImageReport.cancelled(imageName) :
+                ImageReport.failed(imageName, e.code, e.message)
         } catch (Exception e) {
             log("unexpected error: ${e}")
             return ImageReport.failed(imageName, ErrorCodes.INTERNAL_ERROR,
                 "Cell Bridge stopped on an unexpected error: ${e}. Nothing was added.")
         } finally {
             client?.close()
+        }
+    }
+
+    /**
+     * Connects; when nothing answers on this computer and a Cell Bridge install is known, starts the daemon
+     * (the host's progress says so) and connects once it is ready. A daemon started by an earlier run is reused.
+     */
+    CellBridgeClient connect(Object host) {
+        try {
+            return CellBridgeClient.open(settings, log)
+        } catch (CellBridgeException e) {
+            DaemonLauncher launcher = e.code == ErrorCodes.DAEMON_NOT_RUNNING ? DaemonLauncher.forSettings(settings) : null
+            if (launcher == null || cancelled) {
+                throw e
+            }
+            launcher.log = log
+            String text = Messages.startingDaemon(launcher.install)
+            log(text)
+            host.progress(text, -1d)
+            return launcher.startAndConnect { -> cancelled }
         }
     }
 
@@ -127,7 +148,7 @@ class DetectionWorkflow {
         JobOutcome outcome = started.await()
         if (!outcome.success) {
             return new ImageReport(image: name, status: outcome.status, code: outcome.code, message: outcome.message,
-                tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0)
+                tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0, server: instanceOf(client))
         }
 
         if (cancelled) {
@@ -146,7 +167,11 @@ class DetectionWorkflow {
         return new ImageReport(image: name, status: 'completed', cells: outcome.cellCount,
             counts: (outcome.completed.counts ?: [:]) as Map, regions: results*.describe(),
             tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0, model: card.name as String,
-            skipped: skipped)
+            skipped: skipped, server: instanceOf(client))
+    }
+
+    private static String instanceOf(CellBridgeClient client) {
+        return (client.initializeResult?.serverInfo as Map)?.instance as String
     }
 
 }

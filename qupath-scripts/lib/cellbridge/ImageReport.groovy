@@ -15,6 +15,10 @@ class ImageReport {
     int tilesTotal
     long millis
     String model
+    /** The daemon that ran the job (initialize's serverInfo.instance): which replica, behind a load balancer. */
+    String server
+    /** 2 when the image ran again on another connection because its daemon went away (parallel runs). */
+    int attempts = 1
 
     static ImageReport failed(String image, int code, String message) {
         return new ImageReport(image: image, status: 'failed', code: code, message: message)
@@ -31,7 +35,7 @@ class ImageReport {
     Map toMap() {
         return [image: image, status: status, code: code, codeName: code ? ErrorCodes.name(code) : null,
                 message: message, cells: cells, counts: counts, regions: regions, skipped: skipped,
-                tilesTotal: tilesTotal, millis: millis, model: model, ]
+                tilesTotal: tilesTotal, millis: millis, model: model, server: server, attempts: attempts, ]
     }
 
     String summaryLine() {

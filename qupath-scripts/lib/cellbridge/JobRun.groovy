@@ -56,8 +56,10 @@ class JobRun {
         readDownsample = (result.readDownsample ?: 1d) as double
         pixelFormat = (result.pixelFormat ?: 'argb32') as String
         model = result.model as String
+        // Large plans (more than limits.maxPlanTilesInline tiles) are not listed: each tile's
+        // rectangle then comes with the job/requestTiles that asks for it.
         List<Map> plan = (result.tiles ?: []) as List<Map>
-        tilesTotal = plan.size()
+        tilesTotal = result.tileCount != null ? result.tileCount as int : plan.size()
         plan.each { Map t -> tiles.put(t.id as long, t) }
     }
 
@@ -79,6 +81,7 @@ class JobRun {
         if (cancelRequested || completed.isDone()) {
             return
         }
+        (params.tiles as List<Map>)?.each { Map t -> tiles.put(t.id as long, t) }
         (params.tileIds as List).each { requested.offer(it as long) }
     }
 

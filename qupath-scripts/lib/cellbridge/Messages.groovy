@@ -11,12 +11,24 @@ final class Messages {
         'Start it with `npx cellbridge serve` in the Cell Bridge install folder ' +
         '(or with Docker: `docker run -d --init -p 8765:8765 -e CELLBRIDGE_TOKEN=SECRET cellbridge:cpu`, ' +
         "and token=SECRET in ${Settings.PROPERTIES_FILE}), then run this script again. If the daemon runs on " +
-        "another computer or port, set server=HOST:PORT in ${Settings.PROPERTIES_FILE} next to the Cell Bridge scripts."
+        "another computer or port, set server=HOST:PORT in ${Settings.PROPERTIES_FILE} next to the Cell Bridge scripts. " +
+        'To let the scripts start it themselves, set install=FOLDER (the Cell Bridge install folder) in ' +
+        "${Settings.PROPERTIES_FILE}."
 
     private Messages() { }
 
     static String daemonNotRunning(String url, String detail) {
         return "Cannot reach the Cell Bridge daemon at ${url} (${detail}). ${START_HINT}"
+    }
+
+    static String startingDaemon(File install) {
+        return "Starting the Cell Bridge daemon (${install.path}); the first start takes a few seconds…"
+    }
+
+    static String daemonStartFailed(File install, File logFile, String why, String logTail) {
+        return "Cell Bridge could not start its daemon from ${install.path}: ${why}. " +
+            (logTail ? "Last lines of ${logFile.path}:\n${logTail}\n" : "See ${logFile.path}. ") +
+            "To start it by hand: `npx cellbridge serve` in ${install.path}."
     }
 
     static String daemonBusy(String url) {

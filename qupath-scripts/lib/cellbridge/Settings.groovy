@@ -15,7 +15,9 @@ class Settings {
     static final String PROPERTIES_FILE = 'cellbridge.properties'
     static final List<String> KEYS = ['server', 'token', 'model', 'roi', 'objectType', 'pixelSize',
                                       'maxTilesInFlight', 'connectTimeoutSeconds', 'idleTimeoutSeconds',
-                                      'minArea', 'simplify', 'save', ].asImmutable()
+                                      'minArea', 'simplify', 'save',
+                                      'install', 'autostart', 'startTimeoutSeconds', 'node', 'daemonArgs',
+                                      'daemonLog', 'caCertificate', 'parallel', ].asImmutable()
     static final List<String> ROI_MODES = ['selected', 'all', 'image'].asImmutable()
 
     /** WebSocket URL of the daemon, e.g. ws://127.0.0.1:8765/ */
@@ -40,6 +42,24 @@ class Settings {
     double simplify = 0
     /** Save the image after detection in batch mode (QuPath's command line without -s). */
     boolean save = true
+    /** Cell Bridge install folder (holding dist/bridge/cli.js), to start the daemon from; null: look in the default places. */
+    File install
+    /** Start the daemon when none answers on a loopback address. */
+    boolean autostart = true
+    /** How long to wait for a daemon the scripts started (model loading, device checks). */
+    int startTimeoutSeconds = 120
+    /** Node.js executable; null: found on the PATH or in the usual install places. */
+    String node
+    /** Extra arguments for `cellbridge serve` when the scripts start it, separated by spaces (e.g. --device cpu). */
+    String daemonArgs
+    /** Log file of a daemon the scripts start; null: ~/.cellbridge/daemon-PORT.log. */
+    File daemonLog
+    /** The scripts folder these settings were read from (cellbridge.properties), or null. */
+    File home
+    /** PEM file of a private CA to trust for wss:// (besides Java's trust store); null: Java's trust store only. */
+    String caCertificate
+    /** Run for project: images in flight at once, each on its own connection; 1: one after another. */
+    int parallel = 1
 
     /**
      * @param args script arguments: "key=value" strings (QuPath's {@code args}); others ignored
@@ -58,7 +78,9 @@ class Settings {
         KEYS.each { String k -> putIfText(values, k, env?.get('CELLBRIDGE_' + upperSnake(k))) }
         KEYS.each { String k -> putIfText(values, k, sys?.getProperty('cellbridge.' + k)) }
         parseArgs(args).each { String k, String v -> putIfText(values, k, v) }
-        return fromMap(values)
+        Settings s = fromMap(values)
+        s.home = scriptsDir
+        return s
     }
 
     /** "key=value" arguments to a map; accepts "--key=value" too. Unknown keys are an error. */
@@ -119,10 +141,28 @@ class Settings {
         s.minArea = values.minArea ? nonNegative('minArea', values.minArea) : 0d
         s.simplify = values.simplify ? nonNegative('simplify', values.simplify) : 0d
         s.save = values.save ? !(values.save.toLowerCase(Locale.ROOT) in ['false', 'no', '0']) : true
+        s.install = values.install ? new File(expandHome(values.install)) : null
+        s.autostart = values.autostart ? !(values.autostart.toLowerCase(Locale.ROOT) in ['false', 'no', '0']) : true
+        s.startTimeoutSeconds = values.startTimeoutSeconds ?
+            (int) positive('startTimeoutSeconds', values.startTimeoutSeconds) : 120
+        s.node = values.node ? expandHome(values.node) : null
+        s.daemonArgs = values.daemonArgs ?: null
+        s.daemonLog = values.daemonLog ? new File(expandHome(values.daemonLog)) : null
+        s.caCertificate = values.caCertificate ? expandHome(values.caCertificate) : null
+        s.parallel = values.parallel ? (int) positive('parallel', values.parallel) : 1
+        if (s.parallel > 64) {
+            throw new CellBridgeException(ErrorCodes.BAD_SETTING, "parallel=${values.parallel}: at most 64 images at once.")
+        }
         return s
     }
 
-    /** "host", "host:port", "ws://host:port/", "http://host:port" all become a ws:// URL. */
+    /** "~/x" → the user's home + "/x" (properties files are written by hand). */
+    static String expandHome(String path) {
+        return path == '~' || path.startsWith('~/') || path.startsWith('~\\') ?
+            System.getProperty('user.home') + path.substring(1) : path
+    }
+
+    /** "host", "host:port", "ws://host:port/", "http://host:port" all become a ws:// URL (wss://, https://: wss://). */
     static String normalizeServer(String text) {
         String t = text.trim()
         if (t.startsWith('http://')) {

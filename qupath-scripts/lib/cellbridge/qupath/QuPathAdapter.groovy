@@ -7,6 +7,7 @@ import cellbridge.ErrorCodes
 import cellbridge.ImageReport
 import cellbridge.Json
 import cellbridge.Messages
+import cellbridge.ParallelImages
 import cellbridge.RegionResult
 import cellbridge.Results
 import cellbridge.Settings
@@ -120,25 +121,14 @@ class QuPathAdapter {
         ImageReport report
         try {
             Settings settings = Settings.resolve(scriptArgs(script), home, System.getenv(), System.getProperties())
+            if (settings.parallel > 1) {
+                return runProjectInParallel(script, settings)
+            }
             def imageData = QPEx.getCurrentImageData()
             if (imageData == null) {
                 throw new CellBridgeException(ErrorCodes.NOTHING_TO_DO, 'No image is open.')
             }
-            def hierarchy = imageData.getHierarchy()
-            String mode = settings.roi ?: 'all'
-            List<PathObject> targets = null
-            if (mode == 'all') {
-                targets = hierarchy.getAnnotationObjects() as List<PathObject>
-                targets = targets.isEmpty() ? null : targets
-            } else if (mode == 'selected') {
-                targets = hierarchy.getSelectionModel().getSelectedObjects()
-                    .findAll { PathObject o -> o.isAnnotation() } as List<PathObject>
-                if (targets.isEmpty()) {
-                    throw new CellBridgeException(ErrorCodes.NOTHING_TO_DO,
-                        'roi=selected, but nothing is selected in this image (use roi=all or roi=image in batch runs).')
-                }
-            }
-            report = run(settings, imageData, targets, false)
+            report = run(settings, imageData, batchTargets(settings, imageData), false)
             def entry = QPEx.getProjectEntry()
             if (report.success && settings.save && entry != null) {
                 entry.saveImageData(imageData)
@@ -148,9 +138,87 @@ class QuPathAdapter {
         } catch (Exception e) {
             report = ImageReport.failed(currentImageName(), ErrorCodes.INTERNAL_ERROR, "Cell Bridge failed: ${e}")
         }
-        println((report.success ? 'Cell Bridge: ' : 'Cell Bridge FAILED: ') + report.summaryLine())
-        println('CELLBRIDGE_REPORT ' + Json.write(report.toMap()))
+        printReport(report)
         return report
+    }
+
+    /** The annotations a batch run detects in (null: the whole image), by the roi setting (default all). */
+    private static List<PathObject> batchTargets(Settings settings, Object imageData) {
+        def hierarchy = imageData.getHierarchy()
+        String mode = settings.roi ?: 'all'
+        List<PathObject> targets = null
+        if (mode == 'all') {
+            targets = hierarchy.getAnnotationObjects() as List<PathObject>
+            targets = targets.isEmpty() ? null : targets
+        } else if (mode == 'selected') {
+            targets = hierarchy.getSelectionModel().getSelectedObjects()
+                .findAll { PathObject o -> o.isAnnotation() } as List<PathObject>
+            if (targets.isEmpty()) {
+                throw new CellBridgeException(ErrorCodes.NOTHING_TO_DO,
+                    'roi=selected, but nothing is selected in this image (use roi=all or roi=image in batch runs).')
+            }
+        }
+        return targets
+    }
+
+    private static void printReport(ImageReport report) {
+        println((report.success ? 'Cell Bridge: ' : 'Cell Bridge FAILED: ') + report.summaryLine() +
+            (report.server ? " [${report.server}${report.attempts > 1 ? ', attempt ' + report.attempts : ''}]" : ''))
+        println('CELLBRIDGE_REPORT ' + Json.write(report.toMap()))
+    }
+
+    /**
+     * parallel=N: the batch's first image runs every image of the project, N at a time, each on its own
+     * connection (ParallelImages: an image whose daemon went away runs once more on another one), and saves
+     * each image whose job completed; the batch's later images were done by then and are skipped.
+     */
+    private static ImageReport runProjectInParallel(Script script, Settings settings) {
+        def project = QPEx.getProject()
+        def current = QPEx.getProjectEntry()
+        if (project == null) {
+            throw new CellBridgeException(ErrorCodes.NOTHING_TO_DO,
+                'parallel=N runs the images of a project: use Run for project, or QuPath script -p project.qpproj.')
+        }
+        if ((batchIndex(script) ?: 0) > 0) {
+            println("Cell Bridge: ${current?.getImageName()}: done by the parallel run (parallel=${settings.parallel}) " +
+                "that started with this batch's first image")
+            return new ImageReport(image: current?.getImageName() as String, status: 'skipped')
+        }
+        List entries = project.getImageList() as List
+        // Taken on this thread: QuPath binds the batch's image to the script's thread, not to the pool's.
+        def currentData = QPEx.getCurrentImageData()
+        println("Cell Bridge: ${entries.size()} images, ${settings.parallel} at a time, through ${settings.server}")
+        Object lock = new Object()
+        Closure<ImageReport> runOne = { Object entry, int attempt -> runProjectEntry(entry, current, currentData, settings) }
+        Closure done = { Object entry, ImageReport r -> synchronized (lock) { printReport(r) } }
+        Closure log = { String line -> println("Cell Bridge: ${line}") }
+        List<ImageReport> reports = ParallelImages.run(entries, settings.parallel, runOne, done, log)
+        int ok = reports.count { ImageReport r -> r.success } as int
+        int retried = reports.count { ImageReport r -> r.attempts > 1 } as int
+        println("Cell Bridge: parallel run: ${ok}/${reports.size()} images completed" +
+            (retried ? ", ${retried} run again after their daemon went away" : ''))
+        int mine = entries.findIndexOf { Object e -> current != null && e.getID() == current.getID() }
+        return mine >= 0 ? reports[mine] : reports[0]
+    }
+
+    /** One image of a parallel run: the open one (the batch's first) as it is, the others read from the project. */
+    @SuppressWarnings('CatchException') // a failure on one image is reported and the others go on
+    private static ImageReport runProjectEntry(Object entry, Object current, Object currentData, Settings settings) {
+        String name = entry.getImageName() as String
+        try {
+            boolean isCurrent = current != null && entry.getID() == current.getID()
+            def imageData = isCurrent && currentData != null ? currentData : entry.readImageData()
+            ImageReport report = run(settings, imageData, batchTargets(settings, imageData), false)
+            report.image = report.image ?: name
+            if (report.success && settings.save) {
+                entry.saveImageData(imageData)
+            }
+            return report
+        } catch (CellBridgeException e) {
+            return ImageReport.failed(name, e.code, e.message)
+        } catch (Exception e) {
+            return ImageReport.failed(name, ErrorCodes.INTERNAL_ERROR, "Cell Bridge failed: ${e}")
+        }
     }
 
     /** Adds Extensions > Cell Bridge menu items (call from a startup script). */
@@ -167,6 +235,9 @@ class QuPathAdapter {
         qupath.installCommand('Extensions>Cell Bridge>Check connection', {
             Thread.start('cellbridge-check') { checkConnection(home) }
         } as Runnable)
+        qupath.installCommand('Extensions>Cell Bridge>Stop daemon', {
+            Thread.start('cellbridge-stop') { stopDaemon([], home) }
+        } as Runnable)
     }
 
     /** Connects, shows the daemon, its device and models (or why it cannot connect). */
@@ -180,7 +251,8 @@ class QuPathAdapter {
                 String models = client.models.collect { Map m ->
                     "${m.name} ${m.version} (${m.status}${m.micronsPerPixel ? ', ' + m.micronsPerPixel + ' µm/px' : ''})"
                 }.join('\n  ')
-                text = "Connected to ${init.serverInfo?.name} ${init.serverInfo?.version} at ${settings.server}\n" +
+                String instance = init.serverInfo?.instance ? " (daemon ${init.serverInfo.instance})" : ''
+                text = "Connected to ${init.serverInfo?.name} ${init.serverInfo?.version} at ${settings.server}${instance}\n" +
                     "Device: ${init.executionProvider?.name ?: '?'}\nModels:\n  ${models}"
             } finally {
                 client.close()
@@ -189,6 +261,45 @@ class QuPathAdapter {
         } catch (CellBridgeException e) {
             Fx.error('Cell Bridge', e.message)
         }
+    }
+
+    /**
+     * Stops the daemon of the settings (server/stop; only a daemon on this computer agrees). Returns the
+     * message shown (printed without a window).
+     */
+    static String stopDaemon(List<String> args, File home) {
+        String text
+        boolean ok = false
+        try {
+            Settings settings = Settings.resolve(args, home, System.getenv(), System.getProperties())
+            CellBridgeClient client
+            try {
+                client = CellBridgeClient.open(settings)
+            } catch (CellBridgeException e) {
+                if (e.code != ErrorCodes.DAEMON_NOT_RUNNING) {
+                    throw e
+                }
+                text = "No Cell Bridge daemon runs at ${settings.server}: nothing to stop."
+                Fx.info('Cell Bridge', text)
+                return text
+            }
+            try {
+                client.stopServer()
+                ok = true
+                text = "The Cell Bridge daemon at ${settings.server} is stopping. The next Detect cells starts it again " +
+                    '(when the scripts know where Cell Bridge is installed).'
+            } finally {
+                client.close()
+            }
+        } catch (CellBridgeException e) {
+            text = "Cell Bridge: the daemon could not be stopped: ${e.message}"
+        }
+        if (ok) {
+            Fx.info('Cell Bridge', text)
+        } else {
+            Fx.error('Cell Bridge', text)
+        }
+        return text
     }
 
     private static ImageReport run(Settings settings, Object imageData, List<PathObject> targets, boolean gui) {
@@ -226,6 +337,12 @@ class QuPathAdapter {
     static int batchSize(Script script) {
         Object n = attribute(script, 'qupath.script.batchSize')
         return n == null ? 1 : n as int
+    }
+
+    /** Index of this image in QuPath's batch (Run for project, -p); null outside a batch. */
+    static Integer batchIndex(Script script) {
+        Object n = attribute(script, 'qupath.script.batchIndex')
+        return n == null ? null : n as Integer
     }
 
     private static Object attribute(Script script, String name) {

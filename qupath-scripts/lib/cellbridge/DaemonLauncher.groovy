@@ -29,8 +29,9 @@ class DaemonLauncher {
     }
 
     /**
-     * A launcher for these settings, or null when the scripts must not start a daemon: autostart=false, the
-     * server is not on this computer or is a wss:// proxy, or no install is found (then the caller's "cannot reach" message stands).
+     * A launcher for these settings, or null when the scripts must not start a daemon: autostart=false,
+     * the server is not on this computer or is a wss:// proxy, or no install is found
+     * (then the caller's "cannot reach" message stands).
      */
     static DaemonLauncher forSettings(Settings settings) {
         if (!settings.autostart) {

@@ -9,7 +9,8 @@ final class Messages {
     /** How to start the daemon; shown whenever it cannot be reached. */
     static final String START_HINT =
         'Start it with `npx cellbridge serve` in the Cell Bridge install folder ' +
-        '(or with Docker: `docker run -d --init -p 8765:8765 -e CELLBRIDGE_TOKEN=SECRET cellbridge:cpu`, ' +
+        '(or with Docker, after building the image as docs/docker.md says: ' +
+        '`docker run -d --init -p 127.0.0.1:8765:8765 -e CELLBRIDGE_TOKEN=SECRET cellbridge:cpu`, ' +
         "and token=SECRET in ${Settings.PROPERTIES_FILE}), then run this script again. If the daemon runs on " +
         "another computer or port, set server=HOST:PORT in ${Settings.PROPERTIES_FILE} next to the Cell Bridge scripts. " +
         'To let the scripts start it themselves, set install=FOLDER (the Cell Bridge install folder) in ' +

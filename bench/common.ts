@@ -6,6 +6,8 @@ import { ModelRegistry, type RegisteredModel } from '../bridge/inference/model-r
 import type { ModelCard } from '../bridge/inference/model-card';
 import { SlideReader } from '../bridge/images/slide-reader';
 import { planTiles, type PlannedTile } from '../bridge/tiling/planner';
+import { resampleRgb } from '../bridge/tiling/resample';
+import { chooseResolution } from '../bridge/tiling/resolution';
 import { parseRoi, type Roi } from '../bridge/tiling/roi';
 
 export const REPO = join(__dirname, '..', '..');
@@ -31,7 +33,8 @@ export interface SlidePlan { slide: SlideReader; tiles: PlannedTile[]; roi: Roi;
 export async function planSlide(card: ModelCard, path = SVS): Promise<SlidePlan> {
   const slide = await SlideReader.open(path);
   const { width, height, micronsPerPixel } = slide.info;
-  const downsample = micronsPerPixel && card.input.micronsPerPixel ? card.input.micronsPerPixel / micronsPerPixel : 1;
+  const target = micronsPerPixel && card.input.micronsPerPixel ? card.input.micronsPerPixel / micronsPerPixel : 1;
+  const { downsample } = chooseResolution(target);
   const roi = parseRoi('image', { type: 'Polygon', coordinates: [[[0, 0], [width, 0], [width, height], [0, height], [0, 0]]] });
   const tiles = planTiles({ imageWidth: width, imageHeight: height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap }, [roi]);
   return { slide, tiles, roi, downsample };
@@ -45,7 +48,8 @@ export async function sampleTiles(plan: SlidePlan, count: number): Promise<Slide
   for (let k = 0; k < count; k++) picked.push(full[Math.floor(((k + 0.5) * full.length) / count)]);
   const out: SlideTile[] = [];
   for (const tile of picked) {
-    out.push({ tile, rgb: await plan.slide.readRegion(tile.x, tile.y, tile.width, tile.height, tile.outputWidth, tile.outputHeight) });
+    const read = await plan.slide.readRegion(tile.x, tile.y, tile.width, tile.height);
+    out.push({ tile, rgb: await resampleRgb(read, tile.readWidth, tile.readHeight, tile.outputWidth, tile.outputHeight) });
   }
   return out;
 }

@@ -33,7 +33,7 @@ export async function nodeTransport(url: string, side: number, ca?: string): Pro
       rois: [{ id: 'all', geometry: { type: 'Polygon', coordinates: [[[0, 0], [side, 0], [side, side], [0, side], [0, 0]]] } }],
       options: { pixelFormat: 'rgb8', maxTilesInFlight: 16 },
     }, async (tile) => {
-      const n = tile.outputWidth * tile.outputHeight * 3;
+      const n = tile.readWidth * tile.readHeight * 3;
       let buf = blank.get(n);
       if (!buf) blank.set(n, (buf = new Uint8Array(n)));
       bytes += n;

@@ -1,5 +1,5 @@
 /**
- * Every message of protocol v1 (1.1): parameter and result types, and the vscode-jsonrpc
+ * Every message of protocol v2: parameter and result types, and the vscode-jsonrpc
  * RequestType/NotificationType objects that name them. Transport-free: a client in any language
  * implements the same JSON shapes (see protocol/README.md).
  */
@@ -115,6 +115,12 @@ export interface ImageInfo {
   height: number;
   /** Full-resolution pixel size (µm/px); null when the image has none. */
   micronsPerPixel: number | null;
+  /**
+   * (v2) Downsample factors of the pyramid levels the client can read without resizing, full-res px
+   * per level px (QuPath: server.getPreferredDownsamples()). Level 0 (1) is always readable; the
+   * daemon picks one level per job (StartJobResult.readDownsample). Default [1].
+   */
+  downsamples?: number[];
 }
 
 export interface RoiInput {
@@ -167,9 +173,10 @@ export interface StartJobParams {
 
 /**
  * One region the client must read and send. The region is in full-resolution pixels and always
- * lies inside the image. Read it at `downsample` so that the image is exactly
- * outputWidth x outputHeight (QuPath: RegionRequest.createInstance(path, downsample, x, y, width,
- * height); resize if a reader rounds differently).
+ * lies inside the image. Read it at the job's `readDownsample` (a pyramid level: no resizing) and
+ * send exactly readWidth x readHeight pixels (QuPath: RegionRequest.createInstance(path,
+ * readDownsample, x, y, width, height)). The daemon resamples them to outputWidth x outputHeight,
+ * the model's resolution.
  */
 export interface TilePlan {
   id: number;
@@ -177,15 +184,39 @@ export interface TilePlan {
   y: number;
   width: number;
   height: number;
+  /** (v2) Size of the frame the client sends: the region at readDownsample = round(width / readDownsample). */
+  readWidth: number;
+  readHeight: number;
+  /** Size at the model's resolution (what the model sees after the daemon's resampling). */
   outputWidth: number;
   outputHeight: number;
+}
+
+/** (v2) How the daemon turns the pixels it receives into the model's input. */
+export interface ResolutionInfo {
+  /** The image's full-resolution µm/px as used (image.micronsPerPixel or options.assumeMicronsPerPixel); null without one. */
+  imageMicronsPerPixel: number | null;
+  /** The model's µm/px (null: the model ignores physical size). */
+  modelMicronsPerPixel: number | null;
+  /** µm per pixel the model actually sees: within `tolerance` of the model's, or exactly the model's. */
+  effectiveMicronsPerPixel: number | null;
+  /** Relative pixel-size difference read unscaled (0.02 = 2 %). */
+  tolerance: number;
+  /** null: tiles go to the model as read (no resampling); else the kernel the daemon resamples with. */
+  resampling: null | { kernel: 'linear'; scale: number };
 }
 
 export interface StartJobResult {
   jobId: number;
   model: string;
-  /** Full-resolution px per tile px (model µm/px ÷ image µm/px, or 1). */
+  /** Full-resolution px per model px (1 when the model has no µm/px; a level's downsample when read unscaled). */
   downsample: number;
+  /** (v2) The pyramid level to read: its downsample exactly as given in image.downsamples (1 = full resolution). */
+  readDownsample: number;
+  /** (v2) Its index in image.downsamples (0 when the client gave none). */
+  readLevel: number;
+  /** (v2) The resolution decision (tolerance rule, resampling kernel). */
+  resolution: ResolutionInfo;
   pixelFormat: PixelFormatName;
   maxTilesInFlight: number;
   /** Number of tiles of the job (ids 0 .. tileCount-1). Since 1.1. */

@@ -1,6 +1,11 @@
-/** Protocol version: MAJOR.MINOR. A client and server talk when MAJOR matches; MINOR adds optional fields only. */
-export const PROTOCOL_VERSION = '1.1';
-export const PROTOCOL_MAJOR = 1;
+/**
+ * Protocol version: MAJOR.MINOR. A client and server talk when MAJOR matches; MINOR adds optional fields only.
+ * 2.0 (includes 1.1's tileCount and large plans): clients send tiles at a pyramid level they read without resizing (the plan's readDownsample,
+ * readWidth x readHeight); the daemon alone resamples to the model's resolution. A 1.x client is
+ * refused with VersionMismatch (it would resize the pixels itself).
+ */
+export const PROTOCOL_VERSION = '2.0';
+export const PROTOCOL_MAJOR = 2;
 
 export function isCompatibleProtocol(version: unknown): boolean {
   if (typeof version !== 'string') return false;

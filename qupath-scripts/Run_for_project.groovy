@@ -12,7 +12,7 @@
  *   pixelSize (µm/px to assume for images without one), minArea, simplify, maxTilesInFlight, save=true|false.
  */
 // ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see README.md) ----------------------
-// Finds the Cell Bridge scripts folder and compiles the shared code in its lib/ folder on demand.
+// Finds the Cell Bridge scripts folder and loads the shared code in its lib/ folder.
 List<String> places = []
 try {
     places << new File(getProperty('qupath.script.file').toString()).parent // set by QuPath 0.4+ for script files
@@ -28,8 +28,8 @@ if (cellBridgeHome == null) {
         places.findAll().join(', ') + '. Copy the qupath-scripts folder to ~/QuPath/cellbridge, or set the ' +
         'CELLBRIDGE_HOME environment variable to its location (see README.md).')
 }
-GroovyClassLoader cellBridgeLoader = new GroovyClassLoader(getClass().classLoader)
-cellBridgeLoader.addClasspath(new File(cellBridgeHome, 'lib').path)
-Class cellBridge = cellBridgeLoader.loadClass('cellbridge.qupath.QuPathAdapter')
+// lib/load.groovy compiles lib/cellbridge once per version of its files (not at every click) and loads it
+Class cellBridge = new GroovyShell(getClass().classLoader, new Binding(cellBridgeLib: new File(cellBridgeHome, 'lib'),
+    scriptLoader: getClass().classLoader)).evaluate(new File(cellBridgeHome, 'lib/load.groovy')) as Class
 // ---- end of bootstrap ---------------------------------------------------------------------------------------
 cellBridge.runForProject(this, cellBridgeHome)

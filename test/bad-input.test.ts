@@ -43,7 +43,7 @@ class RawPeer {
     return this.waitFor((m) => m.id === id);
   }
   async initialize(): Promise<void> {
-    const r = await this.request(0, 'initialize', { clientInfo: { name: 'raw' }, protocolVersion: '1.0' });
+    const r = await this.request(0, 'initialize', { clientInfo: { name: 'raw' }, protocolVersion: '2.0' });
     assert.ok(r.result, JSON.stringify(r));
   }
   close(): void { this.ws.close(); }
@@ -102,16 +102,25 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
     await p.initialize();
     const unknown = await p.request(2, 'job/explode', {});
     assert.equal(unknown.error.code, ErrorCodes.MethodNotFound);
-    const again = await p.request(3, 'initialize', { clientInfo: { name: 'raw' }, protocolVersion: '1.0' });
+    const again = await p.request(3, 'initialize', { clientInfo: { name: 'raw' }, protocolVersion: '2.0' });
     assert.equal(again.error.code, ErrorCodes.AlreadyInitialized);
     p.close();
   });
 
   it('protocol major mismatch → -32003 with a message saying what to update', async () => {
     const p = await RawPeer.open(daemon.url);
-    const r = await p.request(1, 'initialize', { clientInfo: { name: 'raw' }, protocolVersion: '2.0' });
+    const r = await p.request(1, 'initialize', { clientInfo: { name: 'raw' }, protocolVersion: '3.0' });
     assert.equal(r.error.code, ErrorCodes.VersionMismatch);
-    assert.match(r.error.message, new RegExp(`2\\.0.*${PROTOCOL_VERSION.replace('.', '\\.')}`));
+    assert.match(r.error.message, /3\.0.*2\.0/);
+    p.close();
+  });
+
+  it('a protocol 1.x client (it resized pixels itself) → -32003 telling the user to install the matching QuPath scripts', async () => {
+    const p = await RawPeer.open(daemon.url);
+    const r = await p.request(1, 'initialize', { clientInfo: { name: 'qupath-cellbridge' }, protocolVersion: '1.0' });
+    assert.equal(r.error.code, ErrorCodes.VersionMismatch);
+    assert.match(r.error.message, /1\.0.*2\.0/);
+    assert.match(r.error.message, /daemon alone resizes.*install the QuPath scripts/);
     p.close();
   });
 
@@ -173,10 +182,10 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
     const t = plan.tiles!.find((x) => x.id === req.params.tileIds[0])!;
     const px = cropScene(scene, t.x, t.y, t.width, t.height);
     const frame = (o: Partial<{ jobId: number; tileId: number; width: number; height: number; format: 1 | 2 }>, pixels = px) =>
-      encodeTileFrame({ format: PixelFormat.RGB8, jobId: plan.jobId, tileId: t.id, width: t.outputWidth, height: t.outputHeight, ...o }, pixels);
+      encodeTileFrame({ format: PixelFormat.RGB8, jobId: plan.jobId, tileId: t.id, width: t.readWidth, height: t.readHeight, ...o }, pixels);
     p.ws.send(frame({}, px.subarray(0, px.length - 3)));                 // too short
-    p.ws.send(frame({ width: t.outputWidth - 1 }, px.subarray(0, (t.outputWidth - 1) * t.outputHeight * 3))); // wrong size for the tile
-    p.ws.send(frame({ format: PixelFormat.ARGB32 }, new Uint8Array(t.outputWidth * t.outputHeight * 4))); // wrong format
+    p.ws.send(frame({ width: t.readWidth - 1 }, px.subarray(0, (t.readWidth - 1) * t.readHeight * 3))); // wrong size for the tile
+    p.ws.send(frame({ format: PixelFormat.ARGB32 }, new Uint8Array(t.readWidth * t.readHeight * 4))); // wrong format
     p.ws.send(frame({ jobId: 999_999 }));                                 // unknown job
     p.ws.send(frame({ tileId: 999_999 }));                                // unknown tile
     p.ws.send(Buffer.from('garbage'));                                    // not a frame at all
@@ -193,7 +202,7 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
           if (sent.has(id)) continue;
           sent.add(id);
           const tt = plan.tiles!.find((x) => x.id === id)!;
-          p.ws.send(encodeTileFrame({ format: PixelFormat.RGB8, jobId: plan.jobId, tileId: id, width: tt.outputWidth, height: tt.outputHeight }, cropScene(scene, tt.x, tt.y, tt.width, tt.height)));
+          p.ws.send(encodeTileFrame({ format: PixelFormat.RGB8, jobId: plan.jobId, tileId: id, width: tt.readWidth, height: tt.readHeight }, cropScene(scene, tt.x, tt.y, tt.width, tt.height)));
         }
       }
       const done = p.messages.find((m) => m.method === 'job/completed');

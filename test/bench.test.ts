@@ -91,7 +91,7 @@ describe('speed paths compute what the plain code computes', () => {
 
   it('stage timers do not change post-processing or features', () => {
     const maps = blobs(64, 48, 7);
-    const tile: PlannedTile = { id: 0, x: 100, y: 50, width: 64, height: 48, outputWidth: 64, outputHeight: 48, core: [100, 50, 164, 98] };
+    const tile: PlannedTile = { id: 0, x: 100, y: 50, width: 64, height: 48, readWidth: 64, readHeight: 48, outputWidth: 64, outputHeight: 48, core: [100, 50, 164, 98] };
     const ctx: FeatureContext = {
       tile, rois: [parseRoi('r', { type: 'Polygon', coordinates: [[[0, 0], [500, 0], [500, 500], [0, 500], [0, 0]]] })],
       classes: [{ index: 1, name: 'A', color: [1, 2, 3] }, { index: 2, name: 'B', color: [4, 5, 6] }],
@@ -118,7 +118,7 @@ describe('speed paths compute what the plain code computes', () => {
       assert.deepEqual(Array.from(back.dy), Array.from(maps.dy));
       assert.deepEqual(Array.from(back.typeLogits), Array.from(maps.typeLogits));
       assert.equal(back.typeChannels, 3);
-      const tile: PlannedTile = { id: 0, x: 0, y: 0, width: 48, height: 40, outputWidth: 48, outputHeight: 40, core: [0, 0, 48, 40] };
+      const tile: PlannedTile = { id: 0, x: 0, y: 0, width: 48, height: 40, readWidth: 48, readHeight: 40, outputWidth: 48, outputHeight: 40, core: [0, 0, 48, 40] };
       const roi = parseRoi('r', { type: 'Polygon', coordinates: [[[0, 0], [48, 0], [48, 40], [0, 40], [0, 0]]] });
       const r = postprocBench(model, [back], [tile], roi, 0.5, 1);
       assert.equal(r.tiles, 1);

@@ -10,6 +10,7 @@ import { startDaemon, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir, SYNTHETIC_CLASSES } from './helpers/synthetic-model';
 import { cropScene, gridScene, type Scene } from './helpers/synthetic-scene';
 import { pointInRoi, parseRoi } from '../bridge/tiling/roi';
+import { ringCentroid } from './helpers/geojson-centroid';
 
 const W = 610, H = 500;
 // Synthetic card: 128 px tiles, overlap 32 → stride 96 at downsample 1.
@@ -22,17 +23,7 @@ const ROI_GEOMETRY = {
   ],
 };
 
-function centroidOf(f: DetectionFeature): [number, number] {
-  // Area-weighted centroid of the outline (shoelace).
-  const ring = f.geometry.coordinates[0];
-  let a = 0, cx = 0, cy = 0;
-  for (let i = 0; i < ring.length - 1; i++) {
-    const [x0, y0] = ring[i], [x1, y1] = ring[i + 1];
-    const c = x0 * y1 - x1 * y0;
-    a += c; cx += (x0 + x1) * c; cy += (y0 + y1) * c;
-  }
-  return [cx / (3 * a), cy / (3 * a)];
-}
+const centroidOf = (f: DetectionFeature): [number, number] => ringCentroid(f.geometry.coordinates[0]);
 
 function expectedCells(scene: Scene) {
   const roi = parseRoi('r', ROI_GEOMETRY);

@@ -85,7 +85,7 @@ const paramsFor = (method: string): fc.Arbitrary<unknown> => {
   if (method === 'job/start') return fc.oneof({ weight: 6, arbitrary: hostileJob }, { weight: 2, arbitrary: validJob }, ...common);
   if (method === 'job/cancel') return fc.oneof(fc.record({ jobId: hostileValue }), ...common);
   if (method === 'initialize') {
-    return fc.oneof(fc.record({ clientInfo: fc.oneof(fc.record({ name: fc.oneof(fc.string({ maxLength: 10 }), hostileValue) }), hostileValue), protocolVersion: fc.oneof(fc.constantFrom('1.0', '1.9', '2.0', '1', '01.0', '1.0.0'), hostileValue), token: fc.option(hostileValue, { nil: undefined }) }), ...common);
+    return fc.oneof(fc.record({ clientInfo: fc.oneof(fc.record({ name: fc.oneof(fc.string({ maxLength: 10 }), hostileValue) }), hostileValue), protocolVersion: fc.oneof(fc.constantFrom('2.0', '2.9', '1.0', '3.0', '2', '02.0', '2.0.0'), hostileValue), token: fc.option(hostileValue, { nil: undefined }) }), ...common);
   }
   return fc.oneof(...common);
 };
@@ -147,7 +147,7 @@ function buildFrame(f: FrameSpec, plan: { jobId: number; tiles: TilePlan[] } | n
   if (f.job === 'current' && plan && plan.tiles.length > 0) {
     const t = plan.tiles[tile % plan.tiles.length];
     tile = t.id;
-    if (f.correctSize) { width = t.outputWidth; height = t.outputHeight; }
+    if (f.correctSize) { width = t.readWidth; height = t.readHeight; }
   }
   const bpp = f.format === 2 ? 4 : 3;
   const n = width * height * bpp;

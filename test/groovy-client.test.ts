@@ -371,7 +371,7 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
       scenarioOk(s, 'versionMismatch');
       assert.equal(s.thrown, true);
       assert.equal(s.code, -32003);
-      assert.match(s.message, /protocol 2\.0.*same Cell Bridge\s+release/s);
+      assert.match(s.message, /protocol 3\.0.*same Cell Bridge\s+release/s);
     });
 
     it('daemon absent: says how to start it (npx cellbridge serve, docker run)', () => {

@@ -76,7 +76,7 @@ export class RawPeer {
   }
 
   async initialize(extra: Record<string, unknown> = {}): Promise<any> {
-    return this.request('init', 'initialize', { clientInfo: { name: 'raw-peer' }, protocolVersion: '1.0', ...extra });
+    return this.request('init', 'initialize', { clientInfo: { name: 'raw-peer' }, protocolVersion: '2.0', ...extra });
   }
 
   close(): Promise<void> {

@@ -54,7 +54,7 @@ describe('protocol/README.md against the daemon', function () {
   it('§2: the tile plan in the job/start example is what the daemon plans for that request', async () => {
     const [request, result] = jsonBlocks('### `job/start`') as [{ params: object }, { result: { jobId: number } }];
     const r = await exchange(daemon.url, [
-      { jsonrpc: '2.0', id: 1, method: 'initialize', params: { clientInfo: { name: 'spec-test' }, protocolVersion: '1.0' } },
+      { jsonrpc: '2.0', id: 1, method: 'initialize', params: { clientInfo: { name: 'spec-test' }, protocolVersion: '2.0' } },
       { jsonrpc: '2.0', id: 2, method: 'job/start', params: request.params },
     ]);
     const plan = r.get(2)!.result as { jobId: number };
@@ -63,7 +63,7 @@ describe('protocol/README.md against the daemon', function () {
   });
 
   it('§2: initialize reports the limits the spec lists, the per-client tile budget and the message bound included', async () => {
-    const r = await exchange(daemon.url, [{ jsonrpc: '2.0', id: 1, method: 'initialize', params: { clientInfo: { name: 'spec-test' }, protocolVersion: '1.0' } }]);
+    const r = await exchange(daemon.url, [{ jsonrpc: '2.0', id: 1, method: 'initialize', params: { clientInfo: { name: 'spec-test' }, protocolVersion: '2.0' } }]);
     const limits = (r.get(1)!.result as { limits: Record<string, number> }).limits;
     const [, example] = jsonBlocks('### `initialize`') as [unknown, { result: { limits: Record<string, number> } }];
     assert.deepEqual(Object.keys(limits).sort(), Object.keys(example.result.limits).sort());
@@ -74,8 +74,8 @@ describe('protocol/README.md against the daemon', function () {
 
   it('§2: a missing clientInfo.name or rois[].id is -32602 naming the field', async () => {
     const r = await exchange(daemon.url, [
-      { jsonrpc: '2.0', id: 1, method: 'initialize', params: { clientInfo: {}, protocolVersion: '1.0' } },
-      { jsonrpc: '2.0', id: 2, method: 'initialize', params: { clientInfo: { name: 'x' }, protocolVersion: '1.0' } },
+      { jsonrpc: '2.0', id: 1, method: 'initialize', params: { clientInfo: {}, protocolVersion: '2.0' } },
+      { jsonrpc: '2.0', id: 2, method: 'initialize', params: { clientInfo: { name: 'x' }, protocolVersion: '2.0' } },
       { jsonrpc: '2.0', id: 3, method: 'job/start', params: { image: { width: 100, height: 100, micronsPerPixel: 0.5 }, rois: [{ geometry: { type: 'Polygon', coordinates: [[[0, 0], [50, 0], [50, 50], [0, 0]]] } }] } },
     ]);
     for (const [id, field] of [[1, /clientInfo/], [3, /rois\[0\]\.id/]] as const) {

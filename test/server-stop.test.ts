@@ -33,7 +33,7 @@ async function connect(url: string) {
   };
 }
 
-const init = (token?: string) => ({ clientInfo: { name: 'test', version: '0' }, protocolVersion: '1.0', ...(token ? { token } : {}) });
+const init = (token?: string) => ({ clientInfo: { name: 'test', version: '0' }, protocolVersion: '2.0', ...(token ? { token } : {}) });
 
 describe('server/stop: a loopback client with the right token stops the daemon', function () {
   this.timeout(60_000);

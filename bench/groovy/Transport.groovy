@@ -22,7 +22,7 @@ Map runJob(Class clientClass, String url, int side) {
     List<Map> rois = [[id: 'all', geometry: [type: 'Polygon', coordinates: [[[0, 0], [side, 0], [side, side], [0, side], [0, 0]]]]]]
     long t0 = System.nanoTime()
     def job = client.startJob(image, rois, null, [pixelFormat: 'rgb8', maxTilesInFlight: 16], { Map tile, double downsample ->
-        int n = (tile.outputWidth as int) * (tile.outputHeight as int)
+        int n = (tile.readWidth as int) * (tile.readHeight as int)
         int[] px = blank.computeIfAbsent(n) { int k -> new int[k] }
         bytes += 3L * n
         return px

@@ -5,7 +5,7 @@
 import { createWriteStream, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import type { RoiInput } from '../../protocol';
+import type { RoiInput, StartJobResult } from '../../protocol';
 import { ErrorCodes } from '../../protocol';
 import { rgbToArgb32, type CellBridgeClient } from '../client/client';
 import { runBatch, type AttemptOutcome } from '../client/batch';
@@ -31,6 +31,18 @@ export function readRois(path: string): RoiInput[] {
   }
   if (rois.length === 0) throw new UsageError(`--roi ${path}: no Polygon or MultiPolygon in it`);
   return rois;
+}
+
+/** "read unscaled at 0.499 µm/px (model 0.5, tolerance 2 %)" or "resampled 2.000x by the daemon (linear)". */
+export function describeResolution(plan: StartJobResult): string {
+  const r = plan.resolution;
+  const level = plan.readDownsample !== 1 ? `level downsample ${plan.readDownsample}, ` : '';
+  if (!r.resampling) {
+    return r.imageMicronsPerPixel !== null && r.modelMicronsPerPixel !== null
+      ? `${level}read unscaled at ${+r.imageMicronsPerPixel.toPrecision(4)} µm/px (model ${r.modelMicronsPerPixel} µm/px, tolerance ${Math.round(r.tolerance * 100)} %)`
+      : `${level}read unscaled`;
+  }
+  return `${level}resampled by the daemon to ${r.modelMicronsPerPixel} µm/px (x${r.resampling.scale.toFixed(4)}, ${r.resampling.kernel})`;
 }
 
 export interface SegmentSummary {
@@ -202,10 +214,11 @@ async function runSegmentJob(client: CellBridgeClient, slide: SlideReader, job: 
         ...(s.simplify !== undefined ? { simplifyTolerance: s.simplify } : {}),
       },
     }, async (tile) => {
-      const rgb = await slide.readRegion(tile.x, tile.y, tile.width, tile.height, tile.outputWidth, tile.outputHeight);
+      // Full resolution (the plan's readDownsample is 1: no levels offered), unresized: the daemon resamples.
+      const rgb = await slide.readRegion(tile.x, tile.y, tile.width, tile.height);
       return pixelFormat === 'rgb8' ? rgb : rgbToArgb32(rgb);
     }, {
-      onPlan: (plan) => s.say(s.verbose ? `model ${plan.model}: ${plan.tileCount} tiles at downsample ${plan.downsample.toFixed(4)}`
+      onPlan: (plan) => s.say(s.verbose ? `model ${plan.model}: ${plan.tileCount} tiles, ${describeResolution(plan)}`
         : `${label}: ${plan.tileCount} tiles on ${client.initializeResult?.serverInfo.instance ?? 'the daemon'}`),
       onProgress: (p) => {
         if (!s.verbose) return;

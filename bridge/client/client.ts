@@ -24,7 +24,7 @@ export interface ConnectOptions {
   ca?: string | Buffer;
 }
 
-/** Supplies a tile's pixels in the job's pixel format (outputWidth x outputHeight). */
+/** Supplies a tile's pixels in the job's pixel format: the region at the plan's readDownsample, readWidth x readHeight, never resized. */
 export type PixelSource = (tile: TilePlan) => Promise<Uint8Array>;
 
 export interface JobCallbacks {
@@ -176,7 +176,7 @@ export class CellBridgeClient {
       const id = tile.id;
       job.source(tile).then((pixels) => {
         if (this.socket.readyState !== WebSocket.OPEN) return;
-        this.socket.send(encodeTileFrame({ format, jobId: job.plan.jobId, tileId: id, width: tile.outputWidth, height: tile.outputHeight }, pixels));
+        this.socket.send(encodeTileFrame({ format, jobId: job.plan.jobId, tileId: id, width: tile.readWidth, height: tile.readHeight }, pixels));
       }).catch((err: Error) => {
         void this.cancel(job.plan.jobId).catch(() => undefined);
         job.reject(err);

@@ -38,12 +38,15 @@ export class SlideReader {
     }
     const reader = new SlideReader({ path, width: meta.width, height: meta.height, micronsPerPixel: mpp, format: meta.format ?? 'unknown' });
     // Decode one small region now: compressions libvips lacks (e.g. JPEG 2000 in some .svs) fail here, not mid-job.
-    await reader.readRegion(0, 0, Math.min(16, meta.width), Math.min(16, meta.height), Math.min(16, meta.width), Math.min(16, meta.height));
+    await reader.readRegion(0, 0, Math.min(16, meta.width), Math.min(16, meta.height));
     return reader;
   }
 
-  /** Full-res rectangle, resized to outW x outH, as packed RGB8. */
-  async readRegion(x: number, y: number, width: number, height: number, outW: number, outH: number): Promise<Uint8Array> {
+  /**
+   * Full-res rectangle as packed RGB8. outW x outH (default: unresized) only for pictures shown to
+   * people (the overlay); tiles for the model are never resized here: the daemon does that.
+   */
+  async readRegion(x: number, y: number, width: number, height: number, outW = width, outH = height): Promise<Uint8Array> {
     try {
       let img = sharp(this.info.path, { limitInputPixels: false }).extract({ left: x, top: y, width, height });
       if (outW !== width || outH !== height) img = img.resize(outW, outH, { fit: 'fill', kernel: 'linear' });

@@ -3,7 +3,8 @@
  * and post-processing code (used by `npm run eval`). Tiles and cores exactly as for jobs; the label
  * map is painted at model resolution and scaled back to the image with nearest neighbour.
  */
-import sharp from 'sharp';
+import { resampleRgb } from '../tiling/resample';
+import { chooseResolution } from '../tiling/resolution';
 import type { RegisteredModel } from '../inference/model-registry';
 import type { TileEngine } from './engine';
 import { postprocessTile } from '../postprocess';
@@ -23,10 +24,11 @@ export async function segmentRgbImage(rgb: Uint8Array, width: number, height: nu
   const card = ie.model.card;
   if (!card) throw new Error(`model ${ie.model.name} is not ready: ${ie.model.error}`);
   const modelMpp = card.input.micronsPerPixel ?? micronsPerPixel;
-  const mw = Math.max(1, Math.round((width * micronsPerPixel) / modelMpp));
-  const mh = Math.max(1, Math.round((height * micronsPerPixel) / modelMpp));
-  const scaled = mw === width && mh === height ? rgb : new Uint8Array(await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } })
-    .resize(mw, mh, { fit: 'fill', kernel: 'linear' }).raw().toBuffer());
+  // The daemon's resolution rule (tolerance included) and kernel, so eval scores what users get.
+  const { downsample } = chooseResolution(modelMpp / micronsPerPixel);
+  const mw = Math.max(1, Math.round(width / downsample));
+  const mh = Math.max(1, Math.round(height / downsample));
+  const scaled = await resampleRgb(rgb, width, height, mw, mh);
   const spec: GridSpec = { imageWidth: mw, imageHeight: mh, downsample: 1, tileSize: card.input.readSize, overlap: card.tiling.overlap };
   const grid = gridOf(spec);
   const modelLabels = new Int32Array(mw * mh);

@@ -27,6 +27,8 @@ import type { Logger } from '../util/log';
 import type { DaemonContext } from './daemon-context';
 import { MAX_NOTIFICATION_BYTES } from '../config';
 import type { PostprocessOptions } from '../postprocess';
+import { chooseResolution, PIXEL_SIZE_TOLERANCE } from '../tiling/resolution';
+import { RESAMPLING_KERNEL } from '../tiling/resample';
 
 /** LimitExceeded, naming the limit in the message and in `data`. */
 export function limitExceeded(limit: string, value: number, message: string): ResponseError<{ limit: string; value: number }> {
@@ -225,7 +227,10 @@ export class ClientSession {
       this.authorized = true;
     }
     if (!isCompatibleProtocol(p.protocolVersion)) {
-      throw new ResponseError(ErrorCodes.VersionMismatch, `Protocol version mismatch: the client speaks ${String(p.protocolVersion).slice(0, 20)}, this daemon speaks ${PROTOCOL_VERSION}. Update the client scripts or the daemon so that the major versions match.`);
+      const v1 = /^1\./.test(p.protocolVersion);
+      throw new ResponseError(ErrorCodes.VersionMismatch, `Protocol version mismatch: the client speaks ${String(p.protocolVersion).slice(0, 20)}, this daemon speaks ${PROTOCOL_VERSION}. ${v1
+        ? 'Since 2.0 the daemon alone resizes pixels to the model\'s resolution (clients send them unresized): install the QuPath scripts (qupath-scripts/) of this Cell Bridge version.'
+        : 'Update the client scripts or the daemon so that the major versions match.'}`);
     }
     if (!this.authorized && !this.daemon.admit(this)) {
       setImmediate(() => this.socket.close(1008, 'too many clients'));
@@ -277,18 +282,22 @@ export class ClientSession {
     const card = model.card;
     const opts = p.options;
     const imageMpp = p.image.micronsPerPixel ?? opts.assumeMicronsPerPixel ?? null;
-    let downsample = 1;
-    if (card.input.micronsPerPixel !== null) {
+    const modelMpp = card.input.micronsPerPixel;
+    let target = 1;
+    if (modelMpp !== null) {
       if (imageMpp === null) {
-        throw new ResponseError(ErrorCodes.MissingPixelSize, `The image has no pixel size, and model "${model.name}" works at ${card.input.micronsPerPixel} µm/px. Set the pixel size in QuPath (Image tab) or pass options.assumeMicronsPerPixel (e.g. 0.5 for 20x, 0.25 for 40x).`);
+        throw new ResponseError(ErrorCodes.MissingPixelSize, `The image has no pixel size, and model "${model.name}" works at ${modelMpp} µm/px. Set the pixel size in QuPath (Image tab) or pass options.assumeMicronsPerPixel (e.g. 0.5 for 20x, 0.25 for 40x).`);
       }
-      downsample = card.input.micronsPerPixel / imageMpp;
-      if (!(downsample >= 0.05 && downsample <= 64)) {
-        throw new ResponseError(ErrorCodes.InvalidParams, `Invalid params: pixel size ${imageMpp} µm/px is implausible for model ${model.name} (${card.input.micronsPerPixel} µm/px)`);
+      target = modelMpp / imageMpp;
+      if (!(target >= 0.05 && target <= 64)) {
+        throw new ResponseError(ErrorCodes.InvalidParams, `Invalid params: pixel size ${imageMpp} µm/px is implausible for model ${model.name} (${modelMpp} µm/px)`);
       }
     }
+    // The one resolution decision: which level the client reads, and whether the daemon resamples.
+    const choice = chooseResolution(target, p.image.downsamples ?? [1], PIXEL_SIZE_TOLERANCE, modelMpp === null ? null : imageMpp);
+    const downsample = choice.downsample;
     let planned: PlanResult;
-    const grid = { imageWidth: p.image.width, imageHeight: p.image.height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap };
+    const grid = { imageWidth: p.image.width, imageHeight: p.image.height, downsample, tileSize: card.input.readSize, overlap: card.tiling.overlap, align: choice.align };
     const clientCapped = tilesLeft < limits.maxTilesPerJob;
     this.pendingStarts++;
     try {
@@ -344,6 +353,7 @@ export class ClientSession {
         idSeed: `${p.image.name ?? ''}|${model.name}`,
       },
       detectionBatchSize: opts.detectionBatchSize ?? 500,
+      frameSlack: choice.align > 1 ? 1 : 0,
       tileTimeoutMs: limits.tileTimeoutMs,
       jobTimeoutMs: limits.jobTimeoutMs,
       budget: this.budget,
@@ -357,7 +367,7 @@ export class ClientSession {
     tagOwner(job.signal, this.owner);
     this.jobs.set(jobId, job);
     this.daemon.trackJob(job, this);
-    this.log.info('job started', { job: jobId, model: model.name, tiles: tileCount, rois: rois.length, downsample });
+    this.log.info('job started', { job: jobId, model: model.name, tiles: tileCount, rois: rois.length, downsample, readDownsample: choice.readDownsample, resampled: choice.resampled });
     // The plan (this request's response) must reach the client before the first tile request.
     setImmediate(() => job.start());
     // Large plans are not listed: each tile's rectangle comes with its job/requestTiles.
@@ -366,7 +376,15 @@ export class ClientSession {
       tiles = [];
       for (let id = 0; id < tileCount; id++) { const { core: _core, ...t } = job.tile(id); tiles.push(t); }
     }
-    return { jobId, model: model.name, downsample, pixelFormat, maxTilesInFlight, tileCount, ...(tiles ? { tiles } : {}) };
+    return {
+      jobId, model: model.name, downsample, readDownsample: choice.readDownsample, readLevel: choice.level,
+      resolution: {
+        imageMicronsPerPixel: imageMpp, modelMicronsPerPixel: modelMpp, effectiveMicronsPerPixel: choice.effectiveMicronsPerPixel,
+        tolerance: PIXEL_SIZE_TOLERANCE,
+        resampling: choice.resampled ? { kernel: RESAMPLING_KERNEL, scale: choice.align / downsample } : null,
+      },
+      pixelFormat, maxTilesInFlight, tileCount, ...(tiles ? { tiles } : {}),
+    };
   }
 
   private cancelJob(params: unknown): CancelJobResult {

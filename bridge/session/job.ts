@@ -16,6 +16,7 @@ import type { PostprocessOptions } from '../postprocess';
 import { gridOf, tileOf, type Grid, type GridSpec, type PlannedTile } from '../tiling/planner';
 import type { Roi } from '../tiling/roi';
 import { toRgb8 } from '../tiling/pixels';
+import { resampleRgb } from '../tiling/resample';
 import type { FeatureContext } from '../results/features';
 import { PoolTaskAborted, PoolTaskTimeout, TaskNotSent, WorkerCrashed } from '../workers/pool';
 import type { TileBudget } from './tile-budget';
@@ -41,6 +42,8 @@ export interface JobSpec {
   postprocess: PostprocessOptions;
   context: Omit<FeatureContext, 'tile'>;
   detectionBatchSize: number;
+  /** Px a frame may differ from readWidth/readHeight: 1 at a pyramid level (readers round an edge tile's last level pixel differently), else 0. */
+  frameSlack?: number;
   tileTimeoutMs: number;
   /** The job fails with Timeout when it has run this long (limits.jobTimeoutMs); 0/undefined = never. */
   jobTimeoutMs?: number;
@@ -116,13 +119,14 @@ export class Job {
     if (frame.format !== pixelFormatCode(this.spec.pixelFormat)) {
       throw new FrameRejection(ErrorCodes.BadTileFrame, `tile ${frame.tileId}: job ${this.id} expects pixel format ${this.spec.pixelFormat}`);
     }
-    if (frame.width !== tile.outputWidth || frame.height !== tile.outputHeight) {
-      throw new FrameRejection(ErrorCodes.BadTileFrame, `tile ${frame.tileId} must be ${tile.outputWidth}x${tile.outputHeight} px, got ${frame.width}x${frame.height}`);
+    const slack = this.spec.frameSlack ?? 0;
+    if (Math.abs(frame.width - tile.readWidth) > slack || Math.abs(frame.height - tile.readHeight) > slack) {
+      throw new FrameRejection(ErrorCodes.BadTileFrame, `tile ${frame.tileId} must be ${tile.readWidth}x${tile.readHeight} px (the region at the plan's readDownsample, not resized), got ${frame.width}x${frame.height}`);
     }
     this.awaiting.delete(frame.tileId);
     this.timings.waitingForPixelsMs += performance.now() - askedAt;
     const rgb = toRgb8(frame.pixels, frame.format, frame.width, frame.height);
-    void this.process(tile, rgb);
+    void this.process(tile, rgb, frame.width, frame.height);
   }
 
   cancel(code: number = ErrorCodes.Cancelled, message = 'cancelled by the client'): void {
@@ -137,9 +141,12 @@ export class Job {
     this.end({ code, message });
   }
 
-  private async process(tile: PlannedTile, rgb: Uint8Array): Promise<void> {
+  private async process(tile: PlannedTile, read: Uint8Array, readWidth: number, readHeight: number): Promise<void> {
     this.running++;
     try {
+      // The daemon's one resampling (protocol v2): level pixels → the model's resolution.
+      const rgb = await resampleRgb(read, readWidth, readHeight, tile.outputWidth, tile.outputHeight);
+      if (this.status !== 'running') return;
       const inferred = await this.engine.infer(this.spec.model, rgb, tile.outputWidth, tile.outputHeight, this.signal);
       if (this.status !== 'running') return; // end() already gave the job's window and budget back
       this.inFlight--;

@@ -48,6 +48,11 @@ export function checkStartJob(p: unknown, maxVertices = Infinity): CheckedStartJ
   if (!positiveInt(width)) throw invalid('"image.width" must be a positive integer');
   if (!positiveInt(height)) throw invalid('"image.height" must be a positive integer');
   if (!(mpp === null || mpp === undefined || positiveNum(mpp))) throw invalid('"image.micronsPerPixel" must be a positive number or null');
+  const downsamples = own(image, 'downsamples');
+  if (downsamples !== undefined && !(Array.isArray(downsamples) && downsamples.length >= 1 && downsamples.length <= 64
+    && downsamples.every((d) => positiveNum(d) && d >= 1 && d <= 1e6))) {
+    throw invalid('"image.downsamples" must be an array of 1..64 numbers >= 1 (the pyramid levels\' downsamples, full resolution = 1)');
+  }
   if (name !== undefined && (typeof name !== 'string' || name.length > 1000)) throw invalid('"image.name" must be a string of at most 1000 characters');
   const rawRois = own(p, 'rois');
   if (!Array.isArray(rawRois)) throw invalid('"rois" must be an array of {id, geometry}');
@@ -69,7 +74,8 @@ export function checkStartJob(p: unknown, maxVertices = Infinity): CheckedStartJ
   const options = own(p, 'options');
   if (options !== undefined && !isObject(options)) throw invalid('"options" must be an object');
   return {
-    image: { ...(name !== undefined ? { name: name as string } : {}), width, height, micronsPerPixel: (mpp as number | null | undefined) ?? null },
+    image: { ...(name !== undefined ? { name: name as string } : {}), width, height, micronsPerPixel: (mpp as number | null | undefined) ?? null,
+      ...(downsamples !== undefined ? { downsamples: [...(downsamples as number[])] } : {}) },
     rois,
     ...(model !== undefined ? { model: model as string } : {}),
     options: checkOptions(options ?? {}),

@@ -1,8 +1,9 @@
 /**
  * Tile planning on one grid anchored at the image origin (pure).
  *
- * Grid in full-resolution px: stride S = round((tileSize - overlap) * d), tile extent
- * T = round(tileSize * d), half-overlap h = floor((T - S) / 2). Tile (i, j) covers
+ * Grid in full-resolution px, aligned to the read level's downsample k (1 at full resolution), so
+ * that every tile starts on a whole level pixel: stride S = k * round((tileSize - overlap) * d / k),
+ * tile extent T = k * round(tileSize * d / k), half-overlap h = k * floor((T - S) / 2k). Tile (i, j) covers
  * [i*S - h, i*S - h + T) x [j*S - h, j*S - h + T) clipped to the image, and its core is
  * [i*S, (i+1)*S) x [j*S, (j+1)*S) clipped to the image. Cores partition the image, so every cell
  * centroid falls in exactly one core: that tile alone reports the cell, and it saw the cell whole
@@ -20,6 +21,8 @@ export interface GridSpec {
   /** Model px. */
   tileSize: number;
   overlap: number;
+  /** Downsample of the pyramid level the client reads (a whole number; default 1 = full resolution). */
+  align?: number;
 }
 
 export interface PlannedTile extends TilePlan {
@@ -30,9 +33,10 @@ export interface PlannedTile extends TilePlan {
 export interface Grid { stride: number; extent: number; half: number; cols: number; rows: number }
 
 export function gridOf(spec: GridSpec): Grid {
-  const extent = Math.max(1, Math.round(spec.tileSize * spec.downsample));
-  const stride = Math.max(1, Math.round((spec.tileSize - spec.overlap) * spec.downsample));
-  const half = Math.floor((extent - stride) / 2);
+  const k = spec.align ?? 1;
+  const extent = k * Math.max(1, Math.round((spec.tileSize * spec.downsample) / k));
+  const stride = k * Math.max(1, Math.round(((spec.tileSize - spec.overlap) * spec.downsample) / k));
+  const half = k * Math.floor((extent - stride) / (2 * k));
   return { stride, extent, half, cols: Math.ceil(spec.imageWidth / stride), rows: Math.ceil(spec.imageHeight / stride) };
 }
 
@@ -45,8 +49,11 @@ export function tileAt(spec: GridSpec, g: Grid, i: number, j: number, id: number
   const x1 = Math.min(spec.imageWidth, i * g.stride - g.half + g.extent);
   const y1 = Math.min(spec.imageHeight, j * g.stride - g.half + g.extent);
   const width = x1 - x0, height = y1 - y0;
+  const k = spec.align ?? 1;
   return {
     id, x: x0, y: y0, width, height,
+    readWidth: Math.max(1, roundHalfUp(width / k)),
+    readHeight: Math.max(1, roundHalfUp(height / k)),
     outputWidth: Math.max(1, roundHalfUp(width / spec.downsample)),
     outputHeight: Math.max(1, roundHalfUp(height / spec.downsample)),
     core: [i * g.stride, j * g.stride, Math.min(spec.imageWidth, (i + 1) * g.stride), Math.min(spec.imageHeight, (j + 1) * g.stride)],

@@ -259,7 +259,7 @@ scenarios.each { String name ->
                 break
             case 'versionMismatch':
                 def c = Client.newInstance(config.server as String, config.token as String)
-                c.protocolVersion = '2.0'
+                c.protocolVersion = '3.0'
                 try {
                     c.connect()
                     c.initialize()

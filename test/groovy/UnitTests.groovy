@@ -102,7 +102,7 @@ t.check('frames: wrong pixel count or format is refused before sending') {
     t.expectThrows(IllegalArgumentException) { TileFrames.pack(1, 1, 1, 1, new int[1], 'bgr') }
 }
 
-t.check('frames: BufferedImage of the planned size is passed through; another size is resized') {
+t.check('frames: BufferedImage of the planned size is passed through; another size is refused, never resized') {
     BufferedImage img = new BufferedImage(3, 2, BufferedImage.TYPE_INT_RGB)
     img.setRGB(0, 0, 0x123456)
     img.setRGB(2, 1, 0xabcdef)
@@ -115,9 +115,10 @@ t.check('frames: BufferedImage of the planned size is passed through; another si
     g.color = new java.awt.Color(200, 100, 50)
     g.fillRect(0, 0, 5, 5)
     g.dispose()
-    int[] resized = TileFrames.toArgb(solid, 4, 6)
-    t.eq(resized.length, 24)
-    t.ok(resized.every { (it & 0xffffff) == 0xc86432 }, 'resized solid colour kept')
+    t.expectThrows(IllegalStateException) { TileFrames.toArgb(solid, 4, 6) }
+    t.expectThrows(IllegalStateException) { TileFrames.toArgb(solid, 5, 6) } // no slack at full resolution
+    t.eq(TileFrames.toArgb(solid, 5, 6, 1).length, 25) // a pyramid level's edge tile, 1 px short: sent as read
+    t.expectThrows(IllegalStateException) { TileFrames.toArgb(solid, 5, 7, 1) }
 }
 
 t.check('results: polygon area with a hole, multipolygon, open rings') {

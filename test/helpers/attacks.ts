@@ -117,11 +117,11 @@ export function wrapCrop(scene: Scene, x: number, y: number, w: number, h: numbe
   return out;
 }
 
-function tileFrame(jobId: number, id: number, t: { x: number; y: number; width: number; height: number; outputWidth: number; outputHeight: number }, scene: Scene): Buffer {
+function tileFrame(jobId: number, id: number, t: { x: number; y: number; width: number; height: number; readWidth: number; readHeight: number }, scene: Scene): Buffer {
   const header = Buffer.alloc(24);
   header.write('CBT1', 0, 'latin1'); header[4] = 1; header[5] = 1;
-  header.writeUInt32BE(jobId, 8); header.writeUInt32BE(id, 12); header.writeUInt32BE(t.outputWidth, 16); header.writeUInt32BE(t.outputHeight, 20);
-  return Buffer.concat([header, Buffer.from(wrapCrop(scene, t.x, t.y, t.outputWidth, t.outputHeight))]);
+  header.writeUInt32BE(jobId, 8); header.writeUInt32BE(id, 12); header.writeUInt32BE(t.readWidth, 16); header.writeUInt32BE(t.readHeight, 20);
+  return Buffer.concat([header, Buffer.from(wrapCrop(scene, t.x, t.y, t.readWidth, t.readHeight))]);
 }
 
 async function initialized(url: string, token?: string): Promise<RawPeer> {
@@ -132,7 +132,7 @@ async function initialized(url: string, token?: string): Promise<RawPeer> {
 }
 
 /** Sends every tile the daemon asks for (scene pixels); for attacks that need jobs to reach the workers. */
-function feedTiles(p: RawPeer, scene: Scene, plans: Map<number, { tiles?: { id: number; x: number; y: number; width: number; height: number; outputWidth: number; outputHeight: number }[] }>, max = Infinity): () => number {
+function feedTiles(p: RawPeer, scene: Scene, plans: Map<number, { tiles?: { id: number; x: number; y: number; width: number; height: number; readWidth: number; readHeight: number }[] }>, max = Infinity): () => number {
   let sent = 0, next = 0;
   const tick = setInterval(() => {
     for (; next < p.messages.length; next++) {
@@ -298,7 +298,7 @@ export async function attackBigFrames(url: string, sockets: number, bytes: numbe
 
 export async function attackTokenGuesses(url: string, guesses: number): Promise<Record<string, unknown>> {
   const p = await RawPeer.open(url);
-  for (let i = 0; i < guesses; i++) p.send(request(`g${i}`, 'initialize', { clientInfo: { name: 'guess' }, protocolVersion: '1.0', token: `guess-${i}` }));
+  for (let i = 0; i < guesses; i++) p.send(request(`g${i}`, 'initialize', { clientInfo: { name: 'guess' }, protocolVersion: '2.0', token: `guess-${i}` }));
   await p.until(() => p.closed !== null, 5000);
   await sleep(200);
   const answered = [...p.responses.keys()].filter((k) => k.startsWith('"g')).length;

@@ -5,8 +5,8 @@
     client_from_spec.py URL PIXELS.rgb WIDTH HEIGHT IMAGE_NAME MICRONS_PER_PIXEL OUT.json
 
 PIXELS.rgb holds the image as packed RGB8 rows (top row first). The whole image is one ROI. The
-client reads tiles at downsample 1 only (an image at the model's pixel size), so it needs no
-resampling. It writes the detections, the job/completed params, the order in which the job/cancel
+client offers no pyramid levels, so it reads every tile at full resolution and never resamples
+(protocol 2.0: the daemon does). It writes the detections, the job/completed params, the order in which the job/cancel
 response and job/completed of a cancelled second job arrived, and the largest message it received.
 websockets' default max_size (1 MiB) stays in force on purpose: the spec promises smaller messages.
 """
@@ -17,7 +17,7 @@ import sys
 
 import websockets
 
-PROTOCOL_VERSION = "1.0"  # protocol/README.md, title
+PROTOCOL_VERSION = "2.0"  # protocol/README.md, title
 
 
 async def main(url, pixels_path, width, height, image_name, mpp, out_path):
@@ -53,9 +53,9 @@ async def main(url, pixels_path, width, height, image_name, mpp, out_path):
 
         def frame(job_id, tile):
             # §4: big-endian header, then RGB8 rows of the tile, no padding.
-            w, h = tile["outputWidth"], tile["outputHeight"]
-            if (w, h) != (tile["width"], tile["height"]):
-                raise NotImplementedError("this client reads at downsample 1 only")
+            # §3: the region at readDownsample (1: no levels offered), readWidth x readHeight, never resized.
+            assert plan["readDownsample"] == 1, plan["readDownsample"]
+            w, h = tile["readWidth"], tile["readHeight"]
             rows = [pixels[((tile["y"] + r) * width + tile["x"]) * 3:((tile["y"] + r) * width + tile["x"] + w) * 3] for r in range(h)]
             return struct.pack(">4sBBHIIII", b"CBT1", 1, 1, 0, job_id, tile["id"], w, h) + b"".join(rows)
 

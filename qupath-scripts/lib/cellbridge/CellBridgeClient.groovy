@@ -27,7 +27,7 @@ import java.util.concurrent.atomic.AtomicInteger
  */
 class CellBridgeClient implements Closeable {
 
-    static final String PROTOCOL_VERSION = '1.0'
+    static final String PROTOCOL_VERSION = '2.0'
     static final String CLIENT_NAME = 'qupath-cellbridge'
     static final String CLIENT_VERSION = '0.1.0'
 
@@ -207,8 +207,9 @@ class CellBridgeClient implements Closeable {
 
     /**
      * Starts a job. {@code readTile} is called on the job's sender thread with (tile plan map,
-     * downsample) and returns a BufferedImage (resized when its size differs from the plan) or an
-     * int[] of packed ARGB pixels of exactly outputWidth x outputHeight.
+     * the plan's readDownsample: a pyramid level listed in image.downsamples) and returns a
+     * BufferedImage or an int[] of packed ARGB pixels of exactly readWidth x readHeight, never
+     * resized (protocol 2: the daemon alone resamples to the model's resolution).
      * {@code onProgress} gets each job/progress params map.
      */
     JobRun startJob(Map image, List<Map> rois, String model, Map options, Closure readTile, Closure onProgress = null) {

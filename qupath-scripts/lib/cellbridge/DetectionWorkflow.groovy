@@ -4,9 +4,11 @@ package cellbridge
  * Runs cell detection on one image through a "host" that knows the image (QuPath, through
  * cellbridge.qupath.QuPathAdapter; a test double in the tests). The host is duck-typed:
  * <pre>
- *   Map imageInfo()                      [name, width, height, micronsPerPixel (null when unknown)]
+ *   Map imageInfo()                      [name, width, height, micronsPerPixel (null when unknown),
+ *                                         downsamples (pyramid levels read without resizing; optional)]
  *   List&lt;Map&gt; regions()                 [[id, geometry (GeoJSON, full-res px), label, target], ...]
- *   Object readTile(Map tile, double ds)  BufferedImage (or int[] ARGB) of tile.outputWidth x outputHeight
+ *   Object readTile(Map tile, double ds)  BufferedImage (or int[] ARGB) of tile.readWidth x readHeight:
+ *                                         the region at pyramid level ds, never resized
  *   void progress(String text, double fraction)
  *   Double askPixelSize(String imageName, Double suggestion)   null when not answered
  *   void apply(List&lt;RegionResult&gt; results, Map modelCard)    all or nothing
@@ -126,6 +128,9 @@ class DetectionWorkflow {
             options.simplifyTolerance = settings.simplify
         }
         Map image = [name: name, width: info.width, height: info.height, micronsPerPixel: mpp]
+        if (info.downsamples) {
+            image.downsamples = info.downsamples
+        }
         List<Map> rois = usable.collect { Map r -> [id: r.id, geometry: r.geometry] }
 
         host.progress("Starting ${card.name} on ${usable.size()} region(s)", 0d)

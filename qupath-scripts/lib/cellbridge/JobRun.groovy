@@ -20,6 +20,8 @@ class JobRun {
     final CellBridgeClient client
     long jobId = -1
     double downsample = 1d
+    /** The pyramid level's downsample to read tiles at (protocol 2: no resizing on this side). */
+    double readDownsample = 1d
     String pixelFormat = 'argb32'
     String model
     int tilesTotal
@@ -51,6 +53,7 @@ class JobRun {
     void planned(Map result) {
         jobId = result.jobId as long
         downsample = result.downsample as double
+        readDownsample = (result.readDownsample ?: 1d) as double
         pixelFormat = (result.pixelFormat ?: 'argb32') as String
         model = result.model as String
         // Large plans (more than limits.maxPlanTilesInline tiles) are not listed: each tile's
@@ -236,14 +239,17 @@ class JobRun {
     }
 
     private ByteBuffer frameFor(long id, Map tile) {
-        int w = tile.outputWidth as int
-        int h = tile.outputHeight as int
-        Object pixels = readTile.call(tile, downsample)
+        int w = tile.readWidth as int
+        int h = tile.readHeight as int
+        Object pixels = readTile.call(tile, readDownsample)
         int[] argb
         if (pixels instanceof int[]) {
             argb = (int[]) pixels
         } else if (pixels instanceof BufferedImage) {
-            argb = TileFrames.toArgb((BufferedImage) pixels, w, h)
+            BufferedImage img = (BufferedImage) pixels
+            argb = TileFrames.toArgb(img, w, h, readDownsample > 1d ? 1 : 0)
+            w = img.width
+            h = img.height
         } else {
             throw new IllegalStateException("the tile reader returned ${pixels?.class?.name}, not an image")
         }

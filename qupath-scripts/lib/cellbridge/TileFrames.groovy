@@ -2,8 +2,6 @@ package cellbridge
 
 import groovy.transform.CompileStatic
 
-import java.awt.Graphics2D
-import java.awt.RenderingHints
 import java.awt.image.BufferedImage
 import java.nio.ByteBuffer
 
@@ -69,23 +67,17 @@ final class TileFrames {
     }
 
     /**
-     * Packed ARGB pixels of {@code img}, resized to width x height first when a reader rounded the
-     * region size differently from the plan (protocol: "a reader that rounds differently must resize").
+     * Packed ARGB pixels of {@code img} at its own size, which must be the plan's readWidth x readHeight
+     * (give or take {@code slack} px: 1 at a pyramid level, whose readers may round an edge tile's last
+     * pixel differently). The scripts never resize (protocol 2: the daemon alone resamples, so every
+     * client gives the same cells).
      */
-    static int[] toArgb(BufferedImage img, int width, int height) {
-        BufferedImage source = img
-        if (img.width != width || img.height != height) {
-            BufferedImage scaled = new BufferedImage(width, height, BufferedImage.TYPE_INT_RGB)
-            Graphics2D g = scaled.createGraphics()
-            try {
-                g.setRenderingHint(RenderingHints.KEY_INTERPOLATION, RenderingHints.VALUE_INTERPOLATION_BILINEAR)
-                g.drawImage(img, 0, 0, width, height, null)
-            } finally {
-                g.dispose()
-            }
-            source = scaled
+    static int[] toArgb(BufferedImage img, int width, int height, int slack = 0) {
+        if (Math.abs(img.width - width) > slack || Math.abs(img.height - height) > slack) {
+            throw new IllegalStateException("the image server gave ${img.width}x${img.height} px for a " +
+                "${width}x${height} px tile of the plan")
         }
-        return source.getRGB(0, 0, width, height, null, 0, width)
+        return img.getRGB(0, 0, img.width, img.height, null, 0, img.width)
     }
 
     /** Header fields of a frame (for tests and diagnostics). */

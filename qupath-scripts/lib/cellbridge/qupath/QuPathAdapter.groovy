@@ -43,7 +43,7 @@ import java.util.concurrent.CompletableFuture
  * getSelectionModel().getSelectedObjects/addObjects/fireHierarchyChangedEvent,
  * ImageServer.isRGB/getPath/getWidth/getHeight/getPixelCalibration/getMetadata().getName/readRegion,
  * PixelCalibration.hasPixelSizeMicrons/getAveragedPixelSizeMicrons, RegionRequest.createInstance,
- * GsonTools.parseObjectsFromGeoJSON, PathClass.fromString, ColorTools.packRGB,
+ * GsonTools.parseObjectsFromGeoJSON (the whole-image annotation; cells: QuPathObjects), PathClass.fromString, ColorTools.packRGB,
  * PathObject.isAnnotation/getName/getChildObjects/clearChildObjects/addChildObjects/getMeasurements.
  * The current image is taken once (QPEx.getCurrentImageData in scripts, which QuPath binds to the image
  * being processed, also in "Run for project"; QuPathGUI.getImageData for the menu item); everything
@@ -384,7 +384,10 @@ class QuPathAdapter {
         def entry = QPEx.getProjectEntry()
         String name = entry != null && QPEx.getCurrentImageData() == imageData ? entry.getImageName() : null
         name = name ?: server.getMetadata().getName()
-        return [name: name, width: server.getWidth(), height: server.getHeight(), micronsPerPixel: mpp]
+        // the pyramid levels QuPath reads without resizing: the daemon picks one and resamples itself
+        List<Double> downsamples = (server.getPreferredDownsamples() as List).collect { it as Double }
+        return [name: name, width: server.getWidth(), height: server.getHeight(), micronsPerPixel: mpp,
+                downsamples: downsamples]
     }
 
     List<Map> regions() {
@@ -415,6 +418,7 @@ class QuPathAdapter {
         }
     }
 
+    /** The plan's region at a pyramid level's own downsample: QuPath crops it, never resizes. */
     Object readTile(Map tile, double downsample) {
         RegionRequest request = RegionRequest.createInstance(server.getPath(), downsample,
             tile.x as int, tile.y as int, tile.width as int, tile.height as int)
@@ -447,7 +451,7 @@ class QuPathAdapter {
         }
         Map<RegionResult, List<PathObject>> parsed = [:]
         results.each { RegionResult r ->
-            parsed[r] = GsonTools.parseObjectsFromGeoJSON(r.toFeatureCollection()) as List<PathObject>
+            parsed[r] = QuPathObjects.fromFeatures(r.features)
         }
         parsed.each { RegionResult r, List<PathObject> objects ->
             PathObject parent = r.target as PathObject

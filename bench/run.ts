@@ -145,7 +145,7 @@ async function main(): Promise<void> {
 
   // Only on request (4 whole-slide runs): results against the declared pixel size, see bench/stability.ts.
   if (only?.has('stability')) {
-    const r = stabilityBench({ model: model.name });
+    const r = await stabilityBench({ model: model.name });
     emit(`stability-${r.model}`, { ...env, ...r, command: 'npm run bench -- --only stability' });
   }
 

@@ -1,7 +1,9 @@
 /**
- * Stability of the results under the pixel size a slide declares (issue 10): the same CMU-1 pixels
- * segmented by `cellbridge segment --mpp X` (the daemon then resamples to the model's 0.5 µm/px, or not)
- * for X = 0.5 (reference), 0.499 (the slide's own value), 0.45 and 0.55. Per run against the reference:
+ * Stability of the results under the pixel size a slide declares (issue 10): the same CMU-1 pixels,
+ * written losslessly to a tiled TIFF whose resolution tags say X µm/px, segmented by `cellbridge segment`
+ * (the daemon then resamples to the model's 0.5 µm/px, or not: its rule decides) for X = 0.5 (reference),
+ * 0.499 (the slide's own value), 0.45 and 0.55. (`segment --mpp` only applies to images without a pixel
+ * size, so the copies carry the value as a real file would.) Per run against the reference:
  * cells matched one-to-one by centroid within 2 slide pixels, the share of each side matched, the share of
  * matched pairs with the same class, and the total and per-class count changes.
  *
@@ -16,6 +18,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { SlideReader } from '../bridge/images/slide-reader';
 import { CLI, emit, machine, note, r3, SVS } from './common';
 
 export interface CellPoint { x: number; y: number; cls: string }
@@ -102,31 +106,44 @@ export function compareRuns(ref: readonly CellPoint[], run: readonly CellPoint[]
   };
 }
 
+/** A lossless tiled TIFF copy of the slide's full-resolution pixels that declares `mpp` µm/px. */
+export async function copyWithPixelSize(slide: string, mpp: number, out: string): Promise<number | null> {
+  // sharp's xres/yres are pixels per mm; with resolutionUnit 'cm' the tags hold pixels per cm.
+  await sharp(slide, { limitInputPixels: false })
+    .tiff({ tile: true, tileWidth: 256, tileHeight: 256, compression: 'deflate', xres: 1000 / mpp, yres: 1000 / mpp, resolutionUnit: 'cm' })
+    .toFile(out);
+  return (await SlideReader.open(out)).info.micronsPerPixel;
+}
+
 /** Segment the slide at each pixel size with the CLI (a daemon in-process per run, as a user runs it). */
-export function stabilityBench(opts: { model?: string; slide?: string; mpps?: number[]; reference?: number; radius?: number } = {}) {
+export async function stabilityBench(opts: { model?: string; slide?: string; mpps?: number[]; reference?: number; radius?: number } = {}) {
   const slide = opts.slide ?? SVS;
   const reference = opts.reference ?? 0.5;
   const mpps = opts.mpps ?? [0.499, 0.45, 0.55];
   const radius = opts.radius ?? 2;
   const dir = mkdtempSync(join(tmpdir(), 'cellbridge-stability-'));
-  const runs: Record<string, { cells: CellPoint[]; seconds: number; model: string }> = {};
+  const runs: Record<string, { cells: CellPoint[]; seconds: number; model: string; declared: number | null }> = {};
   try {
     for (const mpp of [reference, ...mpps]) {
       const out = join(dir, `${mpp}.geojson`);
-      const args = [CLI, 'segment', slide, '--out', out, '--mpp', String(mpp), '--device', 'cpu', '--quiet', ...(opts.model ? ['--model', opts.model] : [])];
+      const copy = join(dir, `${mpp}.tif`);
+      const declared = await copyWithPixelSize(slide, mpp, copy);
+      if (declared === null || Math.abs(declared - mpp) > 1e-6) throw new Error(`the copy declares ${declared} µm/px, not ${mpp}`);
+      const args = [CLI, 'segment', copy, '--out', out, '--device', 'cpu', '--quiet', ...(opts.model ? ['--model', opts.model] : [])];
       const t = performance.now();
       const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 600_000 });
       const seconds = (performance.now() - t) / 1000;
       if (r.status !== 0) throw new Error(`cellbridge segment --mpp ${mpp} failed (${r.status}): ${r.stderr.slice(-2000)}`);
       const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
-      runs[String(mpp)] = { cells: cellsOf(JSON.parse(readFileSync(out, 'utf8'))), seconds: r3(seconds), model: summary.model };
+      runs[String(mpp)] = { cells: cellsOf(JSON.parse(readFileSync(out, 'utf8'))), seconds: r3(seconds), model: summary.model, declared };
+      rmSync(copy);
       note(`--mpp ${mpp}: ${runs[String(mpp)].cells.length} cells in ${seconds.toFixed(1)} s`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   const ref = runs[String(reference)];
-  const comparisons = mpps.map((mpp) => ({ mpp, secondsRun: runs[String(mpp)].seconds, ...compareRuns(ref.cells, runs[String(mpp)].cells, radius) }));
+  const comparisons = mpps.map((mpp) => ({ mpp, declaredMicronsPerPixel: runs[String(mpp)].declared, secondsRun: runs[String(mpp)].seconds, ...compareRuns(ref.cells, runs[String(mpp)].cells, radius) }));
   const near = comparisons.find((c) => c.mpp === 0.499);
   const bars = {
     near0499MatchedPct: near ? Math.min(near.matchedPctOfReference ?? 0, near.matchedPctOfRun ?? 0) : null,
@@ -144,16 +161,13 @@ export function stabilityBench(opts: { model?: string; slide?: string; mpps?: nu
 
 if (require.main === module) {
   const { values } = parseArgs({ options: { model: { type: 'string' }, slide: { type: 'string' }, mpp: { type: 'string' }, reference: { type: 'string' }, radius: { type: 'string' } }, strict: true });
-  try {
-    const r = stabilityBench({
-      model: values.model, slide: values.slide,
-      mpps: values.mpp ? values.mpp.split(',').map(Number) : undefined,
-      reference: values.reference ? Number(values.reference) : undefined,
-      radius: values.radius ? Number(values.radius) : undefined,
-    });
-    emit(`stability-${r.model}`, { ...machine(), ...r, command: `node dist/bench/stability.js ${process.argv.slice(2).join(' ')}`.trim() });
-  } catch (e) {
-    process.stderr.write(`stability: ${(e as Error).message}\n`);
-    process.exitCode = 1;
-  }
+  stabilityBench({
+    model: values.model, slide: values.slide,
+    mpps: values.mpp ? values.mpp.split(',').map(Number) : undefined,
+    reference: values.reference ? Number(values.reference) : undefined,
+    radius: values.radius ? Number(values.radius) : undefined,
+  }).then(
+    (r) => { emit(`stability-${r.model}`, { ...machine(), ...r, command: `node dist/bench/stability.js ${process.argv.slice(2).join(' ')}`.trim() }); },
+    (e: Error) => { process.stderr.write(`stability: ${e.message}\n`); process.exitCode = 1; },
+  );
 }

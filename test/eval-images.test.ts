@@ -8,7 +8,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { openDataset, readTile, type Tile } from '../bridge/eval/dataset';
 import { gridLayout, stitchTiles, tileLayout } from '../bridge/eval/stitch';
-import { compareRuns, matchCells, ringCentroid, type CellPoint } from '../bench/stability';
+import { compareRuns, copyWithPixelSize, matchCells, ringCentroid, type CellPoint } from '../bench/stability';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import sharp from 'sharp';
 
 const REPO = path.resolve(__dirname, '../..');
 const DATA = path.resolve(REPO, '../shared/data');
@@ -92,7 +95,26 @@ describe('npm run eval on a split without classes (MoNuSeg, PNG)', function () {
   });
 });
 
-describe('stability benchmark (pure parts)', () => {
+describe('stability benchmark (its parts)', () => {
+  it('copyWithPixelSize: the same pixels, losslessly, in a TIFF that the slide reader reads as X µm/px', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'stability-'));
+    try {
+      const src = path.join(dir, 'src.png');
+      const raw = Buffer.alloc(40 * 30 * 3);
+      for (let i = 0; i < raw.length; i++) raw[i] = (i * 37) % 251;
+      await sharp(raw, { raw: { width: 40, height: 30, channels: 3 } }).png().toFile(src);
+      for (const mpp of [0.499, 0.55]) {
+        const out = path.join(dir, `${mpp}.tif`);
+        const declared = await copyWithPixelSize(src, mpp, out);
+        assert.ok(declared !== null && Math.abs(declared - mpp) < 1e-6, `declared ${declared}`);
+        const back = await sharp(out).raw().toBuffer();
+        assert.ok(back.equals(raw), 'pixels unchanged');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('ringCentroid: area centroid of a closed ring', () => {
     assert.deepEqual(ringCentroid([[0, 0], [4, 0], [4, 2], [0, 2], [0, 0]]), [2, 1]);
   });

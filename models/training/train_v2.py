@@ -108,6 +108,7 @@ def main():
     ap.add_argument('--od-scale', default='0.8,3.5')
     ap.add_argument('--scale-range', default='0.75,1.33')
     ap.add_argument('--unknown-weight', type=float, default=0.5)
+    ap.add_argument('--set-shares', default='', help='consep,monuseg,cpm15 batch shares (default 0.5,0.35,0.15)')
     ap.add_argument('--no-export', action='store_true')
     a = ap.parse_args()
     od_scale = tuple(float(v) for v in a.od_scale.split(','))
@@ -175,7 +176,11 @@ def main():
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     names = list(SETS)
-    probs = np.array([SET_P[s] for s in names])
+    probs = np.array([float(v) for v in a.set_shares.split(',')] if a.set_shares else [SET_P[s] for s in names])
+    if len(probs) != len(names) or (probs < 0).any() or probs.sum() <= 0:
+        raise SystemExit(f'--set-shares needs {len(names)} non-negative numbers ({",".join(names)})')
+    probs = probs / probs.sum()
+    log(f'batch shares {dict(zip(names, np.round(probs, 3).tolist()))}')
 
     def sample():
         s = names[rng.choice(len(names), p=probs)]
@@ -248,13 +253,14 @@ def main():
     model.load_state_dict(ck['model'])
     stage_rec = {'stage': a.stage, 'command': ' '.join(sys.argv), 'epochs': ep, 'steps': step, 'bestEpoch': best[1],
                  'bestValScore': round(best[0], 4), 'trainingWallSeconds': round(train_wall),
-                 'init': a.resume or a.init_onnx or 'random', 'lr': a.lr, 'budgetMin': a.time_budget_min}
+                 'init': a.resume or a.init_onnx or 'random', 'lr': a.lr, 'budgetMin': a.time_budget_min,
+                 'setShares': dict(zip(names, np.round(probs, 3).tolist()))}
     stages = prev.get('stages', []) + [stage_rec]
     meta = {**ck_meta, 'stages': stages}
     save_compact(os.path.join(a.out, 'checkpoint-fp16.pt'), model, meta)
     log(f'compact checkpoint {os.path.join(a.out, "checkpoint-fp16.pt")}')
     with open(os.path.join(a.out, f'training-log-{a.stage}.json'), 'w') as fh:
-        json.dump({**stage_rec, 'parameters': nparam, 'validationImages': VAL_IMAGES, 'setShares': SET_P,
+        json.dump({**stage_rec, 'parameters': nparam, 'validationImages': VAL_IMAGES,
                    'scoreWeights': SCORE_W, 'history': history}, fh, indent=1)
     with open(os.path.join(a.out, f'training-log-{a.stage}.txt'), 'w') as fh:
         fh.write('\n'.join(lines) + '\n')

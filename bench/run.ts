@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e,scale] [-- --device cpu|webgpu|cuda]`: the benchmarks of issue #6
- * (and `scale`, issue 14: nginx + TLS in front of 1 vs 3 daemons; only when named in --only, or in full mode).
+ * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e,scale,stability] [-- --device cpu|webgpu|cuda]`: the benchmarks of issue #6
+ * (and `scale`, issue 14: nginx + TLS in front of 1 vs 3 daemons; only when named in --only, or in full mode;
+ * `stability`, issue 10: only when named in --only).
  * Prints one JSON object per benchmark (stdout), writes each to bench/results/NAME.json, and ends with
  * the summary object (e2eOverModel, postprocOverModel, peakRssMB, rssGrowthPct, cellsPerSecond).
  * Progress goes to stderr. See bench/README.md.
@@ -16,6 +17,7 @@ import { transportBench } from './transport';
 import { e2eBench } from './e2e';
 import { configsBench } from './configs';
 import { scaleBench } from './scale';
+import { stabilityBench } from './stability';
 
 const MODES = {
   quick: { modelTiles: 8, modelRuns: 64, postCandidates: 32, postTiles: 6, postRepeats: 3, transportSide: 4096, e2eRepeats: 5 },
@@ -139,6 +141,12 @@ async function main(): Promise<void> {
     // machine with few cores, 3 daemons with the defaults would fight for the same cores.
     const r = await scaleBench(mode === 'quick' ? 3 : 5, ['--device', provider, '--inference-workers', '1', '--postprocess-workers', '1', '--threads', '1']);
     emit('scale', { ...env, ...r, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only scale` });
+  }
+
+  // Only on request (4 whole-slide runs): results against the declared pixel size, see bench/stability.ts.
+  if (only?.has('stability')) {
+    const r = await stabilityBench({ model: model.name });
+    emit(`stability-${r.model}`, { ...env, ...r, command: 'npm run bench -- --only stability' });
   }
 
   let e2e: Awaited<ReturnType<typeof e2eBench>> | null = null;

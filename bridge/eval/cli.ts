@@ -1,16 +1,20 @@
 /**
  * `npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
- *                  [--mpp UM] [--iterations N] [--seed S]`
+ *                  [--mpp UM] [--iterations N] [--seed S] [--no-images]`
  *
  * Segments every tile of an evaluation split with the daemon's own pipeline (or an oracle), and
  * prints one JSON object LAST on stdout: bPQ, mPQ, perClass.<name>.{PQ, DQ, SQ, R2} with 95 %
- * bootstrap intervals (<metric>_CI), plus model, tiles, seconds. Progress goes to stderr.
+ * bootstrap intervals (<metric>_CI), plus model, tiles, seconds; and `images`: the same split with the
+ * tiles stitched back into their source images (stitch.ts), each whole image segmented at once, PQ per
+ * image (bPQ = mean over images, per-class PQ summed over images and averaged per image).
+ * Splits whose instances have no class (MoNuSeg, CPM-15) get binary metrics only. Progress goes to stderr.
  * Conventions: see metrics.ts (bPQ per tile then averaged; per-class PQ aggregated over the data set).
  * Exit codes: 0 ok, 2 setup problem (data set or model missing, bad arguments), 1 anything else.
  */
 import * as path from 'node:path';
 import { DatasetError, openDataset, readTile } from './dataset';
-import { BOOTSTRAP_DEFAULTS, bootstrapIntervals, datasetMetrics, tileStats, type Interval, type TileStats } from './metrics';
+import { BOOTSTRAP_DEFAULTS, bootstrapIntervals, datasetMetrics, pqFromCounts, tileStats, type Interval, type TileStats } from './metrics';
+import { stitchTiles, tileLayout } from './stitch';
 import { defaultModelName, modelSegmenter, oracleSegmenter, SetupError, type DeviceRequest, type Segmenter } from './segmenter';
 
 const DEVICES: DeviceRequest[] = ['auto', 'cpu', 'cuda', 'webgpu'];
@@ -31,6 +35,8 @@ export interface EvalOptions {
   device: DeviceRequest;
   /** Threads per onnxruntime session (default: all cores). */
   threads?: number;
+  /** Also evaluate whole source images (tiles stitched back); default true. */
+  images: boolean;
 }
 
 export class UsageError extends Error {
@@ -39,6 +45,7 @@ export class UsageError extends Error {
 
 const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
                          [--mpp UM_PER_PX] [--device auto|cpu|cuda|webgpu] [--threads N] [--iterations N] [--seed S]
+                         [--no-images]
   --data DIR        evaluation split (default ../shared/data/consep/test from the repo root)
   --models DIR      models folder (default <repo>/models)
   --model NAME      model under --models (default: models/default.json "default", else cellbridge-he-v1)
@@ -49,7 +56,8 @@ const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR]
   --device D        execution provider for the model: auto (CUDA, WebGPU, CPU), cpu, cuda, webgpu (default auto)
   --threads N       onnxruntime threads per session (default: all cores)
   --iterations N    bootstrap resamples (default ${BOOTSTRAP_DEFAULTS.iterations})
-  --seed S          bootstrap seed (default ${BOOTSTRAP_DEFAULTS.seed})`;
+  --seed S          bootstrap seed (default ${BOOTSTRAP_DEFAULTS.seed})
+  --no-images       skip the per-source-image figures (tiles stitched back into whole images)`;
 
 export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
   const o: EvalOptions & { help: boolean } = {
@@ -62,6 +70,7 @@ export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
     iterations: BOOTSTRAP_DEFAULTS.iterations,
     seed: BOOTSTRAP_DEFAULTS.seed,
     device: 'auto',
+    images: true,
     help: false,
   };
   const value = (i: number, flag: string): string => {
@@ -92,6 +101,7 @@ export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
       case '--threads': o.threads = num(value(i, a), a, true, 1); i++; break;
       case '--oracle': o.mode = 'oracle'; break;
       case '--oracle-erode': o.mode = 'oracle-erode'; break;
+      case '--no-images': o.images = false; break;
       case '-h': case '--help': o.help = true; break;
       default: throw new UsageError(`unknown argument "${a}"`);
     }
@@ -111,6 +121,8 @@ export const CONVENTIONS = [
   'perClass PQ/DQ/SQ: GT and predictions restricted to the class, TP/FP/FN/IoU summed over all tiles, then computed once (PanNuke/CoNIC multi-class PQ); mPQ = mean of per-class PQ.',
   'R2: coefficient of determination of per-tile predicted vs true instance counts per class, 1 - SS_res/SS_tot (CoNIC, sklearn r2_score).',
   'CI: percentile bootstrap [2.5, 97.5] over tiles resampled with replacement, seeded mulberry32.',
+  'images: tiles stitched back into their source images (bridge/eval/stitch.ts), each image segmented whole; bPQ/bDQ/bSQ = mean over images of per-image binary PQ; perClass PQ summed over images (PQ) and mean over images of per-image class PQ (PQ_imageMean, images without that class skipped); mPQ and mPQ_imageMean = their means over classes.',
+  'Class 0 (Unknown) is no class: such instances count for the binary metrics only; a split without any classed instance is evaluated binary only (binaryOnly: true).',
 ].join(' ');
 
 /** Run the evaluation; returns the result object (the CLI prints it as JSON). */
@@ -130,33 +142,36 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
     const missing = classNames.filter((n) => !modelClasses.some((m) => norm(m) === norm(n)));
     const extra = modelClasses.filter((m) => !classIndexByName.has(norm(m)));
     if (missing.length) log(`warning: GT classes not predicted by the model (their PQ will be 0): ${missing.join(', ')}`);
-    if (extra.length) log(`warning: model classes absent from the GT (binary metrics only): ${extra.join(', ')}`);
+    if (extra.length && !ds.binaryOnly) log(`warning: model classes absent from the GT (binary metrics only): ${extra.join(', ')}`);
   }
+  if (ds.binaryOnly) log('[eval] no instance of this split has a class: binary metrics only');
+  const predClassOf = (pred: { classOfLabel: Map<number, string> }) => (id: number) => {
+    const name = pred.classOfLabel.get(id);
+    return name === undefined ? -1 : classIndexByName.get(norm(name)) ?? -1;
+  };
+  const gtClassOf = (tile: { classOf: Map<number, number> }) => (id: number) => {
+    const c = tile.classOf.get(id);
+    return c === undefined ? -1 : classIndexById.get(c) ?? -1;
+  };
 
   const tiles = opts.limit ? ds.tiles.slice(0, opts.limit) : ds.tiles;
   const stats: TileStats[] = [];
   let segmentMs = 0;
   let lastLog = performance.now();
+  let images: Record<string, unknown> | null = null;
   try {
     for (let k = 0; k < tiles.length; k++) {
       const tile = await readTile(ds, tiles[k]);
       const ts = performance.now();
       const pred = await segmenter.segment(tile);
       segmentMs += performance.now() - ts;
-      const gtClass = (id: number) => {
-        const c = tile.classOf.get(id);
-        return c === undefined ? -1 : classIndexById.get(c) ?? -1;
-      };
-      const predClass = (id: number) => {
-        const name = pred.classOfLabel.get(id);
-        return name === undefined ? -1 : classIndexByName.get(norm(name)) ?? -1;
-      };
-      stats.push(tileStats(tile.name, tile.instances, gtClass, pred.labels, predClass, classNames.length));
+      stats.push(tileStats(tile.name, tile.instances, gtClassOf(tile), pred.labels, predClassOf(pred), classNames.length));
       if (k === tiles.length - 1 || performance.now() - lastLog > 2000) {
         lastLog = performance.now();
         log(`[eval] ${k + 1}/${tiles.length} tiles (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       }
     }
+    if (opts.images) images = await evaluateImages(ds, new Set(tiles), segmenter, classNames, gtClassOf, predClassOf, log);
   } finally {
     await segmenter.close();
   }
@@ -186,6 +201,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
     seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
     segmentSeconds: Number((segmentMs / 1000).toFixed(3)),
     micronsPerPixel: opts.micronsPerPixel,
+    binaryOnly: ds.binaryOnly,
     bPQ: num(m.bPQ), bPQ_CI: ci(b.bPQ),
     bDQ: num(m.bDQ), bDQ_CI: ci(b.bDQ),
     bSQ: num(m.bSQ), bSQ_CI: ci(b.bSQ),
@@ -194,8 +210,58 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
     perClass,
     classes: classNames,
     modelClasses,
+    images,
     bootstrap: { iterations: opts.iterations, seed: opts.seed, level: 95, method: 'percentile, tiles resampled with replacement' },
     conventions: CONVENTIONS,
+  };
+}
+
+/**
+ * Per source image: stitch its tiles (only images whose tiles are all in the evaluated set), segment the
+ * whole image, and compute PQ per image. Returns null when the split's tile placement is unknown.
+ */
+async function evaluateImages(
+  ds: ReturnType<typeof openDataset>, evaluated: Set<string>, segmenter: Segmenter, classNames: string[],
+  gtClassOf: (t: { classOf: Map<number, number> }) => (id: number) => number,
+  predClassOf: (p: { classOfLabel: Map<number, string> }) => (id: number) => number,
+  log: (line: string) => void,
+): Promise<Record<string, unknown> | null> {
+  const layout = tileLayout(ds);
+  if (!layout) { log('[eval] tile placement unknown (no source_images.json, names not <image>_<k>): no per-image figures'); return null; }
+  const whole = layout.images.filter((im) => im.tiles.every((t) => evaluated.has(t.tile)));
+  const t0 = performance.now();
+  const stats: TileStats[] = [];
+  let overlapPixels = 0, overlapDisagreements = 0, seamJoins = 0;
+  for (const im of whole) {
+    const placed = [];
+    for (const p of im.tiles) placed.push({ x: p.x, y: p.y, tile: await readTile(ds, p.tile) });
+    const img = stitchTiles(im.name, placed);
+    overlapPixels += img.overlapPixels; overlapDisagreements += img.overlapDisagreements; seamJoins += img.seamJoins;
+    const pred = await segmenter.segment(img);
+    stats.push(tileStats(im.name, img.instances, gtClassOf(img), pred.labels, predClassOf(pred), classNames.length));
+    log(`[eval] image ${stats.length}/${whole.length} ${im.name} ${img.width}x${img.height} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+  if (stats.length === 0) return null;
+  const m = datasetMetrics(stats, classNames.length);
+  const perClass: Record<string, unknown> = {};
+  const imageMeans: number[] = [];
+  classNames.forEach((name, c) => {
+    const perImage = stats.map((s) => pqFromCounts(s.perClass[c]).PQ).filter((v) => !Number.isNaN(v));
+    const mean = perImage.length ? perImage.reduce((a, b) => a + b, 0) / perImage.length : NaN;
+    if (!Number.isNaN(mean)) imageMeans.push(mean);
+    const pc = m.perClass[c];
+    perClass[name] = { PQ: num(pc.PQ), DQ: num(pc.DQ), SQ: num(pc.SQ), PQ_imageMean: num(mean), imagesWithClass: perImage.length, TP: pc.tp, FP: pc.fp, FN: pc.fn };
+  });
+  return {
+    count: stats.length,
+    layout: layout.source,
+    seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
+    bPQ: num(m.bPQ), bDQ: num(m.bDQ), bSQ: num(m.bSQ),
+    mPQ: num(m.mPQ),
+    mPQ_imageMean: num(imageMeans.length ? imageMeans.reduce((a, b) => a + b, 0) / imageMeans.length : NaN),
+    perClass,
+    perImage: stats.map((s) => { const q = pqFromCounts(s.binary); return { image: s.id, PQ: num(q.PQ), DQ: num(q.DQ), SQ: num(q.SQ), TP: s.binary.tp, FP: s.binary.fp, FN: s.binary.fn }; }),
+    stitch: { overlapPixels, overlapDisagreements, seamJoins },
   };
 }
 

@@ -1,8 +1,11 @@
 /**
  * Reader for an evaluation split laid out like ../shared/data/consep/<split>/ (see shared/data/README.md):
- *   images/<tile>.jpg      RGB tile
- *   instances/<tile>.png   16-bit greyscale instance map, 0 = background
- *   labels.json            { classes: { <class id>: <name> }, tiles: { <tile>: { <instance id>: <class id> } } }
+ *   images/<tile>.jpg|.jpeg|.png   RGB tile (CoNSeP: JPEG; MoNuSeg, CPM-15: PNG)
+ *   instances/<tile>.png           16-bit greyscale instance map, 0 = background
+ *   labels.json                    { classes: { <class id>: <name> }, tiles: { <tile>: { <instance id>: <class id> } } }
+ * Class id 0 ("Unknown") means "no class": such instances count for the binary metrics only, and a
+ * split where no instance has another class (MoNuSeg, CPM-15) is evaluated with binary metrics only.
+ * Where the tiles came from (to stitch them back into whole images) is in stitch.ts.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
@@ -15,10 +18,14 @@ export class DatasetError extends Error {
 
 export interface DatasetIndex {
   dir: string;
-  /** Class id -> class name, from labels.json. */
+  /** Class id -> class name, from labels.json, without id 0 (Unknown); empty when no instance has a class. */
   classes: Map<number, string>;
+  /** True when no instance of the split has a class other than 0 (binary metrics only). */
+  binaryOnly: boolean;
   /** Tile names (without extension), sorted. */
   tiles: string[];
+  /** Image file name of each tile (its extension varies between data sets). */
+  imageFile: Map<string, string>;
   /** Per tile: instance id -> class id. */
   labels: Map<string, Map<number, number>>;
 }
@@ -55,24 +62,39 @@ export function openDataset(dir: string): DatasetIndex {
   if (!raw || typeof raw.classes !== 'object' || typeof raw.tiles !== 'object') {
     throw new DatasetError(`${labelsPath} must hold { classes: {...}, tiles: {...} }`);
   }
-  const classes = new Map<number, string>();
-  for (const [id, name] of Object.entries(raw.classes)) classes.set(Number(id), String(name));
   const labels = new Map<string, Map<number, number>>();
+  const used = new Set<number>();
   for (const [tile, inst] of Object.entries(raw.tiles)) {
-    labels.set(tile, new Map(Object.entries(inst).map(([k, v]) => [Number(k), Number(v)])));
+    // Class 0 is "Unknown" (no class): leave those instances out of the map, as if unlabelled.
+    const m = new Map(Object.entries(inst).map(([k, v]) => [Number(k), Number(v)] as [number, number]).filter(([, v]) => v !== 0));
+    for (const v of m.values()) used.add(v);
+    labels.set(tile, m);
   }
-  const tiles = readdirSync(path.join(dir, 'images'))
-    .filter((f) => f.toLowerCase().endsWith('.jpg'))
-    .map((f) => f.slice(0, -4))
-    .filter((t) => existsSync(path.join(dir, 'instances', `${t}.png`)))
-    .sort();
-  if (tiles.length === 0) throw new DatasetError(`no tiles in ${dir} (images/<tile>.jpg with instances/<tile>.png)`);
-  return { dir, classes, tiles, labels };
+  const binaryOnly = used.size === 0;
+  const classes = new Map<number, string>();
+  if (!binaryOnly) {
+    for (const [id, name] of Object.entries(raw.classes)) if (Number(id) !== 0) classes.set(Number(id), String(name));
+  }
+  const imageFile = new Map<string, string>();
+  for (const f of readdirSync(path.join(dir, 'images'))) {
+    const ext = IMAGE_EXTENSIONS.find((e) => f.toLowerCase().endsWith(e));
+    if (!ext) continue;
+    const t = f.slice(0, -ext.length);
+    if (imageFile.has(t)) throw new DatasetError(`two images for tile ${t} in ${path.join(dir, 'images')}: ${imageFile.get(t)} and ${f}`);
+    if (existsSync(path.join(dir, 'instances', `${t}.png`))) imageFile.set(t, f);
+  }
+  const tiles = [...imageFile.keys()].sort();
+  if (tiles.length === 0) throw new DatasetError(`no tiles in ${dir} (images/<tile>.jpg or .png with instances/<tile>.png)`);
+  return { dir, classes, binaryOnly, tiles, imageFile, labels };
 }
+
+const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png'];
 
 /** Read one tile's image and GT. */
 export async function readTile(ds: DatasetIndex, name: string): Promise<Tile> {
-  const imgPath = path.join(ds.dir, 'images', `${name}.jpg`);
+  const file = ds.imageFile.get(name);
+  if (!file) throw new DatasetError(`no image for tile ${name} in ${path.join(ds.dir, 'images')}`);
+  const imgPath = path.join(ds.dir, 'images', file);
   const instPath = path.join(ds.dir, 'instances', `${name}.png`);
   const img = await sharp(imgPath).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   if (img.info.channels !== 3) throw new DatasetError(`${imgPath}: expected 3 channels, got ${img.info.channels}`);

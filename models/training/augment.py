@@ -61,3 +61,55 @@ def colour(rng, img, od_scale=(1.0, 1.0)):
         x = x * rng.uniform(0.96, 1.04, 3)
         x = np.clip(x, 0, 255)
     return x.astype(np.float32)
+
+
+# ---- model v2: invariance to how a client resamples, blurs or compresses the pixels ----
+import io  # noqa: E402
+from PIL import Image, ImageFilter  # noqa: E402
+
+KERNELS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX, Image.HAMMING, Image.NEAREST)
+KERNEL_P = (0.3, 0.25, 0.15, 0.1, 0.1, 0.1)
+
+
+def _nearest_index(n_out, n_in):
+    """Pixel-centre nearest sampling (the same grid PIL uses for the image)."""
+    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.int64), n_in - 1)
+
+
+def rescale(rng, img40, img, flows, maps, scale_range=(0.75, 1.33), p=0.85):
+    """Scale jitter: the tile as it would look at a pixel size 1/s times the model's. The image is
+    resampled with a random kernel either from the 40x original (a 40x slide read down) or from the
+    0.5 um/px tile (a 20x slide read at a slightly different pixel size: a second resampling);
+    labels and flows by nearest neighbour on the same grid (an isotropic scale keeps the flow
+    directions). Returns image uint8, flows, maps."""
+    n_in = img.shape[0]
+    if rng.random() >= p:
+        return img, flows, maps
+    s = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
+    n = max(16, int(round(n_in * s)))
+    k = KERNELS[rng.choice(len(KERNELS), p=KERNEL_P)]
+    src = Image.fromarray(img40 if rng.random() < 0.5 else img)
+    out = np.array(src.resize((n, n), k), np.uint8)
+    idx = _nearest_index(n, n_in)
+    return out, flows[:, idx][:, :, idx], [m[idx][:, idx] for m in maps]
+
+
+def degrade(rng, x):
+    """float 0..255 image -> blur or sharpen, JPEG re-compression, sensor noise (each sometimes)."""
+    u = rng.random()
+    if u < 0.3 or u > 0.85:
+        im = Image.fromarray(np.clip(x + 0.5, 0, 255).astype(np.uint8))
+        if u < 0.3:
+            im = im.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
+        else:
+            im = im.filter(ImageFilter.UnsharpMask(radius=float(rng.uniform(0.5, 2.0)),
+                                                   percent=int(rng.integers(30, 150)), threshold=0))
+        x = np.array(im, np.float32)
+    if rng.random() < 0.3:
+        im = Image.fromarray(np.clip(x + 0.5, 0, 255).astype(np.uint8))
+        buf = io.BytesIO()
+        im.save(buf, 'JPEG', quality=int(rng.integers(35, 95)))
+        x = np.array(Image.open(io.BytesIO(buf.getvalue())).convert('RGB'), np.float32)
+    if rng.random() < 0.2:
+        x = np.clip(x + rng.normal(0, rng.uniform(1, 5), x.shape), 0, 255).astype(np.float32)
+    return x

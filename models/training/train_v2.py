@@ -1,0 +1,273 @@
+"""Train model v2 (cellbridge-he-v2): CoNSeP + MoNuSeg + CPM-15, invariance augmentation, resumable.
+
+  # stage 1 of session 1: start from the v1 weights (read back from its ONNX file)
+  nice -n 19 /usr/bin/python3 models/training/train_v2.py --init-onnx models/cellbridge-he-v1/model.onnx \
+      --out models/cellbridge-he-v2 --stage s1 --time-budget-min 60
+  # any later session: continue from the committed compact checkpoint
+  nice -n 19 /usr/bin/python3 models/training/train_v2.py --resume models/cellbridge-he-v2/checkpoint-fp16.pt \
+      --out models/cellbridge-he-v2 --stage s2 --lr 1e-3 --time-budget-min 60
+
+Data: each set's train split; whole source images of each (datasets.VAL_IMAGES) are held out for
+validation, model selection, post-processing tuning and temperature calibration. Test splits are
+never read here (evaluate with `npm run eval`).
+Writes into --out: model.onnx, card.json, reference/*.npy, checkpoint-fp16.pt (weights + BN
+statistics in fp16, normalisation, post-processing, temperature: what --resume needs), and
+training-log-<stage>.{txt,json}. Optimizer state and per-epoch files stay in models/training/runs/
+(git-ignored).
+"""
+import os
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # sleep, not spin, on the shared CPU (see README)
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from datasets import load_set, split_val, SETS, UNKNOWN, VAL_IMAGES  # noqa: E402
+from augment import geometric, colour, rescale, degrade  # noqa: E402
+from model import CellUNet, count_params  # noqa: E402
+from postprocess_ref import follow_flows, get_masks, finish, PQ, gt_classes  # noqa: E402
+from train import predict  # noqa: E402  (same inference as v1's validation)
+
+# share of each set in a batch: CoNSeP carries the classes, so it keeps half of the samples
+SET_P = {'consep': 0.5, 'monuseg': 0.35, 'cpm15': 0.15}
+# model selection: weighted binary PQ over the sets' validation images + CoNSeP mean class PQ
+SCORE_W = {'consep': 0.4, 'monuseg': 0.4, 'cpm15': 0.2}
+
+
+def eval_type(typ):
+    """Type map for the PQ code: unknown nuclei count as class 0 (binary metrics only)."""
+    return np.where(typ == UNKNOWN, 0, typ)
+
+
+def evaluate(preds, inst, typ, thr=0.0, min_size=10):
+    flows, cellprob, tlog = preds
+    pq = PQ()
+    for i in range(len(inst)):
+        mask = cellprob[i] > thr
+        ys, xs, py, px = follow_flows(flows[i] * mask[None] / 5.0, mask, 200)
+        raw = get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4)
+        lab, cls = finish(raw, flows[i], tlog[i], 5.0, min_size, True)
+        g = inst[i].astype(np.int32)
+        pq.add(g, gt_classes(g, eval_type(typ[i])), lab, cls)
+    return pq.result()
+
+
+def score(res):
+    return sum(SCORE_W[s] * res[s]['bPQ_tileMean'] for s in res) + res['consep']['mPQ3']
+
+
+def type_loss(logits, typ, cw):
+    """CE over background + 4 classes on labelled pixels; on UNKNOWN nuclei only 'not background':
+    -log(1 - p_bg) = logsumexp(all) - logsumexp(classes). Class 0 never enters the class choice."""
+    known = typ != UNKNOWN
+    ce = F.cross_entropy(logits, torch.where(known, typ, torch.zeros_like(typ)), weight=cw, reduction='none')
+    wsum = cw[torch.where(known, typ, torch.zeros_like(typ))]
+    l_known = (ce * known).sum() / (wsum * known).sum().clamp(min=1)
+    unk = ~known
+    if unk.any():
+        lse_all = torch.logsumexp(logits, 1)
+        lse_fg = torch.logsumexp(logits[:, 1:], 1)
+        l_unk = ((lse_all - lse_fg) * unk).sum() / unk.sum()
+    else:
+        l_unk = logits.sum() * 0
+    return l_known, l_unk
+
+
+def save_compact(path, model, meta):
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    torch.save({'model_fp16': sd, **meta}, path)
+
+
+def load_compact(path, model):
+    ck = torch.load(path, map_location='cpu')
+    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in ck['model_fp16'].items()})
+    return ck
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--out', default=os.path.join(HERE, '..', 'cellbridge-he-v2'))
+    ap.add_argument('--stage', default='s1', help='name of this stage (log files training-log-<stage>.*)')
+    ap.add_argument('--init-onnx', default='', help='start from a shipped ONNX model of the same architecture (v1)')
+    ap.add_argument('--resume', default='', help='continue from a compact checkpoint (checkpoint-fp16.pt)')
+    ap.add_argument('--channels', default='16,32,64,128,128')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--batch', type=int, default=8)
+    ap.add_argument('--crop', type=int, default=96)
+    ap.add_argument('--lr', type=float, default=1.5e-3)
+    ap.add_argument('--time-budget-min', type=float, default=60)
+    ap.add_argument('--steps-per-epoch', type=int, default=100)
+    ap.add_argument('--val-every', type=int, default=4, help='epochs between validations')
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--od-scale', default='0.8,3.5')
+    ap.add_argument('--scale-range', default='0.75,1.33')
+    ap.add_argument('--unknown-weight', type=float, default=0.5)
+    ap.add_argument('--set-shares', default='', help='consep,monuseg,cpm15 batch shares (default 0.5,0.35,0.15)')
+    ap.add_argument('--no-export', action='store_true')
+    a = ap.parse_args()
+    od_scale = tuple(float(v) for v in a.od_scale.split(','))
+    scale_range = tuple(float(v) for v in a.scale_range.split(','))
+    ch = tuple(int(c) for c in a.channels.split(','))
+
+    t_start = time.time()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    run_dir = os.path.join(HERE, 'runs', 'cellbridge-he-v2-' + a.stage)
+    os.makedirs(run_dir, exist_ok=True)
+    os.makedirs(a.out, exist_ok=True)
+    lines = []
+
+    def log(msg):
+        line = f'[{time.time() - t_start:7.1f}s] {msg}'
+        print(line, flush=True)
+        lines.append(line)
+
+    tr, va = {}, {}
+    for s in SETS:
+        tr[s], va[s] = split_val(s, load_set(s, 'train'))
+        log(f'{s}: train tiles {len(tr[s]["names"])}, val tiles {len(va[s]["names"])} (images {VAL_IMAGES[s]})')
+
+    model = CellUNet(ch)
+    prev = {}
+    if a.resume:
+        prev = load_compact(a.resume, model)
+        mean, std = prev['mean'], prev['std']
+        log(f'resumed from {a.resume} (stages so far: {[st["stage"] for st in prev.get("stages", [])]})')
+    else:
+        if a.init_onnx:
+            card = json.load(open(os.path.join(os.path.dirname(a.init_onnx), 'card.json')))
+            mean, std = card['input']['normalization']['mean'], card['input']['normalization']['std']
+            from init_from_onnx import load_onnx_into, check_reference
+            xs = tr['consep']['images'][rng.choice(len(tr['consep']['names']), 16, replace=False)]
+            x = (torch.from_numpy(xs.astype(np.float32)).permute(0, 3, 1, 2) / 255.0 - torch.tensor(mean).view(1, 3, 1, 1)) \
+                / torch.tensor(std).view(1, 3, 1, 1)
+            load_onnx_into(model, a.init_onnx, x.float())
+            d = check_reference(model, os.path.join(os.path.dirname(a.init_onnx), 'reference'))
+            log(f'initialised from {a.init_onnx}; max |diff| to its reference outputs {d}')
+        else:
+            allimg = np.concatenate([tr[s]['images'].reshape(-1, 3) for s in SETS]).astype(np.float64) / 255
+            mean, std = allimg.mean(0).tolist(), allimg.std(0).tolist()
+    nparam = count_params(model)
+    log(f'CellUNet channels {ch} params {nparam}; mean {np.round(mean, 6).tolist()} std {np.round(std, 6).tolist()}')
+
+    # class weights as v1: (median foreground frequency / frequency)^0.5 on CoNSeP, background 1
+    cnt = np.bincount(tr['consep']['type'].ravel(), minlength=5)[:5].astype(np.float64)
+    fg = cnt[1:] / cnt[1:].sum()
+    w = np.concatenate([[1.0], np.sqrt(np.median(fg) / fg)])
+    cw = torch.tensor(w, dtype=torch.float32)
+    log(f'type weights {np.round(w, 3).tolist()}')
+
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    warm = 200
+    t_train = time.time()
+
+    def lr_at(step):
+        frac = min(1.0, (time.time() - t_train) / (60 * a.time_budget_min))
+        base = a.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
+        return base * min(1.0, 0.1 + 0.9 * step / warm)
+
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    names = list(SETS)
+    probs = np.array([float(v) for v in a.set_shares.split(',')] if a.set_shares else [SET_P[s] for s in names])
+    if len(probs) != len(names) or (probs < 0).any() or probs.sum() <= 0:
+        raise SystemExit(f'--set-shares needs {len(names)} non-negative numbers ({",".join(names)})')
+    probs = probs / probs.sum()
+    log(f'batch shares {dict(zip(names, np.round(probs, 3).tolist()))}')
+
+    def sample():
+        s = names[rng.choice(len(names), p=probs)]
+        d = tr[s]
+        i = rng.integers(len(d['names']))
+        img, fl, (ty, ins) = rescale(rng, d['img40'][i], d['images'][i], d['flows'][i], [d['type'][i], d['inst'][i]],
+                                     scale_range)
+        H, W = ty.shape
+        y, x_ = rng.integers(0, H - a.crop + 1), rng.integers(0, W - a.crop + 1)
+        sl = (slice(y, y + a.crop), slice(x_, x_ + a.crop))
+        img, fl, (ty, ins) = geometric(rng, img[sl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
+        return degrade(rng, colour(rng, img, od_scale)), fl, ty, ins > 0
+
+    def validate():
+        res = {s: evaluate(predict(model, va[s]['images'], mean, std), va[s]['inst'], va[s]['type']) for s in SETS}
+        return res, score(res)
+
+    res0, sc0 = validate()
+    log(f'val at start: score {sc0:.4f} ' + json.dumps({s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}))
+    best = (sc0, 0)
+    ck_meta = {'mean': mean, 'std': std, 'channels': list(ch), 'mpp': 0.5, 'factor': 2}
+    torch.save({'model': model.state_dict(), 'epoch': 0, **ck_meta}, os.path.join(run_dir, 'best.pt'))
+    history = [{'epoch': 0, 'val': {s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}, 'val_score': round(sc0, 4)}]
+    step, ep = 0, 0
+    stop = False
+    while not stop:
+        ep += 1
+        model.train()
+        t0 = time.time()
+        sums = np.zeros(5)
+        for _ in range(a.steps_per_epoch):
+            batch = [sample() for _ in range(a.batch)]
+            x = (torch.from_numpy(np.stack([b[0] for b in batch])).permute(0, 3, 1, 2) / 255.0 - mean_t) / std_t
+            yf = torch.from_numpy(np.stack([b[1] for b in batch])) * 5.0
+            yt = torch.from_numpy(np.stack([b[2] for b in batch]).astype(np.int64))
+            yc = torch.from_numpy(np.stack([b[3] for b in batch]).astype(np.float32))
+            for g in opt.param_groups:
+                g['lr'] = lr_at(step)
+            step += 1
+            pf, pc, pt = model(x)
+            lf = F.mse_loss(pf, yf)
+            lc = F.binary_cross_entropy_with_logits(pc[:, 0], yc)
+            lk, lu = type_loss(pt, yt, cw)
+            loss = 0.5 * lf + lc + lk + a.unknown_weight * lu
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sums += [loss.item(), lf.item(), lc.item(), lk.item(), lu.item()]
+        sums /= a.steps_per_epoch
+        rec = {'epoch': ep, 'steps': step, 'loss': round(sums[0], 4), 'flow_mse': round(sums[1], 4), 'cellprob_bce': round(sums[2], 4),
+               'type_ce': round(sums[3], 4), 'unknown_fg': round(sums[4], 4), 'lr': round(opt.param_groups[0]['lr'], 6),
+               'epoch_s': round(time.time() - t0, 1)}
+        per_ep = (time.time() - t_train) / ep
+        stop = (time.time() - t_train + 0.5 * per_ep) > 60 * a.time_budget_min
+        if ep % a.val_every == 0 or stop:
+            res, sc = validate()
+            rec['val'] = {s: {'bPQ': res[s]['bPQ_tileMean'], 'mPQ3': res[s]['mPQ3']} for s in SETS}
+            rec['val_score'] = round(sc, 4)
+            if sc > best[0]:
+                best = (sc, ep)
+                torch.save({'model': model.state_dict(), 'epoch': ep, **ck_meta}, os.path.join(run_dir, 'best.pt'))
+        torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'epoch': ep, **ck_meta}, os.path.join(run_dir, 'last.pt'))
+        history.append(rec)
+        log(json.dumps(rec))
+    train_wall = time.time() - t_start
+    log(f'training done: {ep} epochs of {a.steps_per_epoch} steps, wall {train_wall / 60:.1f} min; '
+        f'best val score {best[0]:.4f} at epoch {best[1]} (epoch 0 = the starting weights)')
+
+    ck = torch.load(os.path.join(run_dir, 'best.pt'), map_location='cpu')
+    model.load_state_dict(ck['model'])
+    stage_rec = {'stage': a.stage, 'command': ' '.join(sys.argv), 'epochs': ep, 'steps': step, 'bestEpoch': best[1],
+                 'bestValScore': round(best[0], 4), 'trainingWallSeconds': round(train_wall),
+                 'init': a.resume or a.init_onnx or 'random', 'lr': a.lr, 'budgetMin': a.time_budget_min,
+                 'setShares': dict(zip(names, np.round(probs, 3).tolist()))}
+    stages = prev.get('stages', []) + [stage_rec]
+    meta = {**ck_meta, 'stages': stages}
+    save_compact(os.path.join(a.out, 'checkpoint-fp16.pt'), model, meta)
+    log(f'compact checkpoint {os.path.join(a.out, "checkpoint-fp16.pt")}')
+    with open(os.path.join(a.out, f'training-log-{a.stage}.json'), 'w') as fh:
+        json.dump({**stage_rec, 'parameters': nparam, 'validationImages': VAL_IMAGES,
+                   'scoreWeights': SCORE_W, 'history': history}, fh, indent=1)
+    with open(os.path.join(a.out, f'training-log-{a.stage}.txt'), 'w') as fh:
+        fh.write('\n'.join(lines) + '\n')
+    if not a.no_export:
+        from finish_v2 import finish_model
+        finish_model(a.out, log_name=f'training-log-{a.stage}')
+
+
+if __name__ == '__main__':
+    main()

@@ -316,7 +316,7 @@ describe('hardening round 2: cellbridge segment\'s temporary file', function () 
     const out = join(dir, 'large.geojson');
     const r = segment(large, out);
     const t0 = Date.now();
-    while (!/tiles at downsample/.test(r.stderr()) && Date.now() - t0 < 20_000) await sleep(50);
+    while (!/\d+ tiles[ ,]/.test(r.stderr()) && Date.now() - t0 < 20_000) await sleep(50);
     await sleep(300);
     assert.ok(readdirSync(dir).some((f) => f.startsWith('.large.geojson.') && f.endsWith('.partial')), 'a unique temporary file while it runs');
     r.child.kill('SIGTERM');

@@ -9,6 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { ringCentroid } from '../test/helpers/geojson-centroid';
+import { matchCells as matchCentroids } from './stability';
 
 export const REPO = join(__dirname, '..', '..');
 export const QUPATH_HEADLESS = join(REPO, '..', 'shared', 'qupath-headless');
@@ -72,29 +73,12 @@ export interface CellMatch { qupath: number; cli: number; matched: number; sameC
 /** One-to-one matching of QuPath's cells to the CLI's features by centroid within `tolerance` px (nearest first). */
 export function matchCells(qupath: HeadlessResult['cells'], cliFeatures: any[], tolerance = 1): CellMatch {
   const cli = cliFeatures.map((f) => { const [x, y] = ringCentroid(f.geometry.coordinates[0]); return { x, y, cls: f.properties.classification.name as string }; });
-  const grid = new Map<string, number[]>();
-  const key = (x: number, y: number) => `${Math.floor(x / 4)},${Math.floor(y / 4)}`;
-  cli.forEach((c, i) => { const k = key(c.x, c.y); grid.set(k, [...(grid.get(k) ?? []), i]); });
-  const pairs: [number, number, number][] = [];
-  qupath.forEach((q, qi) => {
-    const gx = Math.floor(q.x / 4), gy = Math.floor(q.y / 4);
-    for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
-      for (const ci of grid.get(`${gx + dx},${gy + dy}`) ?? []) {
-        const d = Math.hypot(cli[ci].x - q.x, cli[ci].y - q.y);
-        if (d <= tolerance) pairs.push([d, qi, ci]);
-      }
-    }
-  });
-  pairs.sort((a, b) => a[0] - b[0]);
-  const usedQ = new Set<number>(), usedC = new Set<number>();
-  let sameClass = 0, maxDistance = 0;
-  for (const [d, qi, ci] of pairs) {
-    if (usedQ.has(qi) || usedC.has(ci)) continue;
-    usedQ.add(qi); usedC.add(ci);
-    maxDistance = Math.max(maxDistance, d);
-    if (qupath[qi].cls === cli[ci].cls) sameClass++;
-  }
-  return { qupath: qupath.length, cli: cli.length, matched: usedQ.size, sameClass, maxDistance };
+  const pairs = matchCentroids(qupath, cli, tolerance);
+  return {
+    qupath: qupath.length, cli: cli.length, matched: pairs.length,
+    sameClass: pairs.filter(([qi, ci]) => qupath[qi].cls === cli[ci].cls).length,
+    maxDistance: pairs.reduce((m, p) => Math.max(m, p[2]), 0),
+  };
 }
 
 export const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };

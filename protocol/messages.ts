@@ -147,6 +147,13 @@ export interface JobOptions {
   detectionBatchSize?: number;
   /** Overrides of the model card's post-processing defaults. */
   postprocess?: Partial<PostprocessOverrides>;
+  /**
+   * (2.1) Test-time augmentation: the model sees each tile in this many views (1 = as read, 2 = also
+   * rotated 180°, 4 = every mirroring, 8 = mirrorings and transposes) and their outputs are averaged.
+   * More accurate, that many times the inference time. Default: the model card's
+   * `input.testTimeAugmentation`, else 1.
+   */
+  testTimeAugmentation?: 1 | 2 | 4 | 8;
 }
 
 export interface PostprocessOverrides {
@@ -219,6 +226,8 @@ export interface StartJobResult {
   resolution: ResolutionInfo;
   pixelFormat: PixelFormatName;
   maxTilesInFlight: number;
+  /** (2.1) Views of each tile the model sees and averages (options.testTimeAugmentation, else the card's, else 1). */
+  testTimeAugmentation: 1 | 2 | 4 | 8;
   /** Number of tiles of the job (ids 0 .. tileCount-1). Since 1.1. */
   tileCount: number;
   /**

@@ -3,8 +3,9 @@
  * 2.0 (includes 1.1's tileCount and large plans): clients send tiles at a pyramid level they read without resizing (the plan's readDownsample,
  * readWidth x readHeight); the daemon alone resamples to the model's resolution. A 1.x client is
  * refused with VersionMismatch (it would resize the pixels itself).
+ * 2.1: options.testTimeAugmentation and the plan's testTimeAugmentation (views of each tile averaged).
  */
-export const PROTOCOL_VERSION = '2.0';
+export const PROTOCOL_VERSION = '2.1';
 export const PROTOCOL_MAJOR = 2;
 
 export function isCompatibleProtocol(version: unknown): boolean {

@@ -98,6 +98,18 @@ describe('cellbridge segment on real slides', function () {
     assert.match(c.stderr, /--out OUT.geojson is required/);
   });
 
+  it('--tta 8: the daemon runs 8 views per tile and says so in the plan; --tta 3 is a usage error', async () => {
+    const roi = join(tmp, 'tta.geojson');
+    writeFileSync(roi, JSON.stringify({ type: 'Polygon', coordinates: [[[800, 1200], [1000, 1200], [1000, 1400], [800, 1400], [800, 1200]]] }));
+    const r = await cellbridge(['segment', join(WSI, 'CMU-1-Small-Region.svs'), '--roi', roi, '--models', models, '--model', 'synthetic', '--device', 'cpu', '--tta', '8', '--out', join(tmp, 'tta.geojson.out')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /8 views per tile averaged/);
+    assert.equal(JSON.parse(r.stdout.trim().split('\n').pop()!).status, 'completed');
+    const bad = await cellbridge(['segment', join(WSI, 'CMU-1-Small-Region.svs'), '--tta', '3', '--out', join(tmp, 'bad.geojson')]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--tta must be 1, 2, 4 or 8/);
+  });
+
   it('--quiet: only the JSON summary on stdout, nothing on stderr (no progress, no provider warnings), with --device auto', async () => {
     const roi = join(tmp, 'small.geojson');
     writeFileSync(roi, JSON.stringify({ type: 'Polygon', coordinates: [[[800, 1200], [1000, 1200], [1000, 1400], [800, 1400], [800, 1200]]] }));

@@ -170,7 +170,7 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
     let giveConfig!: (text: string) => void;
     let noConfig!: (err: Error) => void;
     const configText = new Promise<string>((res, rej) => { giveConfig = res; noConfig = rej; });
-    const scenarios = ['classpath', 'unit', 'detect', 'detections', 'askPixelSize', 'missingPixelSize', 'cancel', 'unknownModel', 'emptyRoi',
+    const scenarios = ['classpath', 'unit', 'detect', 'detections', 'tta', 'askPixelSize', 'missingPixelSize', 'cancel', 'unknownModel', 'emptyRoi',
       'versionMismatch', 'absent'];
     const hasSvs = existsSync(SVS);
     if (hasSvs) scenarios.push('detect:svs');
@@ -320,6 +320,15 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
       assert.equal(s.withNucleus, 0);
       assert.ok(s.summaryKeys.includes('Cell Bridge: Num detections'));
       assert.equal(s.report.cells, results.detect.report.cells);
+    });
+
+    it('tta=2: the daemon averages 2 views of each tile (the plan says so) and the job completes', () => {
+      const s = results.tta;
+      scenarioOk(s, 'tta');
+      assert.equal(s.report.status, 'completed', s.report.message);
+      // No cell count here: the synthetic model reads its flows from the pixels, so it is not
+      // mirror-equivariant and its 2 views cancel each other's flows; test/tta.test.ts checks a real model.
+      assert.ok(s.log.some((l: string) => /2 views of each tile averaged \(tta=2\)/.test(l)), s.log.join('\n'));
     });
 
     it('an image without pixel size: asks for one and uses it, or says how to state it', () => {

@@ -1,4 +1,5 @@
 /** Parsing, --help and the reference text of the CLI, all from the option tables in specs.ts. */
+import { isTtaViews, type TtaViews } from '../inference/tta';
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { CommandSpec, OptionSpec } from './specs';
@@ -121,4 +122,12 @@ export function readCa(path: string | undefined = process.env.CELLBRIDGE_CA || u
   try { pem = readFileSync(path, 'utf8'); } catch (err) { throw new UsageError(`--ca ${path}: ${(err as Error).message}`); }
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca ${path}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`);
   return pem;
+}
+
+/** --tta: test-time augmentation views (1, 2, 4 or 8); undefined when absent. */
+export function ttaFlag(v: string | undefined): TtaViews | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!isTtaViews(n)) throw new UsageError(`--tta must be 1, 2, 4 or 8, got "${v}"`);
+  return n;
 }

@@ -14,7 +14,8 @@ import { DEFAULT_LIMITS } from '../config';
 import { startDaemon, type Daemon } from '../server';
 import { createLogger } from '../util/log';
 import { DEVICE_CHOICES, type DeviceRequest } from '../inference/providers';
-import { intFlag, numFlag, parseCommand, readCa, UsageError } from './args';
+import { intFlag, numFlag, parseCommand, readCa, ttaFlag, UsageError } from './args';
+import type { TtaViews } from '../inference/tta';
 import { SEGMENT } from './specs';
 import { defaultModelsDir } from './paths';
 
@@ -73,6 +74,7 @@ interface JobSettings {
   tilesInFlight: number;
   mpp?: number;
   simplify?: number;
+  tta?: TtaViews;
   say(line: string): void;
   /** Progress lines per tile (single job) or only start and end (batch). */
   verbose: boolean;
@@ -103,6 +105,7 @@ export async function segment(argv: string[]): Promise<number> {
     tilesInFlight: intFlag(values['tiles-in-flight'], 'tiles-in-flight', 1, 256) ?? 6,
     mpp: values.mpp ? numFlag(values.mpp, 'mpp', 1e-6) : undefined,
     simplify: values.simplify ? numFlag(values.simplify, 'simplify', 0) : undefined,
+    tta: ttaFlag(values.tta),
   };
 
   // Every image is opened before the first job: an unreadable file stops the run before any work.
@@ -212,13 +215,14 @@ async function runSegmentJob(client: CellBridgeClient, slide: SlideReader, job: 
         pixelFormat, objectType: s.objectType, maxTilesInFlight: s.tilesInFlight,
         ...(s.mpp !== undefined ? { assumeMicronsPerPixel: s.mpp } : {}),
         ...(s.simplify !== undefined ? { simplifyTolerance: s.simplify } : {}),
+        ...(s.tta !== undefined ? { testTimeAugmentation: s.tta } : {}),
       },
     }, async (tile) => {
       // Full resolution (the plan's readDownsample is 1: no levels offered), unresized: the daemon resamples.
       const rgb = await slide.readRegion(tile.x, tile.y, tile.width, tile.height);
       return pixelFormat === 'rgb8' ? rgb : rgbToArgb32(rgb);
     }, {
-      onPlan: (plan) => s.say(s.verbose ? `model ${plan.model}: ${plan.tileCount} tiles, ${describeResolution(plan)}`
+      onPlan: (plan) => s.say(s.verbose ? `model ${plan.model}: ${plan.tileCount} tiles, ${describeResolution(plan)}${plan.testTimeAugmentation > 1 ? `, ${plan.testTimeAugmentation} views per tile averaged` : ''}`
         : `${label}: ${plan.tileCount} tiles on ${client.initializeResult?.serverInfo.instance ?? 'the daemon'}`),
       onProgress: (p) => {
         if (!s.verbose) return;

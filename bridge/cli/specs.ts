@@ -122,6 +122,7 @@ export const SEGMENT: CommandSpec = {
     { name: 'object-type', type: 'string', value: 'cell|detection', default: 'cell', help: 'QuPath object type of the results' },
     { name: 'tiles-in-flight', type: 'string', value: 'N', default: '6', help: 'tiles read ahead of the model' },
     { name: 'simplify', type: 'string', value: 'PX', default: '0', help: 'outline simplification tolerance, full-resolution px (0 = exact pixel-edge outlines)' },
+    { name: 'tta', type: 'string', value: '1|2|4|8', default: 'the model card\'s, else 1', help: 'test-time augmentation: the model sees each tile in this many mirrored/transposed views and averages them (more accurate, that many times the inference time)' },
     { name: 'quiet', short: 'q', type: 'boolean', help: 'print only the JSON summary line (and errors): no progress, no provider warnings' },
     HELP,
   ],

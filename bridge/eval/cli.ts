@@ -11,6 +11,7 @@
  * Conventions: see metrics.ts (bPQ per tile then averaged; per-class PQ aggregated over the data set).
  * Exit codes: 0 ok, 2 setup problem (data set or model missing, bad arguments), 1 anything else.
  */
+import { isTtaViews, type TtaViews } from '../inference/tta';
 import * as path from 'node:path';
 import { DatasetError, openDataset, readTile } from './dataset';
 import { BOOTSTRAP_DEFAULTS, bootstrapIntervals, datasetMetrics, pqFromCounts, tileStats, type Interval, type TileStats } from './metrics';
@@ -37,6 +38,8 @@ export interface EvalOptions {
   threads?: number;
   /** Also evaluate whole source images (tiles stitched back); default true. */
   images: boolean;
+  /** Test-time augmentation views per tile (default: the model card's, else 1). */
+  views?: TtaViews;
 }
 
 export class UsageError extends Error {
@@ -45,7 +48,7 @@ export class UsageError extends Error {
 
 const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
                          [--mpp UM_PER_PX] [--device auto|cpu|cuda|webgpu] [--threads N] [--iterations N] [--seed S]
-                         [--no-images]
+                         [--tta 1|2|4|8] [--no-images]
   --data DIR        evaluation split (default ../shared/data/consep/test from the repo root)
   --models DIR      models folder (default <repo>/models)
   --model NAME      model under --models (default: models/default.json "default", else cellbridge-he-v1)
@@ -57,6 +60,7 @@ const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR]
   --threads N       onnxruntime threads per session (default: all cores)
   --iterations N    bootstrap resamples (default ${BOOTSTRAP_DEFAULTS.iterations})
   --seed S          bootstrap seed (default ${BOOTSTRAP_DEFAULTS.seed})
+  --tta V           test-time augmentation: views of each tile averaged (default: the model card's, else 1)
   --no-images       skip the per-source-image figures (tiles stitched back into whole images)`;
 
 export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
@@ -99,6 +103,11 @@ export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
         o.device = d as DeviceRequest; i++; break;
       }
       case '--threads': o.threads = num(value(i, a), a, true, 1); i++; break;
+      case '--tta': {
+        const v = Number(value(i, a));
+        if (!isTtaViews(v)) throw new UsageError('--tta must be 1, 2, 4 or 8');
+        o.views = v; i++; break;
+      }
       case '--oracle': o.mode = 'oracle'; break;
       case '--oracle-erode': o.mode = 'oracle-erode'; break;
       case '--no-images': o.images = false; break;
@@ -135,7 +144,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
   const classIndexByName = new Map(classNames.map((n, i) => [norm(n), i]));
 
   const segmenter: Segmenter = opts.mode === 'model'
-    ? await modelSegmenter(opts.modelsDir, opts.model, opts.micronsPerPixel, { device: opts.device, intraOpThreads: opts.threads, log })
+    ? await modelSegmenter(opts.modelsDir, opts.model, opts.micronsPerPixel, { device: opts.device, intraOpThreads: opts.threads, views: opts.views, log })
     : oracleSegmenter(ds.classes, opts.mode === 'oracle-erode');
   const modelClasses = segmenter.classNames;
   if (modelClasses) {
@@ -196,6 +205,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
     model: segmenter.name,
     mode: opts.mode,
     ...(segmenter.provider ? { provider: segmenter.provider } : {}),
+    ...(segmenter.views ? { testTimeAugmentation: segmenter.views } : {}),
     data: opts.data,
     tiles: stats.length,
     seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),

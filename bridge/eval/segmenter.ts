@@ -27,6 +27,8 @@ export interface Segmenter {
   classNames: string[] | null;
   /** Execution provider that runs the model (model mode only). */
   provider?: string;
+  /** Test-time augmentation views per tile in effect (model mode only). */
+  views?: number;
   segment(tile: Tile): Promise<EvalPrediction>;
   close(): Promise<void>;
 }
@@ -101,6 +103,8 @@ export interface ModelSegmenterOptions {
   intraOpThreads?: number;
   /** Post-processing workers (default: cores - 1). */
   postprocessWorkers?: number;
+  /** Test-time augmentation views per tile (default: the card's input.testTimeAugmentation, else 1). */
+  views?: import('../inference/tta').TtaViews;
   log?: (line: string) => void;
 }
 
@@ -123,7 +127,8 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
     throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
   }
   const engine = new TileEngine({ provider, intraOpThreads: options.intraOpThreads, postprocessWorkers: options.postprocessWorkers });
-  const ie = { engine, model: m.registered };
+  const views = options.views ?? card.input.testTimeAugmentation ?? 1;
+  const ie = { engine, model: m.registered, views };
   // The pools unref their worker threads (the daemon's server keeps it alive); without a ref'd handle
   // Node would exit silently while waiting for a worker's reply.
   const keepAlive = setInterval(() => undefined, 1 << 30);
@@ -131,6 +136,7 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
     name: model,
     classNames: card.classes.map((c) => c.name),
     provider,
+    views,
     async segment(tile) {
       const r = await segmentRgbImage(tile.rgb, tile.width, tile.height, micronsPerPixel, ie);
       if (r.width !== tile.width || r.height !== tile.height || r.labels.length !== tile.width * tile.height) {

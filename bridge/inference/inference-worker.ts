@@ -5,9 +5,14 @@ import type { ModelCard } from './model-card';
 import { extractMaps, prepareInput, type RawOutput, type TileOutputMaps } from './preprocess';
 import { serveWorker } from '../workers/pool';
 import { openSession } from './onnx-session';
+import { VIEWS, addViewMaps, emptyMapsLike, scaleMaps, viewRgb, type TtaViews } from './tta';
 
 export interface InferenceWorkerData { provider: string; intraOpThreads: number }
-export interface InferenceTask { model: string; onnxPath: string; card: ModelCard; rgb: Uint8Array; width: number; height: number }
+export interface InferenceTask {
+  model: string; onnxPath: string; card: ModelCard; rgb: Uint8Array; width: number; height: number;
+  /** Test-time augmentation: views of the tile whose maps are averaged (default 1: the tile only). */
+  views?: TtaViews;
+}
 export interface InferenceResult { maps: TileOutputMaps; inferenceMs: number }
 /** Several tiles of one model with the same input size, run as one batch (batch dimension N). */
 export interface InferenceBatchTask { model: string; onnxPath: string; card: ModelCard; tiles: { rgb: Uint8Array; width: number; height: number }[] }
@@ -32,9 +37,32 @@ if (parentPort) {
     return s;
   };
 
+  /** One tile, one run: its maps in its own frame. */
+  const runTile = async (session: ort.InferenceSession, card: ModelCard, rgb: Uint8Array, w: number, h: number): Promise<TileOutputMaps> => {
+    const input = prepareInput(rgb, w, h, card.input);
+    const out = await session.run({ [card.input.name]: new ort.Tensor('float32', input.data, input.dims) });
+    const raw: Record<string, RawOutput> = {};
+    for (const [name, t] of Object.entries(out)) raw[name] = { data: t.data as Float32Array, dims: t.dims };
+    const maps = extractMaps(card, raw, input.pw, input.ph, w, h);
+    for (const t of Object.values(out)) t.dispose?.();
+    return maps;
+  };
+
   serveWorker<InferenceTask | InferenceBatchTask, InferenceResult | InferenceResult[]>(parentPort, async (task) => {
     const session = await sessionFor(task.onnxPath);
     const started = performance.now();
+    if (!('tiles' in task) && task.views !== undefined && task.views > 1) {
+      // One run per view (a transposed view has another shape); the mean of the views' maps.
+      let sum: TileOutputMaps | null = null;
+      for (const view of VIEWS[task.views]) {
+        const v = viewRgb(task.rgb, task.width, task.height, view);
+        const maps = await runTile(session, task.card, v.rgb, v.width, v.height);
+        sum ??= emptyMapsLike(maps, task.width, task.height);
+        addViewMaps(sum, maps, view);
+      }
+      const maps = scaleMaps(sum!, task.views);
+      return { result: { maps, inferenceMs: performance.now() - started }, transfer: mapsTransfer(maps) };
+    }
     const tiles = 'tiles' in task ? task.tiles : [task];
     const inputs = tiles.map((t) => prepareInput(t.rgb, t.width, t.height, task.card.input));
     let data = inputs[0].data;

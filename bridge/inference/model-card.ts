@@ -42,6 +42,8 @@ export interface InputSpec {
   normalization: Normalization;
   /** Value (0..255, RGB) used to pad tiles past the slide's edge; the seed uses 0, H&E looks best white. */
   padValue: number;
+  /** Views of each tile averaged by default (test-time augmentation, bridge/inference/tta.ts); absent = 1. Jobs may override. */
+  testTimeAugmentation?: 1 | 2 | 4 | 8;
 }
 
 export interface FlowOutput {

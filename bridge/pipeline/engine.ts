@@ -12,6 +12,7 @@ import type { RegisteredModel } from '../inference/model-registry';
 import type { TileOutputMaps } from '../inference/preprocess';
 import type { FeatureContext } from '../results/features';
 import type { PostprocessOptions } from '../postprocess';
+import type { TtaViews } from '../inference/tta';
 
 export interface EngineOptions {
   provider: string;
@@ -99,10 +100,14 @@ export class TileEngine {
     });
   }
 
-  infer(model: RegisteredModel, rgb: Uint8Array, width: number, height: number, signal?: AbortSignal): Promise<InferenceResult> {
+  /**
+   * Model maps of one tile. `views` > 1: test-time augmentation (bridge/inference/tta.ts), the tile's
+   * views run in one task on one worker (not batched with other tiles).
+   */
+  infer(model: RegisteredModel, rgb: Uint8Array, width: number, height: number, signal?: AbortSignal, views: TtaViews = 1): Promise<InferenceResult> {
     if (!model.card || !model.onnxPath) return Promise.reject(new Error(`model ${model.name} is not ready: ${model.error}`));
-    if (this.settings.batchSize <= 1) {
-      const task: InferenceTask = { model: model.name, onnxPath: model.onnxPath, card: model.card, rgb, width, height };
+    if (this.settings.batchSize <= 1 || views > 1) {
+      const task: InferenceTask = { model: model.name, onnxPath: model.onnxPath, card: model.card, rgb, width, height, ...(views > 1 ? { views } : {}) };
       return this.inference.run(task, [rgb.buffer as ArrayBuffer], signal) as Promise<InferenceResult>;
     }
     if (signal?.aborted) return Promise.reject(new PoolTaskAborted());

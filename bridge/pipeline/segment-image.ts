@@ -9,8 +9,14 @@ import type { RegisteredModel } from '../inference/model-registry';
 import type { TileEngine } from './engine';
 import { postprocessTile } from '../postprocess';
 import { gridOf, tileAt, type GridSpec } from '../tiling/planner';
+import type { TtaViews } from '../inference/tta';
 
-export interface InferenceEngine { engine: TileEngine; model: RegisteredModel }
+export interface InferenceEngine {
+  engine: TileEngine;
+  model: RegisteredModel;
+  /** Test-time augmentation views per tile; default the card's input.testTimeAugmentation, else 1. */
+  views?: TtaViews;
+}
 
 export interface SegmentedImage {
   labels: Int32Array;
@@ -23,6 +29,7 @@ export interface SegmentedImage {
 export async function segmentRgbImage(rgb: Uint8Array, width: number, height: number, micronsPerPixel: number, ie: InferenceEngine): Promise<SegmentedImage> {
   const card = ie.model.card;
   if (!card) throw new Error(`model ${ie.model.name} is not ready: ${ie.model.error}`);
+  const views = ie.views ?? card.input.testTimeAugmentation ?? 1;
   const modelMpp = card.input.micronsPerPixel ?? micronsPerPixel;
   // The daemon's resolution rule (tolerance included) and kernel, so eval scores what users get.
   const { downsample } = chooseResolution(modelMpp / micronsPerPixel);
@@ -40,7 +47,7 @@ export async function segmentRgbImage(rgb: Uint8Array, width: number, height: nu
       const t = tileAt(spec, grid, i, j, 0);
       const tileRgb = new Uint8Array(t.width * t.height * 3);
       for (let r = 0; r < t.height; r++) tileRgb.set(scaled.subarray(3 * ((t.y + r) * mw + t.x), 3 * ((t.y + r) * mw + t.x + t.width)), 3 * r * t.width);
-      const { maps } = await ie.engine.infer(ie.model, tileRgb, t.width, t.height);
+      const { maps } = await ie.engine.infer(ie.model, tileRgb, t.width, t.height, undefined, views);
       const { labels, cells } = postprocessTile(maps, card.postprocess);
       const [cx0, cy0, cx1, cy1] = t.core;
       const remap = new Int32Array(cells.reduce((m, c) => Math.max(m, c.label), 0) + 1);

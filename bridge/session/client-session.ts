@@ -339,9 +339,11 @@ export class ClientSession {
     const pixelFormat = opts.pixelFormat ?? 'argb32';
     // Both objects hold known keys only (the card is validated, the overrides are built by validate.ts).
     const postprocess: PostprocessOptions = { ...card.postprocess, ...(opts.postprocess ?? {}) };
+    const views = opts.testTimeAugmentation ?? card.input.testTimeAugmentation ?? 1;
     const jobId = this.daemon.nextJobId();
     const job = new Job({
       id: jobId, model, plan: { grid, cells }, rois, pixelFormat, maxTilesInFlight, postprocess,
+      views,
       context: {
         // Smallest first: a cell inside nested ROIs belongs to the innermost one.
         rois: [...rois].sort((a, b) => a.area - b.area).map((r) => ({ id: r.id, polygons: r.polygons, bbox: r.bbox })),
@@ -383,7 +385,7 @@ export class ClientSession {
         tolerance: PIXEL_SIZE_TOLERANCE,
         resampling: choice.resampled ? { kernel: RESAMPLING_KERNEL, scale: choice.align / downsample } : null,
       },
-      pixelFormat, maxTilesInFlight, tileCount, ...(tiles ? { tiles } : {}),
+      pixelFormat, maxTilesInFlight, testTimeAugmentation: views, tileCount, ...(tiles ? { tiles } : {}),
     };
   }
 

@@ -13,6 +13,7 @@ import {
 import type { RegisteredModel } from '../inference/model-registry';
 import type { TileEngine } from '../pipeline/engine';
 import type { PostprocessOptions } from '../postprocess';
+import type { TtaViews } from '../inference/tta';
 import { gridOf, tileOf, type Grid, type GridSpec, type PlannedTile } from '../tiling/planner';
 import type { Roi } from '../tiling/roi';
 import { toRgb8 } from '../tiling/pixels';
@@ -40,6 +41,8 @@ export interface JobSpec {
   pixelFormat: PixelFormatName;
   maxTilesInFlight: number;
   postprocess: PostprocessOptions;
+  /** Test-time augmentation views per tile (1 = off). */
+  views?: TtaViews;
   context: Omit<FeatureContext, 'tile'>;
   detectionBatchSize: number;
   /** Px a frame may differ from readWidth/readHeight: 1 at a pyramid level (readers round an edge tile's last level pixel differently), else 0. */
@@ -147,7 +150,7 @@ export class Job {
       // The daemon's one resampling (protocol v2): level pixels → the model's resolution.
       const rgb = await resampleRgb(read, readWidth, readHeight, tile.outputWidth, tile.outputHeight);
       if (this.status !== 'running') return;
-      const inferred = await this.engine.infer(this.spec.model, rgb, tile.outputWidth, tile.outputHeight, this.signal);
+      const inferred = await this.engine.infer(this.spec.model, rgb, tile.outputWidth, tile.outputHeight, this.signal, this.spec.views ?? 1);
       if (this.status !== 'running') return; // end() already gave the job's window and budget back
       this.inFlight--;
       this.requestMore(); // within the budget, which this tile still holds

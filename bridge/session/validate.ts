@@ -2,6 +2,7 @@
 import { ResponseError } from 'vscode-jsonrpc';
 import type { MultiPolygon, Polygon, Position } from 'geojson';
 import { ErrorCodes, type JobOptions, type PostprocessOverrides, type RoiInput, type StartJobParams } from '../../protocol';
+import { isTtaViews } from '../inference/tta';
 
 export function invalid(message: string): ResponseError<void> {
   return new ResponseError(ErrorCodes.InvalidParams, `Invalid params: ${message}`);
@@ -134,7 +135,11 @@ function checkOptions(o: Record<string, unknown>): JobOptions {
   const out: JobOptions = {};
   const pixelFormat = own(o, 'pixelFormat'), objectType = own(o, 'objectType'), maxTilesInFlight = own(o, 'maxTilesInFlight');
   const assumeMpp = own(o, 'assumeMicronsPerPixel'), simplify = own(o, 'simplifyTolerance'), minArea = own(o, 'minAreaMicrons');
-  const batch = own(o, 'detectionBatchSize'), post = own(o, 'postprocess');
+  const batch = own(o, 'detectionBatchSize'), post = own(o, 'postprocess'), tta = own(o, 'testTimeAugmentation');
+  if (tta !== undefined) {
+    if (!isTtaViews(tta)) throw invalid(`"options.testTimeAugmentation" must be 1, 2, 4 or 8 (views of each tile), got ${JSON.stringify(tta)?.slice(0, 40)}`);
+    out.testTimeAugmentation = tta;
+  }
   if (pixelFormat !== undefined) {
     if (pixelFormat !== 'rgb8' && pixelFormat !== 'argb32') throw invalid('"options.pixelFormat" must be "rgb8" or "argb32"');
     out.pixelFormat = pixelFormat;

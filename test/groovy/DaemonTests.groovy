@@ -163,6 +163,10 @@ scenarios.each { String name ->
                 r.summaryKeys = host.applied ? host.applied[0].summary.keySet().toList() : []
                 out[name] = r
                 break
+            case 'tta':
+                // tta=2 reaches the daemon as options.testTimeAugmentation; the plan says what was used
+                out[name] = runWorkflow(settingsFor(['tta=2']), newHost())
+                break
             case 'askPixelSize':
                 // the image has no pixel size: the host is asked, its answer is used
                 def host = newHost(mpp: null, pixelSizeAnswer: config.modelMpp as Double)

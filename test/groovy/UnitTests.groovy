@@ -62,6 +62,10 @@ t.check('settings: bad values give a message naming the key') {
     def e4 = t.expectThrows(CellBridgeException) { Settings.resolve(['model'], null, [:], new Properties()) }
     t.ok(e4.message.contains('key=value'), e4.message)
     t.eq(e4.code, ErrorCodes.BAD_SETTING)
+    def e5 = t.expectThrows(CellBridgeException) { Settings.resolve(['tta=3'], null, [:], new Properties()) }
+    t.ok(e5.message.contains('tta=3') && e5.message.contains('1, 2, 4 or 8'), e5.message)
+    t.eq(Settings.resolve(['tta=8'], null, [:], new Properties()).tta, 8)
+    t.eq(Settings.resolve([], null, [:], new Properties()).tta, 0)
 }
 
 t.check('frames: ARGB32 header and pixels are big-endian, as the protocol lays out') {

@@ -127,6 +127,9 @@ class DetectionWorkflow {
         if (settings.simplify > 0) {
             options.simplifyTolerance = settings.simplify
         }
+        if (settings.tta > 0) {
+            options.testTimeAugmentation = settings.tta
+        }
         Map image = [name: name, width: info.width, height: info.height, micronsPerPixel: mpp]
         if (info.downsamples) {
             image.downsamples = info.downsamples
@@ -146,6 +149,9 @@ class DetectionWorkflow {
             started.cancel()
         }
         JobOutcome outcome = started.await()
+        if (started.views > 1) {
+            log("${started.model}: ${started.views} views of each tile averaged (tta=${started.views})")
+        }
         if (!outcome.success) {
             return new ImageReport(image: name, status: outcome.status, code: outcome.code, message: outcome.message,
                 tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0, server: instanceOf(client))

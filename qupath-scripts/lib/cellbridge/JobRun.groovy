@@ -49,6 +49,9 @@ class JobRun {
         this.onProgress = onProgress
     }
 
+    /** Views of each tile the model averaged (protocol 2.1 plan's testTimeAugmentation; 1 from older daemons). */
+    int views = 1
+
     /** Called with the job/start result (on the listener thread, before any notification of the job). */
     void planned(Map result) {
         jobId = result.jobId as long
@@ -56,6 +59,7 @@ class JobRun {
         readDownsample = (result.readDownsample ?: 1d) as double
         pixelFormat = (result.pixelFormat ?: 'argb32') as String
         model = result.model as String
+        views = (result.testTimeAugmentation ?: 1) as int
         // Large plans (more than limits.maxPlanTilesInline tiles) are not listed: each tile's
         // rectangle then comes with the job/requestTiles that asks for it.
         List<Map> plan = (result.tiles ?: []) as List<Map>

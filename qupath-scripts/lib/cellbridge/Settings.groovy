@@ -17,7 +17,7 @@ class Settings {
                                       'maxTilesInFlight', 'connectTimeoutSeconds', 'idleTimeoutSeconds',
                                       'minArea', 'simplify', 'save',
                                       'install', 'autostart', 'startTimeoutSeconds', 'node', 'daemonArgs',
-                                      'daemonLog', 'caCertificate', 'parallel', ].asImmutable()
+                                      'daemonLog', 'caCertificate', 'parallel', 'tta', ].asImmutable()
     static final List<String> ROI_MODES = ['selected', 'all', 'image'].asImmutable()
 
     /** WebSocket URL of the daemon, e.g. ws://127.0.0.1:8765/ */
@@ -40,6 +40,8 @@ class Settings {
     double minArea = 0
     /** Outline simplification tolerance, full-resolution px; 0 keeps pixel-edge outlines. */
     double simplify = 0
+    /** Test-time augmentation: views of each tile the model averages (1, 2, 4, 8); 0: the model's own default. */
+    int tta = 0
     /** Save the image after detection in batch mode (QuPath's command line without -s). */
     boolean save = true
     /** Cell Bridge install folder (holding dist/bridge/cli.js), to start the daemon from; null: look in the default places. */
@@ -140,6 +142,14 @@ class Settings {
             (int) positive('idleTimeoutSeconds', values.idleTimeoutSeconds) : 600
         s.minArea = values.minArea ? nonNegative('minArea', values.minArea) : 0d
         s.simplify = values.simplify ? nonNegative('simplify', values.simplify) : 0d
+        if (values.tta) {
+            String t = values.tta.trim()
+            if (!(t in ['1', '2', '4', '8'])) {
+                throw new CellBridgeException(ErrorCodes.BAD_SETTING,
+                    "tta=${values.tta} is not 1, 2, 4 or 8 (views of each tile the model averages).")
+            }
+            s.tta = Integer.parseInt(t)
+        }
         s.save = values.save ? !(values.save.toLowerCase(Locale.ROOT) in ['false', 'no', '0']) : true
         s.install = values.install ? new File(expandHome(values.install)) : null
         s.autostart = values.autostart ? !(values.autostart.toLowerCase(Locale.ROOT) in ['false', 'no', '0']) : true

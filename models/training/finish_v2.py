@@ -33,6 +33,7 @@ from model import CellUNet, count_params  # noqa: E402
 from postprocess_ref import match, gt_classes  # noqa: E402
 from train_v2 import predict, eval_type, load_compact, SCORE_W  # noqa: E402  (predict is train.py's)
 from tune import tune, post_dict, summary  # noqa: E402
+from tta_ref import predict_views  # noqa: E402
 
 NAME = 'cellbridge-he-v2'
 CLASS_NAMES = ['Other', 'Inflammatory', 'Epithelial', 'Spindle']
@@ -148,7 +149,7 @@ INTENDED_USE = {
 }
 
 
-def finish_model(out, log_name='training-log-finish', ckpt=None):
+def finish_model(out, log_name='training-log-finish', ckpt=None, views=1):
     t0 = time.time()
     lines = []
 
@@ -164,7 +165,9 @@ def finish_model(out, log_name='training-log-finish', ckpt=None):
     net.eval()
     mean, std = ck['mean'], ck['std']
     va = {s: split_val(s, load_set(s, 'train'))[1] for s in SETS}
-    preds = {s: predict(net, va[s]['images'], mean, std) for s in SETS}
+    # Tuning and calibration see what the daemon will compute: the mean over the card's views (tta_ref.py).
+    preds = {s: predict_views(net, va[s]['images'], mean, std, views) for s in SETS}
+    log(f'validation predictions with {views} view(s) per tile')
     # A reduced grid (v1's tuning chose threshold 0 with the flow check at 0.8 and minSize 10): flow
     # following per threshold is the expensive part, and on the shared CPU the full grid took 11 min.
     import tune as tune_mod
@@ -208,6 +211,7 @@ def finish_model(out, log_name='training-log-finish', ckpt=None):
                         'Gaussian blur or unsharp mask, JPEG re-compression (quality 35-95), noise',
         'trainingStages': stages,
         'hardware': f'CPU, 2 threads (shared 2-core machine, nice 19), torch {torch.__version__}',
+        'testTimeAugmentation': views,
         'validation': {'images': VAL_IMAGES, 'resolution': '0.5 um/px', 'results': validation,
                        'metric': 'bPQ = mean over tiles of per-tile binary PQ; per-class PQ summed over tiles; IoU > 0.5; '
                                  'Python reference post-processing at model resolution'},
@@ -218,8 +222,12 @@ def finish_model(out, log_name='training-log-finish', ckpt=None):
     }
     card = make_card(mean, std, post, prov, ck.get('mpp', 0.5))
     card['name'] = NAME
-    card['version'] = '2.0.0'
-    card['description'] = ('Cell Bridge H&E nucleus model v2: compact U-Net trained on CoNSeP + MoNuSeg + CPM-15 at 0.5 um/px '
+    card['version'] = '2.1.0' if ck.get('channels', [16])[0] != 16 else '2.0.0'
+    if views > 1:
+        # The daemon's default for jobs that do not choose (options.testTimeAugmentation); tuned and calibrated with it.
+        card['input']['testTimeAugmentation'] = views
+    width = '-'.join(str(c) for c in ck.get('channels', []))
+    card['description'] = (f'Cell Bridge H&E nucleus model v2: U-Net ({width}, {count_params(net) / 1e6:.2f} M parameters) trained on CoNSeP + MoNuSeg + CPM-15 at 0.5 um/px '
                            'with resampling/blur/JPEG/stain invariance augmentation; Cellpose-style flows + cell probability + '
                            '4-class type head (Other, Inflammatory, Epithelial, Spindle; classes learnt from colorectal '
                            'tissue only, calibrated by temperature scaling). Research use.')
@@ -247,5 +255,7 @@ if __name__ == '__main__':
     ap.add_argument('--out', default=os.path.join(HERE, '..', NAME))
     ap.add_argument('--ckpt', default='')
     ap.add_argument('--log-name', default='training-log-finish')
+    ap.add_argument('--tta', type=int, default=1, choices=(1, 2, 4, 8),
+                    help='views per tile the card asks for by default (input.testTimeAugmentation); tuning and calibration use them')
     a = ap.parse_args()
-    finish_model(a.out, a.log_name, a.ckpt or None)
+    finish_model(a.out, a.log_name, a.ckpt or None, a.tta)

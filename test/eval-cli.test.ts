@@ -141,6 +141,24 @@ describe('eval with the daemon pipeline (model mode)', function () {
       assert.ok(j.images.perClass[c].PQ_imageMean > 0, `${c} PQ averaged per image`);
     }
   });
+
+  // Issue 10's bar on tissue CoNSeP does not have (7+ organs, 14 images of 14 patients not in training).
+  it('the default model on the whole MoNuSeg test split (binary only): bPQ >= 0.56, per image too', function () {
+    const data = path.resolve(DATA, '../../monuseg/test');
+    if (!existsSync(data)) {
+      console.log(`      MoNuSeg test split not found at ${data}: skipping`);
+      this.skip();
+    }
+    this.timeout(600_000);
+    const r = runCli(['--model', MODEL, '--device', 'cpu', '--iterations', '200', '--data', data], 590_000);
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json();
+    assert.equal(j.tiles, 224);
+    assert.equal(j.binaryOnly, true);
+    assert.ok(j.bPQ >= 0.56, `bPQ ${j.bPQ}`);
+    assert.equal(j.images.count, 14);
+    assert.ok(j.images.bPQ >= 0.56, `per-image bPQ ${j.images.bPQ}`);
+  });
 });
 
 describe('eval CLI: setup errors', () => {

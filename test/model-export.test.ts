@@ -100,9 +100,10 @@ for (const NAME of MODELS) describe(`model export (models/${NAME})`, function ()
     }
   });
 
-  it('is small (a few MB)', function () {
+  it('is small (at most 16 MB: the repository and the Docker image stay lean)', function () {
+    // v1 4.9 MB, v2 (24-48-96-192-192, 2.76 M float32 parameters) 11 MB
     const bytes = statSync(path.join(MODEL_DIR, card.file)).size;
-    assert.ok(bytes < 8 * 1024 * 1024, `model.onnx is ${bytes} bytes`);
+    assert.ok(bytes < 16 * 1024 * 1024, `model.onnx is ${bytes} bytes`);
   });
 
   it('reproduces the PyTorch reference outputs to 1e-4', async function () {

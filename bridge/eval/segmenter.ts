@@ -10,6 +10,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ModelCard } from '../inference/model-card';
+import type { TtaViews } from '../inference/tta';
 import type { RegisteredModel } from '../inference/model-registry';
 import type { Tile } from './dataset';
 import { erodeLabels, gtClassNames } from './oracle';
@@ -104,7 +105,7 @@ export interface ModelSegmenterOptions {
   /** Post-processing workers (default: cores - 1). */
   postprocessWorkers?: number;
   /** Test-time augmentation views per tile (default: the card's input.testTimeAugmentation, else 1). */
-  views?: import('../inference/tta').TtaViews;
+  views?: TtaViews;
   log?: (line: string) => void;
 }
 

@@ -37,13 +37,29 @@ if (parentPort) {
     return s;
   };
 
-  /** One tile, one run: its maps in its own frame. */
-  const runTile = async (session: ort.InferenceSession, card: ModelCard, rgb: Uint8Array, w: number, h: number): Promise<TileOutputMaps> => {
-    const input = prepareInput(rgb, w, h, card.input);
-    const out = await session.run({ [card.input.name]: new ort.Tensor('float32', input.data, input.dims) });
-    const raw: Record<string, RawOutput> = {};
-    for (const [name, t] of Object.entries(out)) raw[name] = { data: t.data as Float32Array, dims: t.dims };
-    const maps = extractMaps(card, raw, input.pw, input.ph, w, h);
+  type Tile = { rgb: Uint8Array; width: number; height: number };
+
+  /** Tiles of one input size in one run (batch dimension N): each tile's maps, in its own frame. */
+  const runTiles = async (session: ort.InferenceSession, card: ModelCard, tiles: Tile[]): Promise<TileOutputMaps[]> => {
+    const inputs = tiles.map((t) => prepareInput(t.rgb, t.width, t.height, card.input));
+    let data = inputs[0].data;
+    const dims = [...inputs[0].dims];
+    if (inputs.length > 1) {
+      if (inputs.some((i) => i.dims.join() !== inputs[0].dims.join())) throw new Error('a batch must hold tiles of one input size');
+      data = new Float32Array(data.length * inputs.length);
+      inputs.forEach((i, k) => data.set(i.data, k * i.data.length));
+      dims[0] = inputs.length;
+    }
+    const out = await session.run({ [card.input.name]: new ort.Tensor('float32', data, dims) });
+    const maps = inputs.map((input, k) => {
+      const raw: Record<string, RawOutput> = {};
+      for (const [name, t] of Object.entries(out)) {
+        const all = t.data as Float32Array;
+        const per = all.length / inputs.length;
+        raw[name] = inputs.length === 1 ? { data: all, dims: t.dims } : { data: all.subarray(k * per, (k + 1) * per), dims: [1, ...t.dims.slice(1)] };
+      }
+      return extractMaps(card, raw, input.pw, input.ph, tiles[k].width, tiles[k].height);
+    });
     for (const t of Object.values(out)) t.dispose?.();
     return maps;
   };
@@ -55,8 +71,7 @@ if (parentPort) {
       // One run per view (a transposed view has another shape); the mean of the views' maps.
       let sum: TileOutputMaps | null = null;
       for (const view of VIEWS[task.views]) {
-        const v = viewRgb(task.rgb, task.width, task.height, view);
-        const maps = await runTile(session, task.card, v.rgb, v.width, v.height);
+        const [maps] = await runTiles(session, task.card, [viewRgb(task.rgb, task.width, task.height, view)]);
         sum ??= emptyMapsLike(maps, task.width, task.height);
         addViewMaps(sum, maps, view);
       }
@@ -64,28 +79,9 @@ if (parentPort) {
       return { result: { maps, inferenceMs: performance.now() - started }, transfer: mapsTransfer(maps) };
     }
     const tiles = 'tiles' in task ? task.tiles : [task];
-    const inputs = tiles.map((t) => prepareInput(t.rgb, t.width, t.height, task.card.input));
-    let data = inputs[0].data;
-    const dims = [...inputs[0].dims];
-    if (inputs.length > 1) {
-      if (inputs.some((i) => i.dims.join() !== inputs[0].dims.join())) throw new Error('a batch must hold tiles of one input size');
-      data = new Float32Array(data.length * inputs.length);
-      inputs.forEach((i, k) => data.set(i.data, k * i.data.length));
-      dims[0] = inputs.length;
-    }
-    const out = await session.run({ [task.card.input.name]: new ort.Tensor('float32', data, dims) });
+    const maps = await runTiles(session, task.card, tiles);
     const elapsed = performance.now() - started;
-    const results: InferenceResult[] = inputs.map((input, k) => {
-      const raw: Record<string, RawOutput> = {};
-      for (const [name, t] of Object.entries(out)) {
-        const all = t.data as Float32Array;
-        const per = all.length / inputs.length;
-        raw[name] = inputs.length === 1 ? { data: all, dims: t.dims } : { data: all.subarray(k * per, (k + 1) * per), dims: [1, ...t.dims.slice(1)] };
-      }
-      const maps = extractMaps(task.card, raw, input.pw, input.ph, tiles[k].width, tiles[k].height);
-      return { maps, inferenceMs: elapsed / inputs.length };
-    });
-    for (const t of Object.values(out)) t.dispose?.();
+    const results: InferenceResult[] = maps.map((m) => ({ maps: m, inferenceMs: elapsed / tiles.length }));
     const transfer = results.flatMap((r) => mapsTransfer(r.maps));
     return { result: 'tiles' in task ? results : results[0], transfer };
   });

@@ -10,7 +10,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ModelCard } from '../inference/model-card';
-import type { TtaViews } from '../inference/tta';
+import { viewsFor, type TtaViews } from '../inference/tta';
 import type { RegisteredModel } from '../inference/model-registry';
 import type { Tile } from './dataset';
 import { erodeLabels, gtClassNames } from './oracle';
@@ -128,7 +128,7 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
     throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
   }
   const engine = new TileEngine({ provider, intraOpThreads: options.intraOpThreads, postprocessWorkers: options.postprocessWorkers });
-  const views = options.views ?? card.input.testTimeAugmentation ?? 1;
+  const views = viewsFor(card.input, options.views);
   const ie = { engine, model: m.registered, views };
   // The pools unref their worker threads (the daemon's server keeps it alive); without a ref'd handle
   // Node would exit silently while waiting for a worker's reply.

@@ -14,6 +14,11 @@ export function isTtaViews(v: unknown): v is TtaViews {
   return v === 1 || v === 2 || v === 4 || v === 8;
 }
 
+/** The views in effect: what the job asked for, else the model card's default (input.testTimeAugmentation), else 1. */
+export function viewsFor(input: { testTimeAugmentation?: TtaViews }, requested?: TtaViews): TtaViews {
+  return requested ?? input.testTimeAugmentation ?? 1;
+}
+
 /** One view: transpose first (rows become columns), then mirror left-right (flipX) and/or top-bottom (flipY). */
 export interface View { transpose: boolean; flipX: boolean; flipY: boolean }
 

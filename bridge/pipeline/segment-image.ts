@@ -9,7 +9,7 @@ import type { RegisteredModel } from '../inference/model-registry';
 import type { TileEngine } from './engine';
 import { postprocessTile } from '../postprocess';
 import { gridOf, tileAt, type GridSpec } from '../tiling/planner';
-import type { TtaViews } from '../inference/tta';
+import { viewsFor, type TtaViews } from '../inference/tta';
 
 export interface InferenceEngine {
   engine: TileEngine;
@@ -29,7 +29,7 @@ export interface SegmentedImage {
 export async function segmentRgbImage(rgb: Uint8Array, width: number, height: number, micronsPerPixel: number, ie: InferenceEngine): Promise<SegmentedImage> {
   const card = ie.model.card;
   if (!card) throw new Error(`model ${ie.model.name} is not ready: ${ie.model.error}`);
-  const views = ie.views ?? card.input.testTimeAugmentation ?? 1;
+  const views = viewsFor(card.input, ie.views);
   const modelMpp = card.input.micronsPerPixel ?? micronsPerPixel;
   // The daemon's resolution rule (tolerance included) and kernel, so eval scores what users get.
   const { downsample } = chooseResolution(modelMpp / micronsPerPixel);

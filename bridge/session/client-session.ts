@@ -6,6 +6,7 @@
  * planned tiles per client, tiles in flight per job and per client, initialize/idle timeouts,
  * unresponsive peers (ping), pre-authentication limits (small messages, one wrong token closes).
  */
+import { viewsFor } from '../inference/tta';
 import { setMaxListeners } from 'node:events';
 import type WebSocket from 'ws';
 import { createMessageConnection, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
@@ -339,7 +340,7 @@ export class ClientSession {
     const pixelFormat = opts.pixelFormat ?? 'argb32';
     // Both objects hold known keys only (the card is validated, the overrides are built by validate.ts).
     const postprocess: PostprocessOptions = { ...card.postprocess, ...(opts.postprocess ?? {}) };
-    const views = opts.testTimeAugmentation ?? card.input.testTimeAugmentation ?? 1;
+    const views = viewsFor(card.input, opts.testTimeAugmentation);
     const jobId = this.daemon.nextJobId();
     const job = new Job({
       id: jobId, model, plan: { grid, cells }, rois, pixelFormat, maxTilesInFlight, postprocess,

@@ -10,6 +10,8 @@ import { VIEWS, addViewMaps, emptyMapsLike, scaleMaps, viewRgb, type View } from
 import type { TileMaps } from '../bridge/postprocess/types';
 import { checkStartJob } from '../bridge/session/validate';
 import { parseArgs } from '../bridge/eval/cli';
+import { validateCard } from '../bridge/inference/card-validate';
+import { syntheticCard } from './helpers/synthetic-model';
 import { openDataset, readTile } from '../bridge/eval/dataset';
 import { modelSegmenter } from '../bridge/eval/segmenter';
 
@@ -99,6 +101,10 @@ describe('test-time augmentation: views and their maps', () => {
         (e: { code: number; message: string }) => e.code === -32602 && /options\.testTimeAugmentation/.test(e.message));
     }
     assert.equal(parseArgs(['--tta', '4']).views, 4);
+    // the card's default is checked the same way when the daemon loads a model
+    const card = (tta: unknown) => ({ ...syntheticCard(), input: { ...syntheticCard().input, testTimeAugmentation: tta } });
+    assert.equal(validateCard(card(8), 'card.json').input.testTimeAugmentation, 8);
+    assert.throws(() => validateCard(card(3), 'card.json'), /input\.testTimeAugmentation must be 1, 2, 4 or 8/);
     assert.throws(() => parseArgs(['--tta', '3']), /--tta must be 1, 2, 4 or 8/);
   });
 });

@@ -1,5 +1,6 @@
 /** Checks a parsed card.json against the ModelCard type and says every problem at once. */
 import type { ModelCard } from './model-card';
+import { isTtaViews } from './tta';
 
 export class CardError extends Error {}
 
@@ -24,7 +25,7 @@ export function validateCard(raw: unknown, where: string): ModelCard {
   need(Number.isInteger(i.multipleOf) && i.multipleOf >= 1, 'input.multipleOf must be an integer >= 1');
   need(i.resize === 'bilinear' || i.resize === 'bilinear-antialias', 'input.resize must be bilinear or bilinear-antialias');
   need(isNum(i.padValue) && i.padValue >= 0 && i.padValue <= 255, 'input.padValue must be 0..255');
-  if (i.testTimeAugmentation !== undefined) need([1, 2, 4, 8].includes(i.testTimeAugmentation), 'input.testTimeAugmentation must be 1, 2, 4 or 8');
+  if (i.testTimeAugmentation !== undefined) need(isTtaViews(i.testTimeAugmentation), 'input.testTimeAugmentation must be 1, 2, 4 or 8');
   const n = i.normalization ?? {};
   if (n.kind === 'meanstd') {
     need(isNum(n.scale), 'input.normalization.scale');

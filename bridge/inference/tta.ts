@@ -8,7 +8,6 @@ import type { TileMaps } from '../postprocess/types';
 
 /** How many views of each tile the model sees: 1 (off), 2 (+ rotated 180°), 4 (all mirrorings), 8 (+ their transposes). */
 export type TtaViews = 1 | 2 | 4 | 8;
-export const TTA_VIEWS: readonly TtaViews[] = [1, 2, 4, 8];
 
 export function isTtaViews(v: unknown): v is TtaViews {
   return v === 1 || v === 2 || v === 4 || v === 8;

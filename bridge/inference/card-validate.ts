@@ -48,6 +48,10 @@ export function validateCard(raw: unknown, where: string): ModelCard {
   need(p.mode === 'cellpose' || p.mode === 'seed', 'postprocess.mode must be cellpose or seed');
   for (const k of ['niter', 'flowScale', 'cellprobThreshold', 'seedMinCount', 'claimMinCount', 'growIterations', 'minSize']) need(isNum(p[k]), `postprocess.${k} must be a number`);
   need(typeof p.fillHoles === 'boolean', 'postprocess.fillHoles must be a boolean');
+  if (p.outlineThreshold !== undefined && p.outlineThreshold !== null) {
+    need(isNum(p.outlineThreshold), 'postprocess.outlineThreshold must be a number or null');
+    need(o.cellProbability !== undefined, 'postprocess.outlineThreshold needs outputs.cellProbability');
+  }
   need(Number.isInteger(c.tiling?.overlap) && c.tiling.overlap >= 0 && c.tiling.overlap < (i.readSize ?? 0), 'tiling.overlap must be an integer in [0, readSize)');
   if (problems.length > 0) throw new CardError(`${where}: invalid model card: ${problems.join('; ')}`);
   return c as ModelCard;

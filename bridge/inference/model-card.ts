@@ -101,6 +101,13 @@ export interface PostprocessDefaults {
   flowThreshold?: number;
   /** Drop masks larger than this fraction of the tile (Cellpose 0.4). */
   maxSizeFraction?: number;
+  /**
+   * Outlines at the slide's resolution: when the slide is at least 1.5x finer than the model, each
+   * outline is redrawn on the finer grid where the upsampled cellprob logit crosses this value
+   * (bridge/postprocess/outline.ts; needs a cellProbability output). Absent or null: outlines on the
+   * model's grid.
+   */
+  outlineThreshold?: number | null;
 }
 
 export interface TilingDefaults {

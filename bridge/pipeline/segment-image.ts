@@ -1,13 +1,14 @@
 /**
  * Segments an in-memory RGB image into a full-resolution label map with the daemon's own inference
  * and post-processing code (used by `npm run eval`). Tiles and cores exactly as for jobs; the label
- * map is painted at model resolution and scaled back to the image with nearest neighbour.
+ * map is painted at model resolution, or on the finer outline grid the daemon uses for such an image
+ * (bridge/postprocess/outline.ts), and scaled back to the image with nearest neighbour.
  */
 import { resampleRgb } from '../tiling/resample';
 import { chooseResolution } from '../tiling/resolution';
 import type { RegisteredModel } from '../inference/model-registry';
 import type { TileEngine } from './engine';
-import { postprocessTile } from '../postprocess';
+import { outlineFactor, postprocessTile } from '../postprocess';
 import { gridOf, tileAt, type GridSpec } from '../tiling/planner';
 import { viewsFor, type TtaViews } from '../inference/tta';
 
@@ -38,7 +39,10 @@ export async function segmentRgbImage(rgb: Uint8Array, width: number, height: nu
   const scaled = await resampleRgb(rgb, width, height, mw, mh);
   const spec: GridSpec = { imageWidth: mw, imageHeight: mh, downsample: 1, tileSize: card.input.readSize, overlap: card.tiling.overlap };
   const grid = gridOf(spec);
-  const modelLabels = new Int32Array(mw * mh);
+  // The outline grid of a job on this image: read px per model px, as the postprocess worker's.
+  const k = outlineFactor(width / mw);
+  const fw = mw * k, fh = mh * k;
+  const modelLabels = new Int32Array(fw * fh);
   const classOfLabel = new Map<number, string>();
   const names = new Map(card.classes.map((c) => [c.index, c.name]));
   let next = 1;
@@ -48,7 +52,7 @@ export async function segmentRgbImage(rgb: Uint8Array, width: number, height: nu
       const tileRgb = new Uint8Array(t.width * t.height * 3);
       for (let r = 0; r < t.height; r++) tileRgb.set(scaled.subarray(3 * ((t.y + r) * mw + t.x), 3 * ((t.y + r) * mw + t.x + t.width)), 3 * r * t.width);
       const { maps } = await ie.engine.infer(ie.model, tileRgb, t.width, t.height, undefined, views);
-      const { labels, cells } = postprocessTile(maps, card.postprocess);
+      const { labels, cells, fine } = postprocessTile(maps, card.postprocess, undefined, k);
       const [cx0, cy0, cx1, cy1] = t.core;
       const remap = new Int32Array(cells.reduce((m, c) => Math.max(m, c.label), 0) + 1);
       for (const c of cells) {
@@ -58,19 +62,23 @@ export async function segmentRgbImage(rgb: Uint8Array, width: number, height: nu
         classOfLabel.set(next, names.get(c.classIndex) ?? String(c.classIndex));
         next++;
       }
-      for (let r = 0; r < t.height; r++) {
-        for (let c = 0; c < t.width; c++) {
-          const l = labels[r * t.width + c];
-          if (l > 0 && remap[l] > 0) modelLabels[(t.y + r) * mw + t.x + c] = remap[l];
+      // Paint on the outline grid: the fine labels when refined, else each model pixel as k x k.
+      const f = fine ? fine.factor : 1;
+      const src = fine ? fine.labels : labels;
+      const tw = t.width * f;
+      for (let r = 0; r < t.height * k; r++) {
+        for (let c = 0; c < t.width * k; c++) {
+          const l = src[Math.floor((r * f) / k) * tw + Math.floor((c * f) / k)];
+          if (l > 0 && remap[l] > 0) modelLabels[(t.y * k + r) * fw + t.x * k + c] = remap[l];
         }
       }
     }
   }
-  if (mw === width && mh === height) return { labels: modelLabels, width, height, classOfLabel };
+  if (fw === width && fh === height) return { labels: modelLabels, width, height, classOfLabel };
   const labels = new Int32Array(width * height);
   for (let y = 0; y < height; y++) {
-    const sy = Math.min(mh - 1, Math.floor(((y + 0.5) * mh) / height));
-    for (let x = 0; x < width; x++) labels[y * width + x] = modelLabels[sy * mw + Math.min(mw - 1, Math.floor(((x + 0.5) * mw) / width))];
+    const sy = Math.min(fh - 1, Math.floor(((y + 0.5) * fh) / height));
+    for (let x = 0; x < width; x++) labels[y * width + x] = modelLabels[sy * fw + Math.min(fw - 1, Math.floor(((x + 0.5) * fw) / width))];
   }
   return { labels, width, height, classOfLabel };
 }

@@ -31,4 +31,5 @@ export {
 } from './masks';
 export { voteClasses, dropBackgroundVoted, type ClassVotes } from './classify';
 export { traceOuterContours, ringArea, type OuterContours } from './contours';
-export { labelTile, postprocessTile, newStageTimings, type StageTimings } from './tile';
+export { labelTile, postprocessTile, newStageTimings, type StageTimings, type FineLabels } from './tile';
+export { outlineFactor, refineLabels, upsampleBilinear, MAX_OUTLINE_FACTOR } from './outline';

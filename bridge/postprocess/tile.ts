@@ -5,6 +5,7 @@ import { flowErrorFilter } from './flowerror';
 import { keepLargestParts, removeSmall, removeSmallAndFillHoles, renumber } from './masks';
 import { dropBackgroundVoted, voteClasses, type ClassVotes } from './classify';
 import { traceOuterContours } from './contours';
+import { refineLabels } from './outline';
 
 function checkMaps(maps: TileMaps): void {
   const n = maps.width * maps.height;
@@ -57,17 +58,30 @@ export function newStageTimings(): StageTimings {
   return { flows: 0, cluster: 0, flowError: 0, masks: 0, contours: 0, measurements: 0 };
 }
 
+/** Labels on the fine grid of `refineLabels` (only when outlines were refined). */
+export interface FineLabels {
+  labels: Int32Array;
+  /** Fine pixels per model pixel; the map is (width * factor) x (height * factor). */
+  factor: number;
+}
+
 /**
  * Full post-processing of one tile: labelTile, then every instance is reduced to its largest
  * 4-connected part (so label map, measurements and the single outer ring agree), instances that fall
  * under minSize by this are removed, and the per-cell measurements and rings are computed.
  * The returned label map matches `cells` exactly (label = index + 1).
+ *
+ * `outlineFactor` > 1 (bridge/postprocess/outline.ts, from the slide's resolution) with
+ * `opts.outlineThreshold` set and a cellprob map: each cell's ring, area and perimeter come from the
+ * fine grid (still in model px, so in steps of 1/factor), and `fine` holds that grid's labels. Labels,
+ * classes, centroids and bounding boxes stay those of the model grid.
  */
 export function postprocessTile(
   maps: TileMaps,
   opts: PostprocessOptions,
   timings?: StageTimings,
-): { labels: Int32Array; cells: CellInstance[] } {
+  outlineFactor = 1,
+): { labels: Int32Array; cells: CellInstance[]; fine?: FineLabels } {
   const W = maps.width;
   const H = maps.height;
   const C = maps.typeChannels;
@@ -84,6 +98,15 @@ export function postprocessTile(
   }
   if (timings) { const now = performance.now(); timings.masks += now - t; t = now; }
   const contours = traceOuterContours(labels, W, H);
+  let fine: FineLabels | undefined;
+  let fineContours: ReturnType<typeof traceOuterContours> | undefined;
+  const k = outlineFactor;
+  if (k > 1 && opts.outlineThreshold !== undefined && opts.outlineThreshold !== null && maps.cellprob) {
+    const fl = refineLabels(labels, W, H, maps.cellprob, maps.cellprobKind ?? 'logit', k, opts.outlineThreshold);
+    keepLargestParts(fl, W * k, H * k);
+    fine = { labels: fl, factor: k };
+    fineContours = traceOuterContours(fl, W * k, H * k);
+  }
   if (timings) { const now = performance.now(); timings.contours += now - t; t = now; }
 
   const sumX = new Float64Array(n + 1);
@@ -111,12 +134,21 @@ export function postprocessTile(
   const cells: CellInstance[] = [];
   for (let l = 1; l <= n; l++) {
     const a = vote.area[l];
-    const ring = contours.rings[l];
+    let ring = contours.rings[l];
     if (a === 0 || ring === null) continue;
+    let area = a, perimeter = contours.perimeters[l];
+    const fr = fineContours?.rings[l];
+    if (fineContours && fr) {
+      // Fine-grid outline, back in model px (a cell whose fine pixels all fell below the threshold
+      // keeps its model-grid outline).
+      ring = fr.map((v) => v / k);
+      area = fineContours.partArea[l] / (k * k);
+      perimeter = fineContours.perimeters[l] / k;
+    }
     const probs = vote.meanProbabilities.slice(l * C, (l + 1) * C);
     cells.push({
       label: l,
-      area: a,
+      area,
       centroidX: sumX[l] / a,
       centroidY: sumY[l] / a,
       bbox: [minC[l], minR[l], maxC[l] + 1, maxR[l] + 1],
@@ -125,9 +157,9 @@ export function postprocessTile(
       classProbabilities: probs,
       detectionProbability: cp ? det[l] / a : 1 - probs[0],
       ring,
-      perimeter: contours.perimeters[l],
+      perimeter,
     });
   }
   if (timings) timings.measurements += performance.now() - t;
-  return { labels, cells };
+  return fine ? { labels, cells, fine } : { labels, cells };
 }

@@ -20,7 +20,7 @@ export interface TileMaps {
 export interface CellInstance {
   /** 1..N within the tile; equals the value in the returned label map. */
   label: number;
-  /** Pixel count (tile px). */
+  /** Area in tile px²: the pixel count, or the fine grid's pixel count / factor² when outlines are refined. */
   area: number;
   /** Mean of pixel centres (col + 0.5, row + 0.5), tile px. */
   centroidX: number;

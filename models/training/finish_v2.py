@@ -74,6 +74,46 @@ def cell_records(preds, inst, typ, post, names=None):
     return (recs, images) if names is not None else recs
 
 
+OUTLINE_THRESHOLDS = (None, 0.25, 0.0, -0.25, -0.5, -0.75)
+
+
+def tune_outline(preds, va, post, log):
+    """postprocess.outlineThreshold: each held-out tile post-processed at 0.5 um/px as chosen, then outlined
+    on the 2x finer grid of its 40x source (postprocess_ref.refine_outlines; None = nearest neighbour) and
+    scored against the 40x ground truth (classes from labels.json), like `npm run eval` of a 40x set."""
+    from PIL import Image
+    from datasets import SHARED
+    from postprocess_ref import postprocess, refine_outlines, PQ
+    grid = {t: {} for t in OUTLINE_THRESHOLDS}
+    for s in SETS:
+        d = os.path.join(SHARED, s, 'train')
+        labels = json.load(open(os.path.join(d, 'labels.json')))['tiles']
+        flows, cellprob, tlog = preds[s]
+        pqs = {t: PQ() for t in OUTLINE_THRESHOLDS}
+        for i, n in enumerate(va[s]['names']):
+            g = np.array(Image.open(os.path.join(d, 'instances', str(n) + '.png'))).astype(np.int32)
+            gc = np.zeros(g.max() + 1, np.int32)
+            for k, v in labels.get(str(n), {}).items():
+                if int(k) < len(gc):
+                    gc[int(k)] = int(v)
+            lab, cls = postprocess(flows[i], cellprob[i], tlog[i], cellprob_threshold=post['cellprobThreshold'],
+                                   min_size=post['minSize'], flow_threshold=post.get('flowThreshold', 0.0))
+            for t in OUTLINE_THRESHOLDS:
+                fine = np.repeat(np.repeat(lab, 2, 0), 2, 1) if t is None else refine_outlines(lab, cellprob[i], 2, t)
+                pqs[t].add(g, gc, fine, cls)
+        for t in OUTLINE_THRESHOLDS:
+            grid[t][s] = pqs[t].result()
+
+    def comb(t):
+        return sum(SCORE_W[s] * grid[t][s]['bPQ_tileMean'] for s in SETS) + grid[t]['consep']['mPQ3']
+    for t in OUTLINE_THRESHOLDS:
+        log(f'outline threshold {t}: score {comb(t):.4f} ' + ' '.join(f'{s} bPQ {grid[t][s]["bPQ_tileMean"]:.4f}' for s in SETS)
+            + f' consep mPQ3 {grid[t]["consep"]["mPQ3"]:.4f} (40x ground truth)')
+    best = max(OUTLINE_THRESHOLDS, key=lambda t: round(comb(t), 3))
+    log(f'chosen outlineThreshold: {best}')
+    return best, {str(t): {'score': round(comb(t), 4), **{s: summary(grid[t][s]) for s in SETS}} for t in OUTLINE_THRESHOLDS}
+
+
 def probs_at(recs, T):
     """Mean softmax(logits / T) per cell, background included (the daemon's Prob: values)."""
     out = []
@@ -149,7 +189,7 @@ INTENDED_USE = {
 }
 
 
-def finish_model(out, log_name='training-log-finish', ckpt=None, views=1):
+def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, version=None):
     t0 = time.time()
     lines = []
 
@@ -186,6 +226,7 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1):
             + f' consep mPQ3 {grids["consep"][k]["mPQ3"]:.4f}')
     log(f'chosen postprocess: {post}')
     validation = {s: summary(grids[s][best]) for s in SETS}
+    outline, outline_grid = tune_outline(preds, va, post, log)
     recs, images = cell_records(preds['consep'], va['consep']['inst'], va['consep']['type'], post, va['consep']['names'])
     cal = calibrate(recs, images, log)
 
@@ -222,7 +263,8 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1):
     }
     card = make_card(mean, std, post, prov, ck.get('mpp', 0.5))
     card['name'] = NAME
-    card['version'] = '2.1.0' if ck.get('channels', [16])[0] != 16 else '2.0.0'
+    card['postprocess']['outlineThreshold'] = outline
+    card['version'] = version or ('2.1.0' if ck.get('channels', [16])[0] != 16 else '2.0.0')
     if views > 1:
         # The daemon's default for jobs that do not choose (options.testTimeAugmentation); tuned and calibrated with it.
         card['input']['testTimeAugmentation'] = views
@@ -245,7 +287,8 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1):
     jl = os.path.join(out, log_name + '.json')
     j = json.load(open(jl)) if os.path.exists(jl) else {}
     j['finish'] = {'tuningGrid': {str(k): {'score': round(comb(k), 4), **{s: summary(grids[s][k]) for s in SETS}} for k in sorted(keys)},
-                   'chosenPostprocess': post, 'validation': validation, 'calibration': cal}
+                   'chosenPostprocess': post, 'validation': validation, 'calibration': cal,
+                   'outlineGrid': outline_grid, 'chosenOutlineThreshold': outline}
     json.dump(j, open(jl, 'w'), indent=1)
     return card
 
@@ -257,5 +300,6 @@ if __name__ == '__main__':
     ap.add_argument('--log-name', default='training-log-finish')
     ap.add_argument('--tta', type=int, default=1, choices=(1, 2, 4, 8),
                     help='views per tile the card asks for by default (input.testTimeAugmentation); tuning and calibration use them')
+    ap.add_argument('--version', default='', help="the card's version (default 2.1.0 for the widened network)")
     a = ap.parse_args()
-    finish_model(a.out, a.log_name, a.ckpt or None, a.tta)
+    finish_model(a.out, a.log_name, a.ckpt or None, a.tta, a.version or None)

@@ -166,6 +166,31 @@ def finish(lab, flows, type_logits, flow_scale=5.0, min_size=10, fill_holes=True
     return lab, cls
 
 
+def refine_outlines(lab, cellprob, k, threshold):
+    """bridge/postprocess/outline.ts: the label map on a grid k times finer. Each fine pixel takes the
+    label of its model pixel if the bilinearly upsampled (align_corners=False) cellprob logit there is
+    above `threshold`; a fine foreground pixel without a label takes the largest label of its 3x3
+    neighbourhood (of the nearest-model-pixel labels); each label keeps its largest 4-connected part."""
+    import torch
+    import torch.nn.functional as F
+    cpu = F.interpolate(torch.from_numpy(np.ascontiguousarray(cellprob, np.float32))[None, None], scale_factor=k,
+                        mode='bilinear', align_corners=False)[0, 0].numpy()
+    near = np.repeat(np.repeat(lab, k, 0), k, 1)
+    fg = cpu > threshold
+    out = np.where(fg, near, 0)
+    out = np.where(fg & (out == 0), ndi.maximum_filter(near, 3), out)
+    four = ndi.generate_binary_structure(2, 1)
+    for i, sl in enumerate(ndi.find_objects(out)):
+        if sl is None:
+            continue
+        m = out[sl] == (i + 1)
+        cc, n = ndi.label(m, four)
+        if n > 1:
+            keep = np.argmax(np.bincount(cc.ravel())[1:]) + 1
+            out[sl][m & (cc != keep)] = 0
+    return out
+
+
 # ---------------------------------------------------------------- metrics
 def match(gt, pred):
     """Unique matching at IoU > 0.5. Returns list of (gt_id, pred_id, iou), gt ids, pred ids."""

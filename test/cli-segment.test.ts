@@ -1,11 +1,11 @@
 /** `cellbridge segment` on real slides (a generated model; the real one has its own tests). */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI, SHARED_DATA } from './helpers/daemon';
+import { CLI, REPO_ROOT, SHARED_DATA } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
 
 const run = promisify(execFile);
@@ -118,5 +118,47 @@ describe('cellbridge segment on real slides', function () {
     assert.equal(r.stderr, '');
     assert.equal(r.stdout.trim().split('\n').length, 1);
     assert.equal(JSON.parse(r.stdout).status, 'completed');
+  });
+
+  it('a 40x image with the real v2 model: outlines on the 2x finer grid (outlineThreshold), same cells as without it', async function () {
+    const tile = join(SHARED_DATA, 'consep', 'test', 'images', 'test_1_005.jpg');
+    if (!existsSync(tile)) this.skip();
+    // Two copies of the bundled v2 card, one with outline refinement and one without.
+    const v2 = join(REPO_ROOT, 'models', 'cellbridge-he-v2');
+    const card = JSON.parse(readFileSync(join(v2, 'card.json'), 'utf8'));
+    const dir = join(tmp, 'outline-models');
+    for (const [name, thr] of [['fine', -0.25], ['plain', null]] as const) {
+      mkdirSync(join(dir, name), { recursive: true });
+      symlinkSync(join(v2, card.file), join(dir, name, card.file));
+      writeFileSync(join(dir, name, 'card.json'), JSON.stringify({ ...card, name, postprocess: { ...card.postprocess, outlineThreshold: thr } }));
+    }
+    const runs: Record<string, { features: { id: string; geometry: { coordinates: number[][][] }; properties: { classification: { name: string }; measurements: Record<string, number> } }[] }> = {};
+    for (const name of ['fine', 'plain']) {
+      const out = join(tmp, `outline-${name}.geojson`);
+      // The CoNSeP tile is 256 x 256 px at 40x: --mpp 0.25 makes the daemon resample it 2x for the 0.5 µm/px model.
+      const r = await cellbridge(['segment', tile, '--mpp', '0.25', '--models', dir, '--model', name, '--device', 'cpu', '--quiet', '--out', out]);
+      assert.equal(r.code, 0, r.stderr);
+      runs[name] = JSON.parse(readFileSync(out, 'utf8'));
+    }
+    const fine = runs.fine.features, plain = runs.plain.features;
+    assert.ok(plain.length > 20, `${plain.length} cells`);
+    assert.equal(fine.length, plain.length, 'the same cells');
+    const centre = (ring: number[][]): number[] => [0, 1].map((k) => ring.reduce((a, v) => a + v[k], 0) / ring.length);
+    let odd = 0, changed = 0;
+    for (const [i, f] of fine.entries()) {
+      // Same cells in the same order (ids differ: they are seeded with the model's name).
+      const p = plain[i];
+      const [a, b] = [centre(f.geometry.coordinates[0]), centre(p.geometry.coordinates[0])];
+      assert.ok(Math.hypot(a[0] - b[0], a[1] - b[1]) < 3, `cell ${i}: ${a} vs ${b}`);
+      assert.equal(f.properties.classification.name, p.properties.classification.name);
+      for (const [x, y] of p.geometry.coordinates[0]) assert.ok(x % 2 === 0 && y % 2 === 0, `model-grid vertex ${x},${y} on the 2-px staircase`);
+      for (const [x, y] of f.geometry.coordinates[0]) {
+        assert.ok(Number.isInteger(x) && Number.isInteger(y), `fine vertex ${x},${y} on the slide's pixel grid`);
+        if (x % 2 !== 0 || y % 2 !== 0) odd++;
+      }
+      if (f.properties.measurements['Nucleus: Area µm^2'] !== p.properties.measurements['Nucleus: Area µm^2']) changed++;
+    }
+    assert.ok(odd > fine.length, `${odd} vertices between model pixels`);
+    assert.ok(changed > fine.length / 2, `${changed} of ${fine.length} areas follow the finer outline`);
   });
 });

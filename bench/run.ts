@@ -116,13 +116,18 @@ async function main(): Promise<void> {
     const loaded = files.map((f) => loadFixture(f, model));
     const r = postprocBench(model, loaded, post.map((t) => t.tile), plan.roi, plan.slide.info.micronsPerPixel, M.postRepeats);
     postMs = r.totalMs;
+    // The same tiles as if from a 40x slide: outlines refined on the 2x grid (card postprocess.outlineThreshold).
+    const fine = model.card.postprocess.outlineThreshold != null
+      ? postprocBench(model, loaded, post.map((t) => t.tile), plan.roi, plan.slide.info.micronsPerPixel, M.postRepeats, model.card.postprocess, 2)
+      : null;
     emit('postproc', {
       ...env, model: model.name, provider, selection: `the ${M.postTiles} tiles with the most foreground of ${M.postCandidates} spread over the slide`,
       fixtures: files.map((f) => f.slice(f.indexOf('bench/'))), ...r,
+      outlinesOn2xGrid: fine ? { totalMs: fine.totalMs, cpuMs: fine.cpuMs, contoursMs: fine.stagesMs.contours, overPlain: Math.round((fine.totalMs / r.totalMs) * 1000) / 1000 } : null,
       inferenceMsPerTile: modelRef?.msPerTile ?? null,
       command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only postproc`,
     });
-    note(`post-processing ${r.totalMs} ms/tile: ${JSON.stringify(r.stagesMs)}`);
+    note(`post-processing ${r.totalMs} ms/tile: ${JSON.stringify(r.stagesMs)}${fine ? `; with outlines on the 2x grid (40x slide) ${fine.totalMs} ms/tile` : ''}`);
   }
 
   if (want('transport')) {

@@ -2,10 +2,11 @@ import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { readNpy } from '../bridge/inference/npy';
 import {
-  keepLargestParts, outlineFactor, postprocessTile, refineLabels, ringArea, upsampleBilinear,
+  keepLargestParts, outlineFactor, postprocessTile, refineLabels, ringArea,
   type PostprocessOptions, type TileMaps,
 } from '../bridge/postprocess';
 import { validateCard } from '../bridge/inference/card-validate';
+import { resizePlane } from '../bridge/inference/preprocess';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'postprocess');
 
@@ -36,9 +37,9 @@ describe('outlines on the slide grid (postprocess/outline.ts)', () => {
     assert.deepEqual([1, 1.02, 1.49, 1.5, 1.98, 2, 2.6, 3.4, 4, 8].map(outlineFactor), [1, 1, 1, 2, 2, 2, 3, 3, 4, 4]);
   });
 
-  it('upsampleBilinear matches PyTorch interpolate(scale_factor=2, bilinear, align_corners=False)', () => {
+  it('the upsampling refineLabels uses (resizePlane, no antialias) matches PyTorch interpolate(scale_factor=2, bilinear, align_corners=False)', () => {
     // torch: F.interpolate(torch.tensor([[[[0., 4.], [8., 12.]]]]), scale_factor=2, mode='bilinear', align_corners=False)
-    const got = [...upsampleBilinear(new Float32Array([0, 4, 8, 12]), 2, 2, 2)];
+    const got = [...resizePlane(new Float32Array([0, 4, 8, 12]), 2, 2, 4, 4, false)];
     assert.deepEqual(got, [0, 1, 3, 4, 2, 3, 5, 6, 6, 7, 9, 10, 8, 9, 11, 12]);
   });
 

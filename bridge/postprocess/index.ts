@@ -32,4 +32,4 @@ export {
 export { voteClasses, dropBackgroundVoted, type ClassVotes } from './classify';
 export { traceOuterContours, ringArea, type OuterContours } from './contours';
 export { labelTile, postprocessTile, newStageTimings, type StageTimings, type FineLabels } from './tile';
-export { outlineFactor, refineLabels, upsampleBilinear, MAX_OUTLINE_FACTOR } from './outline';
+export { outlineFactor, refineLabels, MAX_OUTLINE_FACTOR } from './outline';

@@ -10,9 +10,11 @@
  * bPQ by 0.01-0.02 (models/README.md); cells, their classes and the model grid's labels are unchanged.
  *
  * Mirrors `refine_outlines` in models/training/postprocess_ref.py (used to choose the threshold).
- * Bilinear sampling is PyTorch's `interpolate(scale_factor=k, mode='bilinear', align_corners=False)`:
- * fine pixel d samples model coordinate (d + 0.5) / k - 0.5, clamped to the tile.
+ * The upsampling is the daemon's own `resizePlane` without antialiasing, which for a whole factor k
+ * equals PyTorch's `interpolate(scale_factor=k, mode='bilinear', align_corners=False)` (fine pixel d
+ * samples model coordinate (d + 0.5) / k - 0.5, clamped to the tile).
  */
+import { resizePlane } from '../inference/preprocess';
 
 /** Largest refinement factor: beyond 4x the model grid a finer outline carries no information. */
 export const MAX_OUTLINE_FACTOR = 4;
@@ -24,30 +26,6 @@ export const MAX_OUTLINE_FACTOR = 4;
 export function outlineFactor(resample: number): number {
   if (!(resample >= 1.5)) return 1;
   return Math.min(MAX_OUTLINE_FACTOR, Math.round(resample));
-}
-
-/** Bilinear upsampling of one map by a whole factor (align_corners = false). */
-export function upsampleBilinear(src: Float32Array, W: number, H: number, k: number): Float32Array {
-  const FW = W * k, FH = H * k;
-  const out = new Float32Array(FW * FH);
-  const x0 = new Int32Array(FW), x1 = new Int32Array(FW), wx = new Float32Array(FW);
-  for (let d = 0; d < FW; d++) {
-    const s = Math.max(0, (d + 0.5) / k - 0.5);
-    const i = Math.min(W - 1, Math.floor(s));
-    x0[d] = i; x1[d] = Math.min(W - 1, i + 1); wx[d] = s - i;
-  }
-  for (let r = 0; r < FH; r++) {
-    const s = Math.max(0, (r + 0.5) / k - 0.5);
-    const i = Math.min(H - 1, Math.floor(s));
-    const j = Math.min(H - 1, i + 1), wy = s - i;
-    const a = i * W, b = j * W;
-    for (let d = 0; d < FW; d++) {
-      const top = src[a + x0[d]] * (1 - wx[d]) + src[a + x1[d]] * wx[d];
-      const bot = src[b + x0[d]] * (1 - wx[d]) + src[b + x1[d]] * wx[d];
-      out[r * FW + d] = top * (1 - wy) + bot * wy;
-    }
-  }
-  return out;
 }
 
 /**
@@ -64,7 +42,7 @@ export function refineLabels(
   threshold: number,
 ): Int32Array {
   const FW = W * k, FH = H * k;
-  const cp = upsampleBilinear(cellprob, W, H, k);
+  const cp = resizePlane(cellprob, W, H, FW, FH, false);
   const thr = kind === 'probability' ? 1 / (1 + Math.exp(-threshold)) : threshold;
   const near = (r: number, c: number): number => labels[Math.floor(r / k) * W + Math.floor(c / k)];
   const out = new Int32Array(FW * FH);

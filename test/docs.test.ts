@@ -100,6 +100,16 @@ describe('docs: structure, links, markers', () => {
     assert.match(readFileSync(join(REPO_ROOT, '.ci', 'run'), 'utf8'), /^npm test$/m, '.ci/run runs the README\'s test command');
   });
 
+  it('the README\'s `npx cellbridge` runs the package\'s own bin from the repository root (real npx)', function () {
+    // npx runs dist/bridge/cli.js itself, so the build must leave it executable; the docs blocks below
+    // stub npx and cannot see this (a fresh clone once failed with "cellbridge: Permission denied").
+    this.timeout(60_000);
+    const r = spawnSync('npx', ['--no-install', 'cellbridge', '--help'], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 50_000 });
+    assert.equal(r.status, 0, `npx cellbridge --help: ${r.stderr}`);
+    assert.match(r.stdout, /^Usage:/m);
+    assert.match(r.stdout, /cellbridge serve/);
+  });
+
   it('the pathologist guide quotes the messages the QuPath scripts really print', () => {
     const guide = text('docs/pathologist.md');
     const messages = readFileSync(join(REPO_ROOT, 'qupath-scripts', 'lib', 'cellbridge', 'Messages.groovy'), 'utf8');

@@ -266,6 +266,17 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
       assert.ok(unit.results.length >= 15, `only ${unit.results.length} checks ran`);
       assert.deepEqual(failed.map((f: any) => `${f.name}: ${f.error}\n${f.stack}`), []);
     });
+
+    it('the compiled-class cache in ~/.cellbridge/classes: reused, old versions and stale staging folders pruned', async () => {
+      const r = (await runGroovy(rt, 'LoadCache.groovy', [])).result;
+      assert.equal(r.error, undefined, r.error);
+      assert.equal(r.first.name, 'cellbridge.qupath.QuPathAdapter');
+      assert.equal(r.second.name, 'cellbridge.qupath.QuPathAdapter');
+      assert.equal(r.left.length, 3, `left: ${r.left.join(', ')}`);
+      assert.deepEqual(r.left.filter((n: string) => !/^[0-9a-f]{32}$/.test(n)), ['compiling-fresh', 'recent-version'],
+        'the version in use, one used 3 days ago and a staging folder of a compile that may still run stay');
+      console.log(`      (lib loaded in ${Math.round(r.first.ms)} ms compiling, ${Math.round(r.second.ms)} ms from the cache)`);
+    });
   });
 
   describe('with the daemon and the synthetic model', () => {

@@ -5,7 +5,9 @@
 // lib/cellbridge/**/*.groovy is compiled once per version of its files, into ~/.cellbridge/classes/<hash of the
 // files' paths, dates and sizes and the Groovy version>, not at every click: compiling took 1-4 s per run on a
 // busy 2-core machine, loading the compiled classes takes ~0.2 s. Compiled into a staging folder and renamed,
-// so scripts running at the same time never see half a cache.
+// so scripts running at the same time never see half a cache. Each use marks its folder as used; folders of other
+// versions unused for 30 days, and staging folders a crashed compile left, are deleted (pruning never
+// fails a run: another QuPath may still be loading from a folder, so only old ones go).
 import groovy.io.FileType
 import org.codehaus.groovy.control.CompilationUnit
 import org.codehaus.groovy.control.CompilerConfiguration
@@ -36,6 +38,28 @@ if (!new File(classes, 'cellbridge/qupath/QuPathAdapter.class').isFile()) {
         staging.deleteDir()
     }
 }
+pruneClassCaches(classes)
 GroovyClassLoader loader = new GroovyClassLoader(parentLoader)
 loader.addURL(classes.toURI().toURL())
 return loader.loadClass('cellbridge.qupath.QuPathAdapter')
+
+/** Marks `current` as used now; deletes sibling versions unused for 30 days and staging folders older than a day. */
+void pruneClassCaches(File current) {
+    long day = 24L * 3600 * 1000
+    int cacheDays = 30
+    try {
+        long now = System.currentTimeMillis()
+        current.setLastModified(now)
+        current.parentFile.listFiles()?.each { File f ->
+            if (!f.isDirectory() || f == current) {
+                return
+            }
+            long age = now - f.lastModified()
+            if (age > (f.name.startsWith('compiling-') ? day : cacheDays * day)) {
+                f.deleteDir()
+            }
+        }
+    } catch (IOException | SecurityException ignored) {
+        // A cache that cannot be pruned costs disk space, not a detection.
+    }
+}

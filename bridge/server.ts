@@ -19,7 +19,7 @@ import { createLogger, type Logger } from './util/log';
 import { WorkerPool } from './workers/pool';
 import type { PlanResult, PlanTask } from './session/plan-worker';
 import { bearerToken, tokenMatches } from './session/auth';
-import { isLoopback } from './util/loopback';
+import { forwardedFor, isLoopback } from './util/loopback';
 
 export { isLoopback };
 import { TileBudget } from './session/tile-budget';
@@ -203,21 +203,22 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
       // A page the user opens must not drive the daemon: cross-site WebSocket hijacking.
       const origin = info.req.headers.origin ?? info.req.headers['sec-websocket-origin'];
       const remote = info.req.socket.remoteAddress;
+      const via = forwardedFor(info.req.headers);
       if (origin !== undefined && !config.allowedOrigins.includes(String(origin))) {
-        log.warn('connection refused', { reason: 'origin not allowed', origin: String(origin).slice(0, 200), remote });
+        log.warn('connection refused', { reason: 'origin not allowed', origin: String(origin).slice(0, 200), remote, forwardedFor: via });
         done(false, 403, 'Origin not allowed (start the daemon with --allow-origin to allow it)');
         return;
       }
       const auth = info.req.headers.authorization;
       if (config.token && auth !== undefined && !tokenMatches(bearerToken(auth), config.token)) {
-        log.warn('connection refused', { reason: 'wrong token header', remote });
+        log.warn('connection refused', { reason: 'wrong token header', remote, forwardedFor: via });
         done(false, 401, 'Unauthorized');
         return;
       }
       if (shuttingDown) { done(false, 503, 'Shutting down'); return; }
       const headerAuthorized = !!config.token && auth !== undefined;
       if (headerAuthorized ? admitted.size >= config.limits.maxClients : admitted.size + preAuthCount() >= config.limits.maxClients + config.limits.maxPreAuthConnections) {
-        log.warn('connection refused', { reason: 'too many clients', limit: config.limits.maxClients, remote });
+        log.warn('connection refused', { reason: 'too many clients', limit: config.limits.maxClients, remote, forwardedFor: via });
         done(false, 503, 'Too many clients');
         return;
       }
@@ -229,7 +230,9 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   wss.on('connection', (socket: WebSocket, req: IncomingMessage) => {
     const authorized = !!config.token && tokenMatches(bearerToken(req.headers.authorization), config.token);
     const conn = ++clientCounter;
-    const clientLog = log.child({ conn, remote: req.socket.remoteAddress });
+    // Behind a reverse proxy (deploy/nginx) the peer is the proxy: log whom it forwarded for as well.
+    const via = forwardedFor(req.headers);
+    const clientLog = log.child({ conn, remote: req.socket.remoteAddress, ...(via !== undefined ? { forwardedFor: via } : {}) });
     if (!authorized) {
       // The pre-authentication quota is small and never refuses: the oldest waiting connection
       // makes room, so sockets that never initialize cannot keep real clients out.
@@ -239,7 +242,7 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
       }
     }
     clientLog.info('client connected');
-    const session = new ClientSession(socket, context, clientLog, authorized, conn, req.socket.remoteAddress);
+    const session = new ClientSession(socket, context, clientLog, authorized, conn, req.socket.remoteAddress, via !== undefined);
     sessions.add(session);
     if (authorized) admitted.add(session);
   });

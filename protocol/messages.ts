@@ -356,7 +356,8 @@ export interface ShutdownParams { reason: string; graceMs: number }
 export const ShutdownNotification = new NotificationType<ShutdownParams>('server/shutdown');
 
 /**
- * Asks the daemon to stop (the QuPath menu's "Stop daemon"). Only from a loopback address, on an initialized
+ * Asks the daemon to stop (the QuPath menu's "Stop daemon"). Only from a loopback address not behind a proxy
+ * (no X-Forwarded-For / Forwarded / X-Real-IP on the upgrade), on an initialized
  * connection (so with the right token when the daemon has one); others get Unauthorized. The answer comes
  * first, then the daemon stops as on SIGTERM (server/shutdown to every client, grace period, exit).
  */

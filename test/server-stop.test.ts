@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { startDaemon, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
-import { isLoopback } from '../bridge/util/loopback';
+import { forwardedFor, isLoopback } from '../bridge/util/loopback';
 
 /** A tiny JSON-RPC client on ws: request() resolves with the whole answer message. */
-async function connect(url: string) {
-  const ws = new WebSocket(url);
+async function connect(url: string, headers: Record<string, string> = {}) {
+  const ws = new WebSocket(url, { headers });
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
   const notes: any[] = [];
   const waiting = new Map<number, (m: any) => void>();
@@ -60,6 +60,32 @@ describe('server/stop: a loopback client with the right token stops the daemon',
     assert.equal(await other.closed, 1001, 'the other client is closed with 1001 (going away)');
     assert.ok(other.notes.some((n) => n.method === 'server/shutdown'), 'and was told first');
     assert.ok(daemon.stderr.some((l) => l.includes('stop requested by a client')), daemon.stderr.join('\n'));
+  });
+
+  it('a loopback peer that is a proxy (X-Forwarded-For) cannot stop it; the forwarded address is logged', async () => {
+    // deploy/nginx on the daemon's host: every client behind it reaches the daemon from 127.0.0.1.
+    daemon = await startDaemon({ modelsDir: makeSyntheticModelsDir(), args: ['--device', 'cpu', '--token', 'stop-secret-123'] });
+    const viaProxy = await connect(daemon.url, { 'X-Forwarded-For': '203.0.113.7' });
+    assert.ok((await viaProxy.request('initialize', init('stop-secret-123'))).result);
+    const refused = await viaProxy.request('server/stop');
+    assert.equal(refused.error?.code, -32004);
+    assert.match(refused.error.message, /came through a proxy/);
+    const logged = daemon.stderr.map((l) => { try { return JSON.parse(l); } catch { return {}; } });
+    assert.ok(logged.some((e) => e.event === 'client connected' && e.forwardedFor === '203.0.113.7' && /127\.0\.0\.1/.test(e.remote)),
+      daemon.stderr.join('\n'));
+    assert.ok(logged.some((e) => e.event === 'server/stop refused' && e.reason === 'came through a proxy'));
+    // The daemon still runs: a direct loopback client is answered.
+    const direct = await connect(daemon.url);
+    assert.ok((await direct.request('initialize', init('stop-secret-123'))).result);
+    viaProxy.close(); direct.close();
+  });
+
+  it('forwardedFor reads X-Forwarded-For, then Forwarded, then X-Real-IP; nothing for a direct connection', () => {
+    assert.equal(forwardedFor({ 'x-forwarded-for': '203.0.113.7, 10.0.0.2', forwarded: 'for=1.2.3.4' }), '203.0.113.7, 10.0.0.2');
+    assert.equal(forwardedFor({ forwarded: 'for=192.0.2.60;proto=https' }), 'for=192.0.2.60;proto=https');
+    assert.equal(forwardedFor({ 'x-real-ip': '198.51.100.1' }), '198.51.100.1');
+    assert.equal(forwardedFor({ host: 'x', 'x-forwarded-for': '  ' }), undefined);
+    assert.equal(forwardedFor({ 'x-forwarded-for': 'a'.repeat(500) })!.length, 200);
   });
 
   it('loopback means 127.0.0.0/8, ::1, localhost (IPv4-mapped too); nothing else', () => {

@@ -69,6 +69,8 @@ export class ClientSession {
     readonly id: number,
     /** The peer's address (server/stop is for loopback peers only). */
     private readonly remote?: string,
+    /** The upgrade carried X-Forwarded-For / Forwarded / X-Real-IP: the loopback peer may be a proxy. */
+    private readonly proxied = false,
   ) {
     const limits = daemon.config.limits;
     this.owner = `client-${id}`;
@@ -183,6 +185,12 @@ export class ClientSession {
     if (!isLoopback(remote)) {
       this.log.warn('server/stop refused', { remote });
       throw new ResponseError(ErrorCodes.Unauthorized, 'Unauthorized: only a client on the same computer (loopback) may stop the daemon');
+    }
+    if (this.proxied) {
+      // A proxy on the same computer (deploy/nginx on the host) is a loopback peer for every client behind it.
+      this.log.warn('server/stop refused', { remote, reason: 'came through a proxy' });
+      throw new ResponseError(ErrorCodes.Unauthorized,
+        'Unauthorized: this connection came through a proxy; only a client on the daemon\'s own computer, connecting directly, may stop it');
     }
     this.log.info('stop requested by a client');
     this.daemon.requestStop('stop requested by a client (server/stop)');

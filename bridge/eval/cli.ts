@@ -11,7 +11,8 @@
  * Conventions: see metrics.ts (bPQ per tile then averaged; per-class PQ aggregated over the data set).
  * Exit codes: 0 ok, 2 setup problem (data set or model missing, bad arguments), 1 anything else.
  */
-import { isTtaViews, type TtaViews } from '../inference/tta';
+import type { TtaViews } from '../inference/tta';
+import { ttaFlag, UsageError } from '../cli/args';
 import * as path from 'node:path';
 import { DatasetError, openDataset, readTile } from './dataset';
 import { BOOTSTRAP_DEFAULTS, bootstrapIntervals, datasetMetrics, pqFromCounts, tileStats, type Interval, type TileStats } from './metrics';
@@ -42,9 +43,6 @@ export interface EvalOptions {
   views?: TtaViews;
 }
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
 
 const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
                          [--mpp UM_PER_PX] [--device auto|cpu|cuda|webgpu] [--threads N] [--iterations N] [--seed S]
@@ -103,11 +101,7 @@ export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
         o.device = d as DeviceRequest; i++; break;
       }
       case '--threads': o.threads = num(value(i, a), a, true, 1); i++; break;
-      case '--tta': {
-        const v = Number(value(i, a));
-        if (!isTtaViews(v)) throw new UsageError('--tta must be 1, 2, 4 or 8');
-        o.views = v; i++; break;
-      }
+      case '--tta': o.views = ttaFlag(value(i, a)); i++; break;
       case '--oracle': o.mode = 'oracle'; break;
       case '--oracle-erode': o.mode = 'oracle-erode'; break;
       case '--no-images': o.images = false; break;

@@ -19,7 +19,7 @@ import { TaskNotSent, WorkerPool } from '../bridge/workers/pool';
 import { CLI, startDaemon, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
 import { gridScene } from './helpers/synthetic-scene';
-import { cellKeys, RawPeer, runSceneJob, sceneJob, sleep } from './hardening-helpers.test';
+import { cellKeys, RawPeer, runSceneJob, sceneJob, sleep, square } from './hardening-helpers.test';
 import {
   attackBacklog, attackBigFrames, attackBigPlan, attackDeepRoi, attackDribble, attackHeavyOptions, attackIdleSockets, attackKinks,
   attackPrototypeOptions, attackRawTcp, attackTokenGuesses, measure, withDeep, type AttackReport,
@@ -249,6 +249,36 @@ describe('hardening round 2: wedged workers, token guesses, endless jobs', funct
     assert.equal(r.attacker.status, 'failed');
     assert.equal(r.attacker.code, ErrorCodes.Timeout);
     assert.ok((r.attacker.endedWithinMs as number) < 5000, JSON.stringify(r.attacker));
+  });
+});
+
+describe('hardening round 2: the planning worker\'s heap (--plan-memory-mb)', function () {
+  this.timeout(120_000);
+  let daemon: RunningDaemon;
+  const scene = gridScene(320, 320, 31);
+  after(async () => { await daemon?.stop(); });
+
+  it('a plan that needs more than the heap gets -32016 (limit planMemoryMb); the worker is replaced and the next job runs', async () => {
+    daemon = await startDaemon({ modelsDir: makeSyntheticModelsDir(), args: ['--device', 'cpu', '--log-level', 'warn', '--plan-memory-mb', '32', '--max-roi-vertices', '2000000'] });
+    const p = await RawPeer.open(daemon.url);
+    p.send({ jsonrpc: '2.0', id: 'i', method: 'initialize', params: { clientInfo: { name: 'heap', version: '0' }, protocolVersion: '2.0' } });
+    assert.ok(await p.until(() => p.responses.has('"i"')));
+    // A circle of 1,000,000 vertices (maxRoiVertices raised for it): its coordinate arrays
+    // alone take more than 32 MB of the worker's heap.
+    const side = 60_000, n = 1_000_000;
+    const ring: number[][] = [];
+    const r2 = (v: number) => Math.round(v * 100) / 100; // ~22 bytes a vertex: 22 MB, under the 32 MiB message limit
+    for (let i = 0; i < n; i++) ring.push([r2(30_000 + 29_000 * Math.cos((2 * Math.PI * i) / n)), r2(30_000 + 29_000 * Math.sin((2 * Math.PI * i) / n))]);
+    ring.push(ring[0]);
+    p.send({ jsonrpc: '2.0', id: 'big', method: 'job/start', params: sceneJob(scene, { image: { name: 'huge', width: side, height: side, micronsPerPixel: 0.5 }, rois: [{ id: 'circle', geometry: { type: 'Polygon', coordinates: [ring] } }] }) });
+    assert.ok(await p.until(() => p.responses.has('"big"'), 90_000), 'answered');
+    const err = p.responses.get('"big"').error;
+    assert.equal(err?.code, ErrorCodes.LimitExceeded, JSON.stringify(p.responses.get('"big"')));
+    assert.equal(err.data?.limit, 'planMemoryMb');
+    assert.match(err.message, /too much memory/);
+    p.ws.close();
+    const outcome = await runSceneJob(daemon.url, scene);
+    assert.ok(cellKeys(outcome).length > 50, 'a normal job after it gets its cells');
   });
 });
 

@@ -23,6 +23,7 @@ import { forwardedFor, isLoopback } from './util/loopback';
 
 export { isLoopback };
 import { TileBudget } from './session/tile-budget';
+import { preAuthVictims } from './session/preauth-eviction';
 
 export const VERSION: string = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')).version;
 
@@ -234,11 +235,11 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
     const via = forwardedFor(req.headers);
     const clientLog = log.child({ conn, remote: req.socket.remoteAddress, ...(via !== undefined ? { forwardedFor: via } : {}) });
     if (!authorized) {
-      // The pre-authentication quota is small and never refuses: the oldest waiting connection
-      // makes room, so sockets that never initialize cannot keep real clients out.
-      const waiting = [...sessions].filter((s) => s.preAuth);
-      for (let i = 0; i <= waiting.length - config.limits.maxPreAuthConnections; i++) {
-        waiting[i].evict(1008, 'too many connections waiting to initialize');
+      // The pre-authentication quota is small and never refuses: the oldest waiting connection of the
+      // most crowded address makes room, so sockets that never initialize cannot keep real clients out.
+      const waiting = [...sessions].filter((s) => s.preAuth).map((s) => ({ session: s, address: s.peerAddress }));
+      for (const v of preAuthVictims(waiting, req.socket.remoteAddress ?? '', config.limits.maxPreAuthConnections)) {
+        v.session.evict(1008, 'too many connections waiting to initialize');
       }
     }
     clientLog.info('client connected');

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { ErrorCodes } from '../protocol';
 import { plan } from '../bridge/session/plan-worker';
+import { preAuthVictims } from '../bridge/session/preauth-eviction';
 import { TaskNotSent, WorkerPool } from '../bridge/workers/pool';
 import { CLI, startDaemon, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
@@ -111,6 +112,21 @@ describe('hardening round 2: no request may wedge, stall or bloat the daemon', f
     assertServed(r);
     assert.equal(r.attacker.freshClient, 'ok');
     assert.ok((r.attacker.stillOpenWhenFreshCame as number) <= 8, 'at most maxPreAuthConnections wait');
+  });
+
+  it('a flood of idle sockets from one address evicts its own: a client elsewhere, not yet initialized, keeps its socket', async () => {
+    // Loopback has the whole of 127.0.0.0/8: the flood comes from 127.0.0.2, the slow client from 127.0.0.1.
+    const slow = await RawPeer.open(daemon.url, { localAddress: '127.0.0.1' });
+    const flood: RawPeer[] = [];
+    for (let i = 0; i < 40; i++) flood.push(await RawPeer.open(daemon.url, { localAddress: '127.0.0.2' }));
+    await sleep(200);
+    const floodOpen = flood.filter((p) => !p.closed).length;
+    assert.equal(slow.closed, null, 'the slow client was not evicted');
+    assert.ok(floodOpen <= 7, `${floodOpen} flood sockets still open (quota 8, one is the slow client's)`);
+    slow.send({ jsonrpc: '2.0', id: 'i', method: 'initialize', params: { clientInfo: { name: 'slow', version: '0' }, protocolVersion: '2.0' } });
+    assert.ok(await slow.until(() => slow.responses.has('"i"')));
+    assert.ok(slow.responses.get('"i"').result, JSON.stringify(slow.responses.get('"i"')));
+    await Promise.all([slow, ...flood].map((p) => p.close()));
   });
 
   it('32 MiB frames before authentication are refused at their header (1009), nothing is buffered', async () => {
@@ -293,6 +309,19 @@ describe('hardening round 2: worker pool and planner units', function () {
       assert.equal((ok as { cells: Uint32Array }).cells.length / 2, 1);
       assert.equal(pool.health().ok, true);
     } finally { await pool.close(); }
+  });
+
+  it('pre-authentication eviction: the oldest socket of the most crowded address; oldest first from one address', () => {
+    const w = (address: string, id: number) => ({ address, id });
+    const ids = (v: { id: number }[]) => v.map((x) => x.id);
+    // Quota 4, four waiting: one must go. 10.0.0.9 holds three, the newcomer is elsewhere.
+    assert.deepEqual(ids(preAuthVictims([w('10.0.0.1', 1), w('10.0.0.9', 2), w('10.0.0.9', 3), w('10.0.0.9', 4)], '10.0.0.5', 4)), [2]);
+    // The newcomer counts for its address: a flooder arriving again evicts its own oldest.
+    assert.deepEqual(ids(preAuthVictims([w('10.0.0.1', 1), w('10.0.0.9', 2), w('10.0.0.1', 3), w('10.0.0.9', 4)], '10.0.0.9', 4)), [2]);
+    // One address (behind a proxy): plain oldest first, as many as needed.
+    assert.deepEqual(ids(preAuthVictims([1, 2, 3, 4, 5].map((i) => w('127.0.0.1', i)), '127.0.0.1', 3)), [1, 2, 3]);
+    // Under the quota: nobody.
+    assert.deepEqual(preAuthVictims([w('a', 1)], 'b', 8), []);
   });
 
   it('plans 120,000 ROIs without spreading them into Math.min (stack overflow)', () => {

@@ -120,6 +120,9 @@ export class ClientSession {
 
   get jobCount(): number { return this.jobs.size; }
 
+  /** The peer's address ('' when unknown): pre-authentication eviction groups by it. */
+  get peerAddress(): string { return this.remote ?? ''; }
+
   /** Not yet authenticated: no `initialize` yet and no valid token header. Counts against limits.maxPreAuthConnections. */
   get preAuth(): boolean { return !this.initialized && !this.authorized && !this.closed; }
 

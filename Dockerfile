@@ -52,7 +52,7 @@ ENV NODE_ENV=production \
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules/ ./node_modules/
 COPY --from=build /app/dist/ ./dist/
-# The default model (models/default.json + models/cellbridge-he-v1/); .dockerignore leaves out
+# The bundled models (models/default.json names cellbridge-he-v2; v1 stays); .dockerignore leaves out
 # models/training and the reference outputs. Extra models: mount a folder and set
 # CELLBRIDGE_MODELS (or pass --models), see README.md, "Docker".
 COPY models/ ./models/

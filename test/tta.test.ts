@@ -118,42 +118,57 @@ describe('test-time augmentation on a real model and a real tile', function () {
     }
   });
 
+  type Tile = Awaited<ReturnType<typeof readTile>>;
+  const centroids = (labels: Int32Array, W: number, mirror: boolean): Map<string, number> => {
+    const acc = new Map<number, [number, number, number]>();
+    for (let i = 0; i < labels.length; i++) {
+      const l = labels[i];
+      if (!l) continue;
+      const a = acc.get(l) ?? [0, 0, 0];
+      a[0] += mirror ? W - 1 - (i % W) : i % W; a[1] += Math.floor(i / W); a[2]++;
+      acc.set(l, a);
+    }
+    const out = new Map<string, number>();
+    for (const [, [x, y, n]] of acc) out.set(`${Math.round(x / n)},${Math.round(y / n)}`, n);
+    return out;
+  };
+  /** Cells of the tile and of its left-right mirror image, and how many are the same cell (centroid pixel and area). */
+  const agreement = async (tile: Tile, views: 1 | 8) => {
+    const W = tile.width, H = tile.height;
+    const mirrored = { ...tile, rgb: viewRgb(tile.rgb, W, H, { transpose: false, flipX: true, flipY: false }).rgb };
+    const seg = await modelSegmenter(path.join(REPO, 'models'), 'cellbridge-he-v2', 0.25, { device: 'cpu', intraOpThreads: 1, postprocessWorkers: 1, views });
+    try {
+      const a = centroids((await seg.segment(tile)).labels, W, false);
+      const b = centroids((await seg.segment(mirrored)).labels, W, true);
+      let same = 0;
+      for (const [k, area] of a) if (b.get(k) === area) same++;
+      return { cells: a.size, mirroredCells: b.size, same };
+    } finally {
+      await seg.close();
+    }
+  };
+
   it('8 views: the mirrored tile gives the mirrored cells (the averaged model is mirror-equivariant); 1 view does not guarantee it', async () => {
     const ds = openDataset(CONSEP);
     const tile = await readTile(ds, ds.tiles[5]);
-    const W = tile.width, H = tile.height;
-    const mirrored = { ...tile, rgb: viewRgb(tile.rgb, W, H, { transpose: false, flipX: true, flipY: false }).rgb };
-    const centroids = (labels: Int32Array, mirror: boolean): Map<string, number> => {
-      const acc = new Map<number, [number, number, number]>();
-      for (let i = 0; i < labels.length; i++) {
-        const l = labels[i];
-        if (!l) continue;
-        const a = acc.get(l) ?? [0, 0, 0];
-        a[0] += mirror ? W - 1 - (i % W) : i % W; a[1] += Math.floor(i / W); a[2]++;
-        acc.set(l, a);
-      }
-      const out = new Map<string, number>();
-      for (const [, [x, y, n]] of acc) out.set(`${Math.round(x / n)},${Math.round(y / n)}`, n);
-      return out;
-    };
-    const agreement = async (views: 1 | 8) => {
-      const seg = await modelSegmenter(path.join(REPO, 'models'), 'cellbridge-he-v2', 0.25, { device: 'cpu', intraOpThreads: 1, postprocessWorkers: 1, views });
-      try {
-        const a = centroids((await seg.segment(tile)).labels, false);
-        const b = centroids((await seg.segment(mirrored)).labels, true);
-        let same = 0;
-        for (const [k, area] of a) if (b.get(k) === area) same++;
-        return { cells: a.size, mirroredCells: b.size, same };
-      } finally {
-        await seg.close();
-      }
-    };
-    const eight = await agreement(8);
+    const eight = await agreement(tile, 8);
     assert.ok(eight.cells > 20, `${eight.cells} cells in a CoNSeP tile`);
     assert.equal(eight.mirroredCells, eight.cells);
     // Same centroid pixel and the same area: the same cell.
     assert.ok(eight.same >= 0.98 * eight.cells, `8 views: ${eight.same}/${eight.cells} cells identical when mirrored`);
-    const one = await agreement(1);
+    const one = await agreement(tile, 1);
     console.log(`      mirrored tile, cells identical in area and centroid: 1 view ${one.same}/${one.cells}, 8 views ${eight.same}/${eight.cells}`);
+  });
+
+  it('8 views of a non-square tile (two shapes, so two batches in the worker): still mirror-equivariant', async () => {
+    const ds = openDataset(CONSEP);
+    const full = await readTile(ds, ds.tiles[5]);
+    const rows = 160;
+    assert.ok(full.height > rows && full.width !== rows);
+    const tile = { ...full, rgb: full.rgb.slice(0, full.width * rows * 3), height: rows };
+    const eight = await agreement(tile, 8);
+    assert.ok(eight.cells > 10, `${eight.cells} cells in a ${tile.width}x${rows} crop`);
+    assert.equal(eight.mirroredCells, eight.cells);
+    assert.ok(eight.same >= 0.98 * eight.cells, `8 views: ${eight.same}/${eight.cells} cells identical when mirrored`);
   });
 });

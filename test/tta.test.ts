@@ -160,7 +160,7 @@ describe('test-time augmentation on a real model and a real tile', function () {
     console.log(`      mirrored tile, cells identical in area and centroid: 1 view ${one.same}/${one.cells}, 8 views ${eight.same}/${eight.cells}`);
   });
 
-  it('8 views of a non-square tile (two shapes, so two batches in the worker): still mirror-equivariant', async () => {
+  it('8 views of a non-square tile (its transposed views have another shape): still mirror-equivariant', async () => {
     const ds = openDataset(CONSEP);
     const full = await readTile(ds, ds.tiles[5]);
     const rows = 160;

@@ -12,17 +12,16 @@ export interface Waiting { address: string }
 /** `waiting` oldest first; returns the ones to evict so that `quota` - 1 remain beside the newcomer. */
 export function preAuthVictims<T extends Waiting>(waiting: readonly T[], newcomer: string, quota: number): T[] {
   const left = [...waiting];
+  const count = new Map<string, number>([[newcomer, 1]]);
+  for (const w of left) count.set(w.address, (count.get(w.address) ?? 0) + 1);
   const victims: T[] = [];
   while (left.length > 0 && left.length >= quota) {
-    const count = new Map<string, number>([[newcomer, 1]]);
-    for (const w of left) count.set(w.address, (count.get(w.address) ?? 0) + 1);
     // The oldest waiting connection of the most crowded address (ties: the address whose oldest is oldest).
-    let pick = -1, best = 0;
-    for (let i = 0; i < left.length; i++) {
-      const c = count.get(left[i].address)!;
-      if (c > best) { best = c; pick = i; }
-    }
-    victims.push(left.splice(pick, 1)[0]);
+    let pick = 0;
+    for (let i = 1; i < left.length; i++) if (count.get(left[i].address)! > count.get(left[pick].address)!) pick = i;
+    const [victim] = left.splice(pick, 1);
+    count.set(victim.address, count.get(victim.address)! - 1);
+    victims.push(victim);
   }
   return victims;
 }

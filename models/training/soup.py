@@ -7,23 +7,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch
 from datasets import load_set, split_val, SETS
 from model import CellUNet
-from train_v2 import evaluate, score, predict, save_compact
-
-def sd_of(path):
-    ck = torch.load(path, map_location='cpu')
-    sd = ck.get('model_fp16') or ck['model']
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}, ck
+from train_v2 import float_weights, validation, save_compact
 
 torch.set_num_threads(2)
-A, ckA = sd_of(sys.argv[1]); B, _ = sd_of(sys.argv[2])
+ckA = torch.load(sys.argv[1], map_location='cpu')
+A, B = float_weights(ckA), float_weights(torch.load(sys.argv[2], map_location='cpu'))
 alphas = [float(x) for x in (sys.argv[3] if len(sys.argv) > 3 else '0,0.5,1').split(',')]
 net = CellUNet(tuple(ckA['channels']))
 va = {s: split_val(s, load_set(s, 'train'))[1] for s in SETS}
 for a in alphas:
     net.load_state_dict({k: ((1 - a) * A[k] + a * B[k]) if A[k].is_floating_point() else B[k] for k in A})
-    net.eval()
-    res = {s: evaluate(predict(net, va[s]['images'], ckA['mean'], ckA['std']), va[s]['inst'], va[s]['type']) for s in SETS}
-    print(json.dumps({'alpha': a, 'score': round(score(res), 4), **{s: {'bPQ': res[s]['bPQ_tileMean'], 'mPQ3': res[s]['mPQ3']} for s in SETS}}), flush=True)
+    res, sc = validation(net, va, ckA['mean'], ckA['std'])
+    print(json.dumps({'alpha': a, 'score': round(sc, 4), **{s: {'bPQ': res[s]['bPQ_tileMean'], 'mPQ3': res[s]['mPQ3']} for s in SETS}}), flush=True)
     if len(sys.argv) > 4 and a == float(sys.argv[4]):
         save_compact(sys.argv[5], net, {k: v for k, v in ckA.items() if k not in ('model', 'model_fp16', 'opt')})
         print('saved', sys.argv[5])

@@ -85,10 +85,61 @@ def save_compact(path, model, meta):
     torch.save({'model_fp16': sd, **meta}, path)
 
 
+def float_weights(ck):
+    """A checkpoint's weights in fp32: a compact checkpoint's ('model_fp16') or a run's best.pt / last.pt ('model')."""
+    sd = ck['model_fp16'] if 'model_fp16' in ck else ck['model']
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+
+
 def load_compact(path, model):
     ck = torch.load(path, map_location='cpu')
-    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in ck['model_fp16'].items()})
+    model.load_state_dict(float_weights(ck))
     return ck
+
+
+def make_sampler(tr, names, probs, crop, scale_range, od_scale):
+    """sample(rng) -> one augmented training crop (image u8, flows, type, foreground) from a set drawn by `probs`."""
+    def sample(r):
+        s = names[r.choice(len(names), p=probs)]
+        d = tr[s]
+        i = r.integers(len(d['names']))
+        img, fl, (ty, ins) = rescale(r, d['img40'][i], d['images'][i], d['flows'][i], [d['type'][i], d['inst'][i]],
+                                     scale_range)
+        H, W = ty.shape
+        y, x_ = r.integers(0, H - crop + 1), r.integers(0, W - crop + 1)
+        sl = (slice(y, y + crop), slice(x_, x_ + crop))
+        img, fl, (ty, ins) = geometric(r, img[sl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
+        return degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0
+    return sample
+
+
+def to_input(images_u8, mean, std):
+    """[N, H, W, 3] uint8 -> the network's normalised NCHW float input."""
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    sd = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2) / 255.0 - m) / sd
+
+
+def with_reestimated_bn(model, batches):
+    """A copy of the model whose BatchNorm statistics are the plain mean over `batches` (network inputs), not the
+    exponential average of the last ~20 training batches that a run ends with."""
+    m = copy.deepcopy(model)
+    for b in m.modules():
+        if isinstance(b, torch.nn.BatchNorm2d):
+            b.reset_running_stats()
+            b.momentum = None  # cumulative mean over the batches
+    m.train()
+    with torch.no_grad():
+        for x in batches:
+            m(x)
+    m.eval()
+    return m
+
+
+def validation(model, va, mean, std):
+    """Scores on the held-out images of every set: (per-set results, selection score)."""
+    res = {s: evaluate(predict(model, va[s]['images'], mean, std), va[s]['inst'], va[s]['type']) for s in SETS}
+    return res, score(res)
 
 
 def main():
@@ -177,8 +228,6 @@ def main():
         base = a.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * frac)))
         return base * min(1.0, 0.1 + 0.9 * step / warm)
 
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     names = list(SETS)
     probs = np.array([float(v) for v in a.set_shares.split(',')] if a.set_shares else [SET_P[s] for s in names])
     if len(probs) != len(names) or (probs < 0).any() or probs.sum() <= 0:
@@ -186,44 +235,20 @@ def main():
     probs = probs / probs.sum()
     log(f'batch shares {dict(zip(names, np.round(probs, 3).tolist()))}')
 
-    def sample(r=None):
-        r = rng if r is None else r
-        s = names[r.choice(len(names), p=probs)]
-        d = tr[s]
-        i = r.integers(len(d['names']))
-        img, fl, (ty, ins) = rescale(r, d['img40'][i], d['images'][i], d['flows'][i], [d['type'][i], d['inst'][i]],
-                                     scale_range)
-        H, W = ty.shape
-        y, x_ = r.integers(0, H - a.crop + 1), r.integers(0, W - a.crop + 1)
-        sl = (slice(y, y + a.crop), slice(x_, x_ + a.crop))
-        img, fl, (ty, ins) = geometric(r, img[sl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
-        return degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0
+    sample = make_sampler(tr, names, probs, a.crop, scale_range, od_scale)
 
-    def to_input(batch):
-        return (torch.from_numpy(np.stack([b[0] for b in batch])).permute(0, 3, 1, 2) / 255.0 - mean_t) / std_t
-
-    def validated_model():
-        """The model as validated: itself, or (--bn-batches) a copy whose BatchNorm statistics are re-estimated.
-        The running averages follow the last ~20 batches and moved the validation score by +-0.02 between two
-        epochs at a learning rate of 6e-6 (stage w4); fixed batches (own generator) make validations comparable."""
-        if a.bn_batches <= 0:
-            return model
-        m = copy.deepcopy(model)
-        for b in m.modules():
-            if isinstance(b, torch.nn.BatchNorm2d):
-                b.reset_running_stats()
-                b.momentum = None  # cumulative mean over the batches
-        r = np.random.default_rng(1_000_003 + a.seed)
-        m.train()
-        with torch.no_grad():
-            for _ in range(a.bn_batches):
-                m(to_input([sample(r) for _ in range(a.batch)]))
-        return m
+    def augmented_batches(r, n):
+        for _ in range(n):
+            yield to_input(np.stack([sample(r)[0] for _ in range(a.batch)]), mean, std)
 
     def validate():
-        m = validated_model()
-        res = {s: evaluate(predict(m, va[s]['images'], mean, std), va[s]['inst'], va[s]['type']) for s in SETS}
-        return res, score(res), m
+        """(results, score, the model as validated): the model itself, or (--bn-batches) a copy with re-estimated
+        BatchNorm statistics. The running averages moved the score by +-0.02 between two epochs at a learning rate
+        of 6e-6 (stage w4); the same batches at every validation (own generator) make validations comparable."""
+        m = model if a.bn_batches <= 0 else \
+            with_reestimated_bn(model, augmented_batches(np.random.default_rng(1_000_003 + a.seed), a.bn_batches))
+        res, sc = validation(m, va, mean, std)
+        return res, sc, m
 
     if a.bn_batches > 0:
         log(f'validation with BatchNorm statistics re-estimated on {a.bn_batches} fixed augmented batches')
@@ -241,8 +266,8 @@ def main():
         t0 = time.time()
         sums = np.zeros(5)
         for _ in range(a.steps_per_epoch):
-            batch = [sample() for _ in range(a.batch)]
-            x = to_input(batch)
+            batch = [sample(rng) for _ in range(a.batch)]
+            x = to_input(np.stack([b[0] for b in batch]), mean, std)
             yf = torch.from_numpy(np.stack([b[1] for b in batch])) * 5.0
             yt = torch.from_numpy(np.stack([b[2] for b in batch]).astype(np.int64))
             yc = torch.from_numpy(np.stack([b[3] for b in batch]).astype(np.float32))

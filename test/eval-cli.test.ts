@@ -135,6 +135,9 @@ describe('eval with the daemon pipeline (model mode)', function () {
     assert.ok(j.bPQ_CI[0] <= j.bPQ && j.bPQ <= j.bPQ_CI[1]);
     // per whole image (16 tiles stitched back each): same bar for binary PQ, per-class figures both ways
     assert.equal(j.images.count, 14);
+    // CoNSeP's layout: every image has 24-px overlaps (16 x 256² tiles over 1000²) on which the tiles agree
+    assert.deepEqual(j.images.stitch.overlapPixels, 14 * (16 * 256 * 256 - 1000 * 1000));
+    assert.equal(j.images.stitch.overlapDisagreements, 0);
     assert.ok(j.images.bPQ >= 0.45, `per-image bPQ ${j.images.bPQ}`);
     for (const c of ['Inflammatory', 'Epithelial', 'Spindle']) {
       assert.ok(j.images.perClass[c].PQ > 0.3, `${c} per-image summed PQ ${j.images.perClass[c].PQ}`);

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { openDataset, readTile, type Tile } from '../bridge/eval/dataset';
-import { gridLayout, stitchTiles, tileLayout } from '../bridge/eval/stitch';
+import { consepLayout, stitchTiles, tileLayout } from '../bridge/eval/stitch';
 import { compareRuns, copyWithPixelSize, matchCells, ringCentroid, type CellPoint } from '../bench/stability';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,12 +22,15 @@ function tile(name: string, w: number, h: number, ids: number[], classOf: Array<
 }
 
 describe('stitching tiles back into source images', () => {
-  it('grid layout from <image>_<k> names: row-major n x n, adjacent tiles; null when the names do not fit', () => {
-    const l = gridLayout(['a_000', 'a_001', 'a_002', 'a_003', 'b_0', 'b_1', 'b_2', 'b_3'], 256)!;
+  it('CoNSeP layout from <image>_<k> names: 3x3 grid, bottom row, right column, corner at the 1000-px edge; null when the names do not fit', () => {
+    const names = (img: string) => Array.from({ length: 16 }, (_, k) => `${img}_${String(k).padStart(3, '0')}`);
+    const l = consepLayout([...names('b'), ...names('a')])!;
     assert.deepEqual(l.images.map((i) => i.name), ['a', 'b']);
-    assert.deepEqual(l.images[0].tiles.map((t) => [t.tile, t.x, t.y]), [['a_000', 0, 0], ['a_001', 256, 0], ['a_002', 0, 256], ['a_003', 256, 256]]);
-    assert.equal(gridLayout(['a_000', 'a_001', 'a_002'], 256), null, '3 tiles are no square grid');
-    assert.equal(gridLayout(['plain'], 256), null);
+    const xy = l.images[0].tiles.map((t) => [t.x, t.y]);
+    assert.deepEqual(xy.slice(0, 4), [[0, 0], [256, 0], [512, 0], [0, 256]]);
+    assert.deepEqual(xy.slice(8), [[512, 512], [0, 744], [256, 744], [512, 744], [744, 0], [744, 256], [744, 512], [744, 744]]);
+    assert.equal(consepLayout(names('a').slice(0, 15)), null, '15 tiles are not a CoNSeP image');
+    assert.equal(consepLayout(['plain']), null);
   });
 
   it('touching tiles: a nucleus cut by the border is joined, two nuclei that only touch it are not', () => {
@@ -72,6 +75,32 @@ describe('stitching tiles back into source images', () => {
       assert.equal(ids.size, src[im.name].nuclei, im.name);
       assert.equal(s.overlapDisagreements, 0);
     }
+  });
+});
+
+describe('CoNSeP test images stitched back', function () {
+  const dir = path.join(DATA, 'consep/test');
+  before(function () { if (!existsSync(dir)) { console.log(`      ${dir} not found (shared data): skipping`); this.skip(); } });
+
+  it('test_10: 1000x1000, the 24-px overlaps carry the same nuclei and the same pixels (a continuous image, not a mosaic)', async () => {
+    const ds = openDataset(dir);
+    const im = tileLayout(ds)!.images.find((i) => i.name === 'test_10')!;
+    const placed = [];
+    for (const p of im.tiles) placed.push({ x: p.x, y: p.y, tile: await readTile(ds, p.tile) });
+    const s = stitchTiles(im.name, placed);
+    assert.deepEqual([s.width, s.height], [1000, 1000]);
+    assert.equal(s.overlapPixels, 16 * 256 * 256 - 1000 * 1000);
+    assert.equal(s.overlapDisagreements, 0);
+    // colour step between the pixels on either side of the x = 768 border (inside tile 12's overlap the
+    // image is tile 2/5/8's own pixels; at x = 744..767 both carry the same tissue) against the step between
+    // two columns inside a tile: a mosaic of unrelated tiles would step by 3-5x more.
+    const step = (x: number) => {
+      let sum = 0;
+      for (let y = 0; y < 768; y++) for (let c = 0; c < 3; c++) sum += Math.abs(s.rgb[3 * (y * 1000 + x) + c] - s.rgb[3 * (y * 1000 + x + 1) + c]);
+      return sum / (768 * 3);
+    };
+    assert.ok(step(255) < 2 * step(100), `border 255|256 steps ${step(255).toFixed(1)}, inside ${step(100).toFixed(1)}`);
+    assert.ok(step(743) < 2 * step(100), `border 743|744 steps ${step(743).toFixed(1)}, inside ${step(100).toFixed(1)}`);
   });
 });
 

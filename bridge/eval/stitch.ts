@@ -4,10 +4,13 @@
  *
  * Where each tile sits (`tileLayout`):
  *  - `<split>/../source_images.json` (MoNuSeg, CPM-15): `{ <image>: { split, tiles: [[tile, x, y], ...] } }`;
- *  - otherwise tiles named `<image>_<k>` with k = 0..n²-1 form a row-major n x n grid of adjacent,
- *    non-overlapping tiles (CoNSeP: 16 tiles of 256² per image; measured on test_10: the colour step
- *    across a tile border is that of neighbouring columns inside a tile, 10 vs 8 grey levels, while
- *    no overlap of 1-100 px matches).
+ *  - otherwise (CoNSeP: 1000x1000 images, 16 tiles of 256² named `<image>_000`..`_015`; `consepLayout`)
+ *    tiles 0-8 form a row-major 3 x 3 grid at a stride of 256, 9-11 the bottom row and 12-14 the right
+ *    column flush with the image's edge (y or x = 744: 24 px over the grid), 15 the corner. Measured on
+ *    train_1, train_20 and test_10: each 24-px overlap agrees to 1.5-2.8 grey levels (neighbouring
+ *    columns inside a tile differ by ~8, unrelated tiles by 25-45), and every other neighbour pair joins
+ *    at that 8-10 level. (Until 2026-12-03 this read a row-major 4 x 4 grid of adjacent tiles: the
+ *    "per image" CoNSeP figures before then were measured on scrambled mosaics.)
  *
  * Ground-truth instances (`stitchTiles`): tile ids are made unique, then joined (union-find) where
  * tiles overlap (two ids on the same image pixel are the same nucleus) and, across a border between
@@ -36,11 +39,18 @@ export function tileLayout(ds: Pick<DatasetIndex, 'dir' | 'tiles'>): TileLayout 
     }
     return images.length ? { images: images.sort((a, b) => a.name.localeCompare(b.name)), source: 'source_images.json' } : null;
   }
-  return gridLayout(ds.tiles, 256);
+  return consepLayout(ds.tiles);
 }
 
-/** Row-major n x n grid of adjacent tiles named `<image>_<k>`; null unless every image fits it. */
-export function gridLayout(tiles: readonly string[], tileSize: number): TileLayout | null {
+/** CoNSeP's tile layout (see the module comment): 16 tiles `<image>_<k>`, k = 0..15, over an `imageSize`² image. */
+export function consepLayout(tiles: readonly string[], imageSize = 1000, tileSize = 256): TileLayout | null {
+  const edge = imageSize - tileSize;
+  if (edge < 0 || edge > 3 * tileSize) return null;
+  const xy: Array<[number, number]> = [];
+  for (let r = 0; r < 3; r++) for (let c = 0; c < 3; c++) xy.push([c * tileSize, r * tileSize]);
+  for (let c = 0; c < 3; c++) xy.push([c * tileSize, edge]);
+  for (let r = 0; r < 3; r++) xy.push([edge, r * tileSize]);
+  xy.push([edge, edge]);
   const groups = new Map<string, Map<number, string>>();
   for (const t of tiles) {
     const m = /^(.*)_(\d+)$/.exec(t);
@@ -50,17 +60,19 @@ export function gridLayout(tiles: readonly string[], tileSize: number): TileLayo
   }
   const images: SourceImage[] = [];
   for (const [name, byIndex] of groups) {
-    const n = Math.round(Math.sqrt(byIndex.size));
-    if (n * n !== byIndex.size) return null;
+    if (byIndex.size !== xy.length) return null;
     const placed: TilePlacement[] = [];
-    for (let k = 0; k < n * n; k++) {
+    for (let k = 0; k < xy.length; k++) {
       const tile = byIndex.get(k);
       if (!tile) return null;
-      placed.push({ tile, x: (k % n) * tileSize, y: Math.floor(k / n) * tileSize });
+      placed.push({ tile, x: xy[k][0], y: xy[k][1] });
     }
     images.push({ name, tiles: placed });
   }
-  return { images: images.sort((a, b) => a.name.localeCompare(b.name)), source: `inferred: row-major grid of adjacent ${tileSize}x${tileSize} tiles` };
+  return {
+    images: images.sort((a, b) => a.name.localeCompare(b.name)),
+    source: `CoNSeP layout: 3x3 grid of ${tileSize}² tiles, bottom row, right column and corner flush with the ${imageSize}² image's edge`,
+  };
 }
 
 export interface StitchedImage extends Tile {

@@ -113,6 +113,33 @@ def make_sampler(tr, names, probs, crop, scale_range, od_scale):
     return sample
 
 
+def make_source_sampler(src, names, probs, crop, scale_range, od_scale):
+    """As make_sampler, from whole source images (sources.py): the crop may be larger than a tile and span tile
+    borders. A window with room for the scale jitter (crop / smallest scale) is cut first, rescaled like a tile,
+    then cropped; an image is drawn in proportion to its area (as tiles were)."""
+    sets = {s: (list(src[s].values()), np.array([v['type'].size for v in src[s].values()], np.float64)) for s in names}
+    need = int(np.ceil(crop / scale_range[0])) + 1
+
+    def sample(r):
+        s = names[r.choice(len(names), p=probs)]
+        imgs, area = sets[s]
+        d = imgs[r.choice(len(imgs), p=area / area.sum())]
+        H, W = d['type'].shape
+        n = min(need, H, W)
+        y, x_ = int(r.integers(0, H - n + 1)), int(r.integers(0, W - n + 1))
+        sl = (slice(y, y + n), slice(x_, x_ + n))
+        img40 = d['img40'][2 * y:2 * (y + n), 2 * x_:2 * (x_ + n)]
+        img, fl, (ty, ins) = rescale(r, img40, d['images'][sl], d['flows'][(slice(None),) + sl], [d['type'][sl], d['inst'][sl]],
+                                     scale_range)
+        h, w = ty.shape
+        c = min(crop, h, w)
+        y, x_ = r.integers(0, h - c + 1), r.integers(0, w - c + 1)
+        sl = (slice(y, y + c), slice(x_, x_ + c))
+        img, fl, (ty, ins) = geometric(r, img[sl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
+        return degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0
+    return sample
+
+
 def to_input(images_u8, mean, std):
     """[N, H, W, 3] uint8 -> the network's normalised NCHW float input."""
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -165,6 +192,9 @@ def main():
     ap.add_argument('--bn-batches', type=int, default=0,
                     help='validate (and keep as best) a copy whose BatchNorm statistics are the plain mean over this many '
                          'augmented batches, the same ones at every validation; 0: the running averages (stages s1-w4)')
+    ap.add_argument('--sources', action='store_true',
+                    help='crop from whole source images (tiles stitched back, sources.py) instead of single 128x128 tiles: '
+                         'crops larger than a tile (--crop up to ~190) that also span tile borders')
     a = ap.parse_args()
     od_scale = tuple(float(v) for v in a.od_scale.split(','))
     scale_range = tuple(float(v) for v in a.scale_range.split(','))
@@ -235,7 +265,13 @@ def main():
     probs = probs / probs.sum()
     log(f'batch shares {dict(zip(names, np.round(probs, 3).tolist()))}')
 
-    sample = make_sampler(tr, names, probs, a.crop, scale_range, od_scale)
+    if a.sources:
+        from sources import training_sources
+        src = {s: training_sources(s) for s in names}
+        log('crops from whole source images: ' + ', '.join(f'{s} {len(src[s])}' for s in names))
+        sample = make_source_sampler(src, names, probs, a.crop, scale_range, od_scale)
+    else:
+        sample = make_sampler(tr, names, probs, a.crop, scale_range, od_scale)
 
     def augmented_batches(r, n):
         for _ in range(n):
@@ -308,7 +344,8 @@ def main():
     stage_rec = {'stage': a.stage, 'command': ' '.join(sys.argv), 'epochs': ep, 'steps': step, 'bestEpoch': best[1],
                  'bestValScore': round(best[0], 4), 'trainingWallSeconds': round(train_wall),
                  'init': a.resume or a.init_onnx or 'random', 'lr': a.lr, 'budgetMin': a.time_budget_min,
-                 'setShares': dict(zip(names, np.round(probs, 3).tolist())), 'bnBatches': a.bn_batches}
+                 'setShares': dict(zip(names, np.round(probs, 3).tolist())), 'bnBatches': a.bn_batches,
+                 'crop': a.crop, 'batch': a.batch, 'sources': a.sources}
     stages = prev.get('stages', []) + [stage_rec]
     meta = {**ck_meta, 'stages': stages}
     save_compact(os.path.join(a.out, 'checkpoint-fp16.pt'), model, meta)

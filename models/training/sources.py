@@ -102,8 +102,9 @@ def _seam_joins(ids, owner, uf):
     return len(joins)
 
 
-def stitch(name, split, image, placed, labels):
-    """rgb40 uint8 [H,W,3], instances int32 (joined, 1..n), class per instance (index = id; UNKNOWN if none)."""
+def stitch(name, split, placed, labels):
+    """rgb40 uint8 [H,W,3], instances int32 (joined, 1..n), class per instance (index = id; UNKNOWN if none),
+    number of seam joins."""
     d = os.path.join(SHARED, name, split)
     ext = '.jpg' if os.path.exists(os.path.join(d, 'images', placed[0][0] + '.jpg')) else '.png'
     W = max(x for _, x, _ in placed) + TILE
@@ -149,12 +150,12 @@ def stitch(name, split, image, placed, labels):
 
 def _source(args):
     name, split, image, placed, labels, factor = args
-    rgb40, inst40, cls, joins = stitch(name, split, image, placed, labels)
+    rgb40, inst40, cls, _ = stitch(name, split, placed, labels)
     H, W = (inst40.shape[0] // factor) * factor, (inst40.shape[1] // factor) * factor
     rgb40, inst40 = rgb40[:H, :W], inst40[:H, :W]
     img = np.array(Image.fromarray(rgb40).resize((W // factor, H // factor), Image.BILINEAR), np.uint8)
     inst = downscale_instances(inst40, factor)
-    return image, rgb40, img, inst.astype(np.uint16), heat_flows(inst).astype(np.float32), cls[inst], joins
+    return image, rgb40, img, inst.astype(np.uint16), heat_flows(inst).astype(np.float32), cls[inst]
 
 
 def load_sources(name, split='train', factor=2, processes=2):

@@ -97,26 +97,34 @@ def load_compact(path, model):
     return ck
 
 
+def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale):
+    """One training sample from a region (its 40x pixels, model-resolution image and targets): scale jitter,
+    a random crop of `crop` (or of the whole rescaled region if smaller), rotations/flips, colour and
+    degradation. Returns (image float, flows, type, foreground)."""
+    img, fl, (ty, ins) = rescale(r, img40, img, flows, [ty, ins], scale_range)
+    H, W = ty.shape
+    c = min(crop, H, W)
+    y, x_ = r.integers(0, H - c + 1), r.integers(0, W - c + 1)
+    sl = (slice(y, y + c), slice(x_, x_ + c))
+    img, fl, (ty, ins) = geometric(r, img[sl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
+    return degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0
+
+
 def make_sampler(tr, names, probs, crop, scale_range, od_scale):
     """sample(rng) -> one augmented training crop (image u8, flows, type, foreground) from a set drawn by `probs`."""
     def sample(r):
         s = names[r.choice(len(names), p=probs)]
         d = tr[s]
         i = r.integers(len(d['names']))
-        img, fl, (ty, ins) = rescale(r, d['img40'][i], d['images'][i], d['flows'][i], [d['type'][i], d['inst'][i]],
-                                     scale_range)
-        H, W = ty.shape
-        y, x_ = r.integers(0, H - crop + 1), r.integers(0, W - crop + 1)
-        sl = (slice(y, y + crop), slice(x_, x_ + crop))
-        img, fl, (ty, ins) = geometric(r, img[sl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
-        return degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0
+        return augmented_crop(r, d['img40'][i], d['images'][i], d['flows'][i], d['type'][i], d['inst'][i],
+                              crop, scale_range, od_scale)
     return sample
 
 
 def make_source_sampler(src, names, probs, crop, scale_range, od_scale):
     """As make_sampler, from whole source images (sources.py): the crop may be larger than a tile and span tile
-    borders. A window with room for the scale jitter (crop / smallest scale) is cut first, rescaled like a tile,
-    then cropped; an image is drawn in proportion to its area (as tiles were)."""
+    borders. A window with room for the scale jitter (crop / smallest scale) is cut first, then augmented like
+    a tile; an image is drawn in proportion to its area (as tiles were)."""
     sets = {s: (list(src[s].values()), np.array([v['type'].size for v in src[s].values()], np.float64)) for s in names}
     need = int(np.ceil(crop / scale_range[0])) + 1
 
@@ -128,15 +136,8 @@ def make_source_sampler(src, names, probs, crop, scale_range, od_scale):
         n = min(need, H, W)
         y, x_ = int(r.integers(0, H - n + 1)), int(r.integers(0, W - n + 1))
         sl = (slice(y, y + n), slice(x_, x_ + n))
-        img40 = d['img40'][2 * y:2 * (y + n), 2 * x_:2 * (x_ + n)]
-        img, fl, (ty, ins) = rescale(r, img40, d['images'][sl], d['flows'][(slice(None),) + sl], [d['type'][sl], d['inst'][sl]],
-                                     scale_range)
-        h, w = ty.shape
-        c = min(crop, h, w)
-        y, x_ = r.integers(0, h - c + 1), r.integers(0, w - c + 1)
-        sl = (slice(y, y + c), slice(x_, x_ + c))
-        img, fl, (ty, ins) = geometric(r, img[sl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
-        return degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0
+        return augmented_crop(r, d['img40'][2 * y:2 * (y + n), 2 * x_:2 * (x_ + n)], d['images'][sl],
+                              d['flows'][(slice(None),) + sl], d['type'][sl], d['inst'][sl], crop, scale_range, od_scale)
     return sample
 
 

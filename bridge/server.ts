@@ -46,8 +46,10 @@ export interface Daemon {
 }
 
 
+/** The model whose test inference picks the provider: the default one (what users run), else the first ready. */
 function probeOf(registry: ModelRegistry): ProbeModel | null {
-  const m = registry.list().find((r) => r.status === 'ready' && r.card && r.onnxPath);
+  const ready = registry.list().filter((r) => r.status === 'ready' && r.card && r.onnxPath);
+  const m = ready.find((r) => r.name === registry.defaultModel) ?? ready[0];
   if (!m || !m.card || !m.onnxPath) return null;
   const i = m.card.input;
   const size = i.modelSize;

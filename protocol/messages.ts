@@ -191,7 +191,7 @@ export interface TilePlan {
   y: number;
   width: number;
   height: number;
-  /** (v2) Size of the frame the client sends: the region at readDownsample = round(width / readDownsample). */
+  /** (v2) Size of the frame the client sends: the region at readDownsample = round(width / k), k = round(readDownsample). */
   readWidth: number;
   readHeight: number;
   /** Size at the model's resolution (what the model sees after the daemon's resampling). */
@@ -347,7 +347,7 @@ export interface CompletedParams {
 }
 export const CompletedNotification = new NotificationType<CompletedParams>('job/completed');
 
-/** A binary frame was not accepted; the job goes on (the tile is asked for again when appropriate). */
+/** A binary frame was not accepted; the job goes on. A rejected tile stays asked for (the server does not ask again): the client may send a corrected frame. */
 export interface FrameRejectedParams { jobId: number | null; tileId: number | null; code: number; message: string }
 export const FrameRejectedNotification = new NotificationType<FrameRejectedParams>('frame/rejected');
 

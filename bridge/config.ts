@@ -97,7 +97,8 @@ export const DEFAULT_LIMITS: ServerLimitsConfig = {
   maxPreAuthMessageBytes: 64 * 1024,
   maxTilesInFlightTotal: 128,
   maxPlannedTilesPerClient: 250_000,
-  maxPlanTilesInline: 10_000,
+  // ~130 bytes of JSON per tile: 5,000 keep the job/start result under 1 MiB (Python websockets' default max_size).
+  maxPlanTilesInline: 5_000,
   jobTimeoutMs: 86_400_000,
   taskTimeoutMs: 120_000,
   planMemoryMb: 256,

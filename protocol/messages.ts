@@ -232,7 +232,7 @@ export interface StartJobResult {
   tileCount: number;
   /**
    * Every tile of the job, in the order the server will most likely ask for them: present only when
-   * tileCount <= limits.maxPlanTilesInline (default 10,000). Larger plans are not sent up front;
+   * tileCount <= limits.maxPlanTilesInline (default 5,000: under 1 MiB of JSON). Larger plans are not sent up front;
    * each tile's rectangle comes with the job/requestTiles that asks for it.
    */
   tiles?: TilePlan[];

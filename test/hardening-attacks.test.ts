@@ -16,6 +16,7 @@ import fc from 'fast-check';
 import { ErrorCodes } from '../protocol';
 import { plan } from '../bridge/session/plan-worker';
 import { preAuthVictims } from '../bridge/session/preauth-eviction';
+import { DEFAULT_LIMITS, MAX_NOTIFICATION_BYTES } from '../bridge/config';
 import { TaskNotSent, WorkerPool } from '../bridge/workers/pool';
 import { CLI, startDaemon, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
@@ -150,6 +151,16 @@ describe('hardening round 2: no request may wedge, stall or bloat the daemon', f
     assert.ok((r.attacker.responseKb as number) < 16, 'the plan is not listed');
     assert.ok((r.attacker.otherMaxPingMs as number) < 1000, JSON.stringify(r.attacker));
     assert.equal(r.attacker.secondJob, `${ErrorCodes.LimitExceeded} maxPlannedTilesPerClient`);
+  });
+
+  it('the largest plan listed inline (maxPlanTilesInline, 6-digit coordinates) stays under maxNotificationBytes (1 MiB clients)', async () => {
+    // 6,500² px at the corner of a 150,000² px slide: ~69 x 69 tiles of 128 px at stride 96.
+    const r = await attackBigPlan(daemon.url, scene, 6_500, 150_000);
+    console.log(`      inline plan: ${r.tiles} tiles, ${r.responseBytes} bytes`);
+    const tiles = r.tiles as number;
+    assert.ok(tiles > 4_500 && tiles <= DEFAULT_LIMITS.maxPlanTilesInline, JSON.stringify(r));
+    assert.equal(r.listed, tiles, 'every tile is listed');
+    assert.ok((r.responseBytes as number) < MAX_NOTIFICATION_BYTES, JSON.stringify(r));
   });
 
   it('options that multiply the CPU cost of a tile are out of range (-32602)', async () => {

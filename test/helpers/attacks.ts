@@ -324,14 +324,15 @@ export async function attackRawTcp(port: number, count: number, holdMs: number):
 }
 
 // ------------------------------------------------------------------------------------------------
-// 6. A legal plan of ~249,000 tiles
+// 6. A legal plan of ~249,000 tiles (or any square region of `side` px at the far corner of a slide
+// of `imageSide` px, so that every coordinate has as many digits as the slide allows)
 
-export async function attackBigPlan(url: string, scene: Scene): Promise<Record<string, unknown>> {
+export async function attackBigPlan(url: string, scene: Scene, side = 47_900, imageSide = side): Promise<Record<string, unknown>> {
   const p = await initialized(url);
   const other = await initialized(url);
   // 128-px tiles, 32 px overlap at downsample 1: stride 96 px; 47,900² px ≈ 249,000 tiles.
-  const side = 47_900;
-  const job = sceneJob(scene, { image: { name: 'big', width: side, height: side, micronsPerPixel: 0.5 }, rois: [{ id: 'all', geometry: square(0, 0, side, side) }] });
+  const o = imageSide - side;
+  const job = sceneJob(scene, { image: { name: 'big', width: imageSide, height: imageSide, micronsPerPixel: 0.5 }, rois: [{ id: 'all', geometry: square(o, o, imageSide, imageSide) }] });
   let bytes = 0;
   p.ws.on('message', (d: Buffer, binary: boolean) => { if (!binary && d.length > bytes) bytes = d.length; });
   const t0 = performance.now();
@@ -350,7 +351,7 @@ export async function attackBigPlan(url: string, scene: Scene): Promise<Record<s
   const second = await p.request('big2', 'job/start', job, 60_000);
   await Promise.all([p.close(), other.close()]);
   return {
-    tiles: r?.result?.tileCount ?? r?.result?.tiles?.length, responseKb: Math.round(bytes / 1024), responseMs, otherMaxPingMs: Math.round(maxPingMs),
+    tiles: r?.result?.tileCount ?? r?.result?.tiles?.length, listed: r?.result?.tiles?.length ?? 0, responseBytes: bytes, responseKb: Math.round(bytes / 1024), responseMs, otherMaxPingMs: Math.round(maxPingMs),
     secondJob: second?.error ? `${second.error.code} ${second.error.data?.limit ?? ''}` : 'result',
   };
 }

@@ -48,6 +48,11 @@ ENV NODE_ENV=production \
     CELLBRIDGE_PORT=8765 \
     CELLBRIDGE_MODELS=/app/models \
     CELLBRIDGE_DEVICE=cpu
+# A font for the legend of `cellbridge overlay` (librsvg draws text with fontconfig; the slim image has
+# no font at all, and the legend came out as empty boxes). DejaVu: 1.5 MB, from Debian.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
 # Files stay owned by root: the daemon only reads them.
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules/ ./node_modules/
@@ -83,8 +88,9 @@ LABEL org.opencontainers.image.title="Cell Bridge (GPU)" \
       org.opencontainers.image.description="Cell segmentation and classification daemon for QuPath (onnxruntime-node, CUDA 12 / WebGPU / CPU)"
 # Vulkan loader + GL dispatch libraries: onnxruntime-node's WebGPU provider runs on the NVIDIA
 # Vulkan driver, which the NVIDIA Container Toolkit mounts when "graphics" is in the capabilities.
+# fonts-dejavu-core: the legend of `cellbridge overlay` (as in the cpu image).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvulkan1 libglvnd0 libgl1 libglx0 libegl1 libgles2 libopengl0 \
+ && apt-get install -y --no-install-recommends libvulkan1 libglvnd0 libgl1 libglx0 libegl1 libgles2 libopengl0 fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 cellbridge \
  && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /app --shell /usr/sbin/nologin cellbridge

@@ -365,6 +365,11 @@ describe('Dockerfile (by inspection)', () => {
         assert.ok(fs().users.has(user), `user ${user} is created or shipped by the base image`);
       });
 
+      it('installs a font (the overlay legend is text drawn by librsvg; without a font it is empty boxes)', () => {
+        const runs = stagesFor(target, stages).flatMap((st) => st.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args)).join('\n');
+        assert.match(runs, /apt-get install[^\n]*\bfonts-dejavu-core\b/);
+      });
+
       it('turns onnxruntime telemetry off (ORT_DISABLE_TELEMETRY=1)', () => {
         assert.equal(fs().env.ORT_DISABLE_TELEMETRY, '1');
       });

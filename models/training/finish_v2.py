@@ -251,7 +251,7 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
                         'rot90/flips, optical-density factor 0.8-3.5, HED jitter, brightness/contrast/saturation, '
                         'Gaussian blur or unsharp mask, JPEG re-compression (quality 35-95), noise',
         'trainingStages': stages,
-        'hardware': f'CPU, 2 threads (shared 2-core machine, nice 19), torch {torch.__version__}',
+        'hardware': f'CPU, 2 threads (shared 2-core machine, run at lowered priority: nice 5-19), torch {torch.__version__}',
         'testTimeAugmentation': views,
         'validation': {'images': VAL_IMAGES, 'resolution': '0.5 um/px', 'results': validation,
                        'metric': 'bPQ = mean over tiles of per-tile binary PQ; per-class PQ summed over tiles; IoU > 0.5; '

@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import load_set, split_val, image_of  # noqa: E402
 from model import CellUNet  # noqa: E402
-from postprocess_ref import postprocess, match, gt_classes  # noqa: E402
+from postprocess_ref import postprocess, match, gt_classes, PQ  # noqa: E402
 from train_v2 import load_compact, eval_type  # noqa: E402
 from tta_ref import predict_views  # noqa: E402
 
@@ -58,20 +58,14 @@ def vote(t, b):
 
 
 def counts(tiles, b):
-    """[5, 4] (binary + 4 classes) x (tp, fp, fn, iou_sum), summed over tiles."""
-    acc = np.zeros((5, 4))
+    """[5, 4] (binary + 4 classes) x (tp, fp, fn, iou_sum), summed over tiles (postprocess_ref.PQ)."""
+    acc = PQ()
     for t in tiles:
         cls = vote(t, b)
         pid = [p for p in t['pid'] if cls[p] > 0]  # instances voted background are dropped
         keep = set(pid)
-        m = [x for x in t['pairs'] if x[1] in keep]
-        acc[0] += [len(m), len(pid) - len(m), len(t['gid']) - len(m), sum(x[2] for x in m)]
-        for c in range(1, 5):
-            gc = {g for g in t['gid'] if t['gcls'][g] == c}
-            pc = {p for p in pid if cls[p] == c}
-            mc = [x for x in m if x[0] in gc and x[1] in pc]
-            acc[c] += [len(mc), len(pc) - len(mc), len(gc) - len(mc), sum(x[2] for x in mc)]
-    return acc
+        acc.add_matched([x for x in t['pairs'] if x[1] in keep], t['gid'], pid, t['gcls'], cls)
+    return acc.acc
 
 
 def pq(row):

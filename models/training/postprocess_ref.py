@@ -216,7 +216,10 @@ class PQ:
 
     def add(self, gt, gt_cls, pred, pred_cls):
         """gt/pred label maps; gt_cls/pred_cls: arrays indexed by label id -> class (1..n)."""
-        m, gid, pid = match(gt, pred)
+        self.add_matched(*match(gt, pred), gt_cls, pred_cls)
+
+    def add_matched(self, m, gid, pid, gt_cls, pred_cls):
+        """As add, from match()'s pairs and ids (callers that re-score one matching many times)."""
         row = [len(m), len(pid) - len(m), len(gid) - len(m), sum(x[2] for x in m)]
         self.acc[0] += row
         if row[0] + row[1] + row[2] > 0:

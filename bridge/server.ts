@@ -47,7 +47,7 @@ export interface Daemon {
 
 
 /** The model whose test inference picks the provider: the default one (what users run), else the first ready. */
-function probeOf(registry: ModelRegistry): ProbeModel | null {
+export function probeOf(registry: ModelRegistry): ProbeModel | null {
   const ready = registry.list().filter((r) => r.status === 'ready' && r.card && r.onnxPath);
   const m = ready.find((r) => r.name === registry.defaultModel) ?? ready[0];
   if (!m || !m.card || !m.onnxPath) return null;

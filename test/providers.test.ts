@@ -17,11 +17,25 @@ import { sessionOptions } from '../bridge/inference/inference-worker';
 import { ModelRegistry } from '../bridge/inference/model-registry';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
 import { CLI } from './helpers/daemon';
+import { probeOf } from '../bridge/server';
 
 const MODEL: ProbeModel = { path: '/nonexistent.onnx', inputName: 'image', dims: [1, 3, 8, 8] };
 const fail = (working: ProviderName[]) => async (p: ProviderName) => { if (!working.includes(p)) throw new Error(`${p} said no\nsecond line`); };
 
 describe('execution provider selection', () => {
+  it('probes with the default model (what users run), else the first ready one', () => {
+    const repoModels = join(__dirname, '..', '..', 'models');
+    const byDefault = (name?: string) => probeOf(new ModelRegistry(repoModels, name));
+    assert.match(byDefault()!.path, /cellbridge-he-v2[\\/]model\.onnx$/);
+    assert.match(byDefault('cellbridge-he-v1')!.path, /cellbridge-he-v1[\\/]model\.onnx$/);
+    assert.deepEqual(byDefault()!.dims, [1, 3, 256, 256]);
+    const reg = new ModelRegistry(repoModels, 'cellbridge-he-v2');
+    reg.markFailed('cellbridge-he-v2', 'test: a corrupt file');
+    assert.match(probeOf(reg)!.path, /cellbridge-he-v1[\\/]model\.onnx$/, 'falls back to the first ready model');
+    reg.markFailed('cellbridge-he-v1', 'test: a corrupt file');
+    assert.equal(probeOf(reg), null);
+  });
+
   it('auto tries cuda, then webgpu, then cpu, and keeps why each was skipped', async () => {
     assert.deepEqual(AUTO_ORDER, ['cuda', 'webgpu', 'cpu']);
     const tried: string[] = [];

@@ -112,7 +112,7 @@ def main():
     card = json.load(open(a.card))
     post = card['postprocess']
     probe = torch.load(a.ckpt, map_location='cpu')
-    net = CellUNet(tuple(probe.get('channels', (16, 32, 64, 128, 128))))
+    net = CellUNet(tuple(probe.get('channels', (16, 32, 64, 128, 128))), type_branch=bool(probe.get('typeBranch')))
     ck = load_compact(a.ckpt, net)
     net.eval()
     va = split_val('consep', load_set('consep', 'train'))[1]

@@ -200,7 +200,7 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
     ckpt = ckpt or os.path.join(out, 'checkpoint-fp16.pt')
     torch.set_num_threads(2)
     probe = torch.load(ckpt, map_location='cpu')
-    net = CellUNet(tuple(probe.get('channels', (16, 32, 64, 128, 128))))
+    net = CellUNet(tuple(probe.get('channels', (16, 32, 64, 128, 128))), type_branch=bool(probe.get('typeBranch')))
     ck = load_compact(ckpt, net)
     net.eval()
     mean, std = ck['mean'], ck['std']
@@ -244,7 +244,8 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
                    'CPM-15 (no licence stated, research use; cite Vu et al. 2019): research / non-commercial use only.',
         'architecture': 'U-Net, 5 levels ' + '-'.join(str(c) for c in ck.get('channels', [])) + ', 2x(conv3x3-BN-ReLU) per '
                         'level, max-pool down, nearest up, 1x1 heads flows(2) cellprob(1) type(5); type logits divided by '
-                        'the calibration temperature in the graph',
+                        'the calibration temperature in the graph'
+                        + ('; the type head reads its own copy of the last decoder block (type branch)' if ck.get('typeBranch') else ''),
         'targets': 'Cellpose heat-diffusion flows (dY,dX unit field x5), foreground probability, 5-class type map; '
                    'nuclei without a class (MoNuSeg, CPM-15) enter the type loss only as "not background"',
         'augmentation': 'scale jitter 0.75-1.33 with 6 resampling kernels (from the 40x tile or the 0.5 um/px tile), '

@@ -15,9 +15,11 @@ class Block(nn.Sequential):
 
 class CellUNet(nn.Module):
     """Encoder 16-32-64-128 + bottleneck 128 at 1/16 (4 poolings: spatial size must be a multiple of 16).
-    Decoder with nearest upsampling + skip concatenation. Heads: 1x1 convs on a shared 16-channel map."""
+    Decoder with nearest upsampling + skip concatenation. Heads: 1x1 convs on a shared 16-channel map; with
+    type_branch, the type head reads its own copy of the last decoder block (dec_type), so that the class head can
+    be trained on a frozen trunk without moving the outlines (flows and cellprob keep reading dec[-1])."""
 
-    def __init__(self, ch=(16, 32, 64, 128, 128), n_types=5):
+    def __init__(self, ch=(16, 32, 64, 128, 128), n_types=5, type_branch=False):
         super().__init__()
         self.enc = nn.ModuleList()
         cin = 3
@@ -28,6 +30,7 @@ class CellUNet(nn.Module):
         for i in range(len(ch) - 2, -1, -1):
             self.dec.append(Block(cin + ch[i], ch[i]))
             cin = ch[i]
+        self.dec_type = Block(ch[1] + ch[0], ch[0]) if type_branch else None
         self.flows = nn.Conv2d(cin, 2, 1)
         self.cellprob = nn.Conv2d(cin, 1, 1)
         self.type_head = nn.Conv2d(cin, n_types, 1)
@@ -43,8 +46,10 @@ class CellUNet(nn.Module):
         for blk in self.dec:
             s = skips.pop()
             x = F.interpolate(x, scale_factor=2.0, mode='nearest')
-            x = blk(torch.cat([x, s], 1))
-        return self.flows(x), self.cellprob(x), self.type_head(x)
+            last_in = torch.cat([x, s], 1)
+            x = blk(last_in)
+        t = x if self.dec_type is None else self.dec_type(last_in)
+        return self.flows(x), self.cellprob(x), self.type_head(t)
 
 
 def count_params(m):

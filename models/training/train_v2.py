@@ -91,6 +91,15 @@ def float_weights(ck):
     return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
 
 
+def type_branch_weights(src, last):
+    """A type branch (CellUNet dec_type + type_head) initialised from a network's last decoder block dec.<last> and
+    its type head: at the start, the branch computes exactly that network's type logits from the same inputs."""
+    pre = f'dec.{last}.'
+    out = {'dec_type.' + k[len(pre):]: v for k, v in src.items() if k.startswith(pre)}
+    out.update({k: v for k, v in src.items() if k.startswith('type_head.')})
+    return out
+
+
 def load_compact(path, model):
     ck = torch.load(path, map_location='cpu')
     model.load_state_dict(float_weights(ck))
@@ -196,6 +205,12 @@ def main():
     ap.add_argument('--sources', action='store_true',
                     help='crop from whole source images (tiles stitched back, sources.py) instead of single 128x128 tiles: '
                          'crops larger than a tile (--crop up to ~190) that also span tile borders')
+    ap.add_argument('--type-branch-from', default='',
+                    help='give the type head its own copy of the last decoder block (CellUNet type_branch), both '
+                         'initialised from this checkpoint (e.g. the shipped one) while the rest comes from --resume')
+    ap.add_argument('--train-only', default='',
+                    help='comma-separated parameter-name prefixes (e.g. type_head): train only those, the rest frozen '
+                         'with BatchNorm statistics fixed (re-estimated first on --bn-batches batches when given)')
     a = ap.parse_args()
     od_scale = tuple(float(v) for v in a.od_scale.split(','))
     scale_range = tuple(float(v) for v in a.scale_range.split(','))
@@ -220,10 +235,15 @@ def main():
         tr[s], va[s] = split_val(s, load_set(s, 'train'))
         log(f'{s}: train tiles {len(tr[s]["names"])}, val tiles {len(va[s]["names"])} (images {VAL_IMAGES[s]})')
 
-    model = CellUNet(ch)
-    prev = {}
+    prev = torch.load(a.resume, map_location='cpu') if a.resume else {}
+    type_branch = bool(prev.get('typeBranch')) or bool(a.type_branch_from)
+    model = CellUNet(ch, type_branch=type_branch)
     if a.resume:
-        prev = load_compact(a.resume, model)
+        sd = float_weights(prev)
+        if type_branch and not prev.get('typeBranch'):
+            sd.update(type_branch_weights(float_weights(torch.load(a.type_branch_from, map_location='cpu')), len(model.dec) - 1))
+            log(f'type branch: last decoder block and type head copied from {a.type_branch_from}')
+        model.load_state_dict(sd)
         mean, std = prev['mean'], prev['std']
         log(f'resumed from {a.resume} (stages so far: {[st["stage"] for st in prev.get("stages", [])]})')
     else:
@@ -250,7 +270,6 @@ def main():
     cw = torch.tensor(w, dtype=torch.float32)
     log(f'type weights {np.round(w, 3).tolist()}')
 
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     warm = 200
     t_train = time.time()
 
@@ -278,28 +297,43 @@ def main():
         for _ in range(n):
             yield to_input(np.stack([sample(r)[0] for _ in range(a.batch)]), mean, std)
 
+    train_only = [p for p in a.train_only.split(',') if p]
+    if train_only:
+        # A frozen trunk keeps the outlines exactly as they are; its BatchNorm statistics are fixed once (the
+        # running averages of a run's last batches are noisy, see validate()), so validation needs no re-estimate.
+        if a.bn_batches > 0:
+            model = with_reestimated_bn(model, augmented_batches(np.random.default_rng(1_000_003 + a.seed), a.bn_batches))
+        for n, p in model.named_parameters():
+            p.requires_grad = any(n.startswith(t) for t in train_only)
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        if not trainable:
+            raise SystemExit(f'--train-only {a.train_only}: no parameter name starts with that')
+        log(f'training only {len(trainable)} tensors ({sum(p.numel() for p in model.parameters() if p.requires_grad)} '
+            f'parameters): {trainable}; the rest frozen, BatchNorm statistics fixed')
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=1e-4)
+
     def validate():
         """(results, score, the model as validated): the model itself, or (--bn-batches) a copy with re-estimated
         BatchNorm statistics. The running averages moved the score by +-0.02 between two epochs at a learning rate
         of 6e-6 (stage w4); the same batches at every validation (own generator) make validations comparable."""
-        m = model if a.bn_batches <= 0 else \
+        m = model if a.bn_batches <= 0 or train_only else \
             with_reestimated_bn(model, augmented_batches(np.random.default_rng(1_000_003 + a.seed), a.bn_batches))
         res, sc = validation(m, va, mean, std)
         return res, sc, m
 
-    if a.bn_batches > 0:
+    if a.bn_batches > 0 and not train_only:
         log(f'validation with BatchNorm statistics re-estimated on {a.bn_batches} fixed augmented batches')
     res0, sc0, m0 = validate()
     log(f'val at start: score {sc0:.4f} ' + json.dumps({s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}))
     best = (sc0, 0)
-    ck_meta = {'mean': mean, 'std': std, 'channels': list(ch), 'mpp': 0.5, 'factor': 2}
+    ck_meta = {'mean': mean, 'std': std, 'channels': list(ch), 'mpp': 0.5, 'factor': 2, 'typeBranch': type_branch}
     torch.save({'model': m0.state_dict(), 'epoch': 0, **ck_meta}, os.path.join(run_dir, 'best.pt'))
     history = [{'epoch': 0, 'val': {s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}, 'val_score': round(sc0, 4)}]
     step, ep = 0, 0
     stop = False
     while not stop:
         ep += 1
-        model.train()
+        model.train(not train_only)  # a frozen trunk keeps its BatchNorm statistics
         t0 = time.time()
         sums = np.zeros(5)
         for _ in range(a.steps_per_epoch):
@@ -346,7 +380,8 @@ def main():
                  'bestValScore': round(best[0], 4), 'trainingWallSeconds': round(train_wall),
                  'init': a.resume or a.init_onnx or 'random', 'lr': a.lr, 'budgetMin': a.time_budget_min,
                  'setShares': dict(zip(names, np.round(probs, 3).tolist())), 'bnBatches': a.bn_batches,
-                 'crop': a.crop, 'batch': a.batch, 'sources': a.sources}
+                 'crop': a.crop, 'batch': a.batch, 'sources': a.sources, 'trainOnly': train_only,
+                 'typeBranchFrom': a.type_branch_from}
     stages = prev.get('stages', []) + [stage_rec]
     meta = {**ck_meta, 'stages': stages}
     save_compact(os.path.join(a.out, 'checkpoint-fp16.pt'), model, meta)

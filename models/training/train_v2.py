@@ -208,10 +208,18 @@ def main():
     ap.add_argument('--type-branch-from', default='',
                     help='give the type head its own copy of the last decoder block (CellUNet type_branch), both '
                          'initialised from this checkpoint (e.g. the shipped one) while the rest comes from --resume')
+    ap.add_argument('--score-weights', default='',
+                    help='consep,monuseg,cpm15 weights of binary PQ in the selection score (default 0.4,0.4,0.2; '
+                         'CoNSeP mPQ3 always adds with weight 1)')
     ap.add_argument('--train-only', default='',
                     help='comma-separated parameter-name prefixes (e.g. type_head): train only those, the rest frozen '
                          'with BatchNorm statistics fixed (re-estimated first on --bn-batches batches when given)')
     a = ap.parse_args()
+    if a.score_weights:
+        w_ = [float(v) for v in a.score_weights.split(',')]
+        if len(w_) != len(SETS) or min(w_) < 0:
+            raise SystemExit(f'--score-weights needs {len(SETS)} non-negative numbers ({",".join(SETS)})')
+        SCORE_W.update(zip(SETS, w_))
     od_scale = tuple(float(v) for v in a.od_scale.split(','))
     scale_range = tuple(float(v) for v in a.scale_range.split(','))
     ch = tuple(int(c) for c in a.channels.split(','))
@@ -245,7 +253,8 @@ def main():
             log(f'type branch: last decoder block and type head copied from {a.type_branch_from}')
         model.load_state_dict(sd)
         mean, std = prev['mean'], prev['std']
-        log(f'resumed from {a.resume} (stages so far: {[st["stage"] for st in prev.get("stages", [])]})')
+        log(f'resumed from {a.resume} (stages so far: {[st["stage"] for st in prev.get("stages", [])]})'
+            + ('' if 'stages' in prev else '; a run file, not a compact checkpoint: the earlier stages are not recorded'))
     else:
         if a.init_onnx:
             card = json.load(open(os.path.join(os.path.dirname(a.init_onnx), 'card.json')))
@@ -283,7 +292,7 @@ def main():
     if len(probs) != len(names) or (probs < 0).any() or probs.sum() <= 0:
         raise SystemExit(f'--set-shares needs {len(names)} non-negative numbers ({",".join(names)})')
     probs = probs / probs.sum()
-    log(f'batch shares {dict(zip(names, np.round(probs, 3).tolist()))}')
+    log(f'batch shares {dict(zip(names, np.round(probs, 3).tolist()))}; selection score weights {SCORE_W} (+ CoNSeP mPQ3)')
 
     if a.sources:
         from sources import training_sources

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CACHE = os.path.join(HERE, 'cache')
+CACHE = os.environ.get('CELLBRIDGE_TRAINING_CACHE', os.path.join(HERE, 'cache'))  # elsewhere: packed data (gpu_pack.py)
 DATA_ROOT = os.environ.get('CONSEP_ROOT', os.path.normpath(os.path.join(HERE, '..', '..', '..', 'shared', 'data', 'consep')))
 CLASS_NAMES = ['Other', 'Inflammatory', 'Epithelial', 'Spindle']
 

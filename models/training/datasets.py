@@ -58,7 +58,7 @@ def _tile(args):
     return np.array(img40, np.uint8), np.array(img, np.uint8), inst, heat_flows(inst), typ
 
 
-def load_set(name, split, factor=2, processes=2):
+def load_set(name, split, factor=2, processes=None):
     """dict: names, img40 uint8 [N,256,256,3], images uint8 [N,128,128,3], inst uint16, flows f32 [N,2,h,w],
     type uint8 (0 bg, 1..4, 255 unknown)."""
     os.makedirs(CACHE, exist_ok=True)
@@ -72,7 +72,7 @@ def load_set(name, split, factor=2, processes=2):
     ext = os.path.splitext(files[0])[1]
     names = [os.path.splitext(f)[0] for f in files if f.endswith(ext)]
     jobs = [(d, n, ext, labels.get(n, {}), factor) for n in names]
-    with Pool(processes) as p:
+    with Pool(processes or min(16, os.cpu_count() or 2)) as p:
         rows = p.map(_tile, jobs, chunksize=8)
     out = {'names': np.array(names), 'img40': np.stack([r[0] for r in rows]), 'images': np.stack([r[1] for r in rows]),
            'inst': np.stack([r[2] for r in rows]), 'flows': np.stack([r[3] for r in rows]).astype(np.float32),

@@ -38,12 +38,13 @@ def image_of(tile):
 def predict(model, images_u8, mean, std, bs=16):
     model.eval()
     outs = []
-    m = torch.tensor(mean).view(1, 3, 1, 1); s = torch.tensor(std).view(1, 3, 1, 1)
+    dev = next(model.parameters()).device  # where the model is (train_v2 --device); outputs come back as numpy
+    m = torch.tensor(mean).view(1, 3, 1, 1).to(dev); s = torch.tensor(std).view(1, 3, 1, 1).to(dev)
     with torch.no_grad():
         for i in range(0, len(images_u8), bs):
-            x = torch.from_numpy(images_u8[i:i + bs].astype(np.float32)).permute(0, 3, 1, 2) / 255.0
+            x = torch.from_numpy(images_u8[i:i + bs].astype(np.float32)).permute(0, 3, 1, 2).to(dev) / 255.0
             f, c, t = model((x - m) / s)
-            outs.append((f.numpy(), c.numpy()[:, 0], t.numpy()))
+            outs.append((f.cpu().numpy(), c.cpu().numpy()[:, 0], t.cpu().numpy()))
     return [np.concatenate([o[k] for o in outs]) for k in range(3)]
 
 

@@ -81,7 +81,7 @@ def type_loss(logits, typ, cw):
 
 
 def save_compact(path, model, meta):
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    sd = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
     torch.save({'model_fp16': sd, **meta}, path)
 
 
@@ -150,6 +150,38 @@ def make_source_sampler(src, names, probs, crop, scale_range, od_scale):
     return sample
 
 
+def stack_crops(crops):
+    """A list of sample() results -> (images u8 [N,H,W,3], flows [N,2,H,W], type int64, foreground float32) tensors."""
+    return (torch.from_numpy(np.stack([b[0] for b in crops])), torch.from_numpy(np.stack([b[1] for b in crops])),
+            torch.from_numpy(np.stack([b[2] for b in crops]).astype(np.int64)),
+            torch.from_numpy(np.stack([b[3] for b in crops]).astype(np.float32)))
+
+
+class _CropStream(torch.utils.data.IterableDataset):
+    """Endless batches of augmented crops; each worker process draws from its own generator."""
+
+    def __init__(self, sample, batch, seed):
+        super().__init__()
+        self.sample, self.batch, self.seed = sample, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        r = np.random.default_rng([self.seed, 7_919, info.id if info else 0])
+        while True:
+            yield stack_crops([self.sample(r) for _ in range(self.batch)])
+
+
+def crop_batches(sample, batch, workers, seed):
+    """An iterator of training batches cut in `workers` processes (forked: they share the loaded sets)."""
+    loader = torch.utils.data.DataLoader(_CropStream(sample, batch, seed), batch_size=None, num_workers=workers,
+                                         prefetch_factor=4, persistent_workers=True)
+    return iter(loader)
+
+
+def cpu_state(model):
+    return {k: v.cpu() for k, v in model.state_dict().items()}
+
+
 def to_input(images_u8, mean, std):
     """[N, H, W, 3] uint8 -> the network's normalised NCHW float input."""
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -211,6 +243,10 @@ def main():
     ap.add_argument('--score-weights', default='',
                     help='consep,monuseg,cpm15 weights of binary PQ in the selection score (default 0.4,0.4,0.2; '
                          'CoNSeP mPQ3 always adds with weight 1)')
+    ap.add_argument('--device', default='cpu', help='torch device to train on (cpu, cuda); validation post-processing stays on the CPU')
+    ap.add_argument('--workers', type=int, default=0,
+                    help='processes that cut and augment the training crops (0: the training process itself, as in '
+                         'stages s1-w10; a GPU needs several to be kept busy)')
     ap.add_argument('--train-only', default='',
                     help='comma-separated parameter-name prefixes (e.g. type_head): train only those, the rest frozen '
                          'with BatchNorm statistics fixed (re-estimated first on --bn-batches batches when given)')
@@ -269,6 +305,8 @@ def main():
         else:
             allimg = np.concatenate([tr[s]['images'].reshape(-1, 3) for s in SETS]).astype(np.float64) / 255
             mean, std = allimg.mean(0).tolist(), allimg.std(0).tolist()
+    dev = torch.device(a.device)
+    model.to(dev)
     nparam = count_params(model)
     log(f'CellUNet channels {ch} params {nparam}; mean {np.round(mean, 6).tolist()} std {np.round(std, 6).tolist()}')
 
@@ -276,7 +314,7 @@ def main():
     cnt = np.bincount(tr['consep']['type'].ravel(), minlength=5)[:5].astype(np.float64)
     fg = cnt[1:] / cnt[1:].sum()
     w = np.concatenate([[1.0], np.sqrt(np.median(fg) / fg)])
-    cw = torch.tensor(w, dtype=torch.float32)
+    cw = torch.tensor(w, dtype=torch.float32).to(dev)
     log(f'type weights {np.round(w, 3).tolist()}')
 
     warm = 200
@@ -304,7 +342,7 @@ def main():
 
     def augmented_batches(r, n):
         for _ in range(n):
-            yield to_input(np.stack([sample(r)[0] for _ in range(a.batch)]), mean, std)
+            yield to_input(np.stack([sample(r)[0] for _ in range(a.batch)]), mean, std).to(dev)
 
     train_only = [p for p in a.train_only.split(',') if p]
     if train_only:
@@ -336,21 +374,20 @@ def main():
     log(f'val at start: score {sc0:.4f} ' + json.dumps({s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}))
     best = (sc0, 0)
     ck_meta = {'mean': mean, 'std': std, 'channels': list(ch), 'mpp': 0.5, 'factor': 2, 'typeBranch': type_branch}
-    torch.save({'model': m0.state_dict(), 'epoch': 0, **ck_meta}, os.path.join(run_dir, 'best.pt'))
+    torch.save({'model': cpu_state(m0), 'epoch': 0, **ck_meta}, os.path.join(run_dir, 'best.pt'))
     history = [{'epoch': 0, 'val': {s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}, 'val_score': round(sc0, 4)}]
     step, ep = 0, 0
     stop = False
+    batches = crop_batches(sample, a.batch, a.workers, a.seed) if a.workers > 0 else None
     while not stop:
         ep += 1
         model.train(not train_only)  # a frozen trunk keeps its BatchNorm statistics
         t0 = time.time()
         sums = np.zeros(5)
         for _ in range(a.steps_per_epoch):
-            batch = [sample(rng) for _ in range(a.batch)]
-            x = to_input(np.stack([b[0] for b in batch]), mean, std)
-            yf = torch.from_numpy(np.stack([b[1] for b in batch])) * 5.0
-            yt = torch.from_numpy(np.stack([b[2] for b in batch]).astype(np.int64))
-            yc = torch.from_numpy(np.stack([b[3] for b in batch]).astype(np.float32))
+            img, yf, yt, yc = next(batches) if batches is not None else stack_crops([sample(rng) for _ in range(a.batch)])
+            x = to_input(img.numpy(), mean, std).to(dev)
+            yf, yt, yc = yf.to(dev) * 5.0, yt.to(dev), yc.to(dev)
             for g in opt.param_groups:
                 g['lr'] = lr_at(step)
             step += 1
@@ -375,8 +412,8 @@ def main():
             rec['val_score'] = round(sc, 4)
             if sc > best[0]:
                 best = (sc, ep)
-                torch.save({'model': m.state_dict(), 'epoch': ep, **ck_meta}, os.path.join(run_dir, 'best.pt'))
-        torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'epoch': ep, **ck_meta}, os.path.join(run_dir, 'last.pt'))
+                torch.save({'model': cpu_state(m), 'epoch': ep, **ck_meta}, os.path.join(run_dir, 'best.pt'))
+        torch.save({'model': cpu_state(model), 'opt': opt.state_dict(), 'epoch': ep, **ck_meta}, os.path.join(run_dir, 'last.pt'))
         history.append(rec)
         log(json.dumps(rec))
     train_wall = time.time() - t_start
@@ -384,13 +421,13 @@ def main():
         f'best val score {best[0]:.4f} at epoch {best[1]} (epoch 0 = the starting weights)')
 
     ck = torch.load(os.path.join(run_dir, 'best.pt'), map_location='cpu')
-    model.load_state_dict(ck['model'])
+    model.to('cpu').load_state_dict(ck['model'])
     stage_rec = {'stage': a.stage, 'command': ' '.join(sys.argv), 'epochs': ep, 'steps': step, 'bestEpoch': best[1],
                  'bestValScore': round(best[0], 4), 'trainingWallSeconds': round(train_wall),
                  'init': a.resume or a.init_onnx or 'random', 'lr': a.lr, 'budgetMin': a.time_budget_min,
                  'setShares': dict(zip(names, np.round(probs, 3).tolist())), 'bnBatches': a.bn_batches,
                  'crop': a.crop, 'batch': a.batch, 'sources': a.sources, 'trainOnly': train_only,
-                 'typeBranchFrom': a.type_branch_from}
+                 'typeBranchFrom': a.type_branch_from, 'device': a.device, 'workers': a.workers}
     stages = prev.get('stages', []) + [stage_rec]
     meta = {**ck_meta, 'stages': stages}
     save_compact(os.path.join(a.out, 'checkpoint-fp16.pt'), model, meta)

@@ -23,9 +23,8 @@ import torch  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import load_set, split_val, image_of  # noqa: E402
-from model import CellUNet  # noqa: E402
 from postprocess_ref import postprocess, match, gt_classes, PQ  # noqa: E402
-from train_v2 import load_compact, eval_type  # noqa: E402
+from train_v2 import load_network, eval_type  # noqa: E402
 from tta_ref import predict_views  # noqa: E402
 
 NAMES = ['Other', 'Inflammatory', 'Epithelial', 'Spindle']
@@ -111,10 +110,7 @@ def main():
     torch.set_num_threads(2)
     card = json.load(open(a.card))
     post = card['postprocess']
-    probe = torch.load(a.ckpt, map_location='cpu')
-    net = CellUNet(tuple(probe.get('channels', (16, 32, 64, 128, 128))), type_branch=bool(probe.get('typeBranch')))
-    ck = load_compact(a.ckpt, net)
-    net.eval()
+    net, ck = load_network(a.ckpt)
     va = split_val('consep', load_set('consep', 'train'))[1]
     preds = predict_views(net, va['images'], ck['mean'], ck['std'], 1)
     tiles = collect(preds, va['inst'], eval_type(va['type']), va['names'], post)

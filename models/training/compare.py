@@ -22,9 +22,8 @@ import torch  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import load_set, split_val, SETS, image_of  # noqa: E402
-from model import CellUNet  # noqa: E402
-from postprocess_ref import follow_flows, get_masks, finish, PQ, gt_classes  # noqa: E402
-from train_v2 import predict, eval_type, float_weights, SCORE_W  # noqa: E402
+from postprocess_ref import PQ  # noqa: E402
+from train_v2 import predict, segment_tile, add_tile, load_network, SCORE_W  # noqa: E402
 
 CLASSES3 = (2, 3, 4)  # Inflammatory, Epithelial, Spindle: mPQ3
 
@@ -35,13 +34,8 @@ def tile_records(preds, inst, typ, thr=0.0, min_size=10):
     flows, cellprob, tlog = preds
     out = []
     for i in range(len(inst)):
-        mask = cellprob[i] > thr
-        ys, xs, py, px = follow_flows(flows[i] * mask[None] / 5.0, mask, 200)
-        raw = get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4)
-        lab, cls = finish(raw, flows[i], tlog[i], 5.0, min_size, True)
-        g = inst[i].astype(np.int32)
         pq = PQ()
-        pq.add(g, gt_classes(g, eval_type(typ[i])), lab, cls)
+        add_tile(pq, inst[i], typ[i], *segment_tile(flows[i], cellprob[i], tlog[i], thr, min_size))
         out.append((pq.acc.copy(), pq.tile_bpq[0] if pq.tile_bpq else None))
     return out
 
@@ -63,14 +57,6 @@ def score_of(recs_by_set, idx_by_set):
     return sum(SCORE_W[s] * parts[s][0] for s in SETS) + parts['consep'][1], parts
 
 
-def load(path, channels):
-    ck = torch.load(path, map_location='cpu')
-    net = CellUNet(tuple(ck.get('channels', channels)), type_branch=bool(ck.get('typeBranch')))
-    net.load_state_dict(float_weights(ck))
-    net.eval()
-    return net, ck['mean'], ck['std']
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('a', help='checkpoint A (the reference, e.g. the shipped one)')
@@ -85,8 +71,9 @@ def main():
     va = {s: split_val(s, load_set(s, 'train'))[1] for s in SETS}
     recs = {}
     for name, path in (('A', a.a), ('B', a.b)):
-        net, mean, std = load(path, ch)
-        recs[name] = {s: tile_records(predict(net, va[s]['images'], mean, std), va[s]['inst'], va[s]['type']) for s in SETS}
+        net, ck = load_network(path, ch)
+        recs[name] = {s: tile_records(predict(net, va[s]['images'], ck['mean'], ck['std']), va[s]['inst'], va[s]['type'])
+                      for s in SETS}
     full = {s: np.arange(len(va[s]['names'])) for s in SETS}
     (sa, pa), (sb, pb) = score_of(recs['A'], full), score_of(recs['B'], full)
     out = {'A': a.a, 'B': a.b, 'scoreWeights': SCORE_W,

@@ -29,9 +29,9 @@ import torch.nn as nn  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import load_set, split_val, SETS, VAL_IMAGES, image_of  # noqa: E402
-from model import CellUNet, count_params  # noqa: E402
+from model import count_params  # noqa: E402
 from postprocess_ref import match, gt_classes  # noqa: E402
-from train_v2 import predict, eval_type, load_compact, SCORE_W  # noqa: E402  (predict is train.py's)
+from train_v2 import predict, eval_type, load_network, SCORE_W  # noqa: E402  (predict is train.py's)
 from tune import tune, post_dict, summary  # noqa: E402
 from tta_ref import predict_views  # noqa: E402
 
@@ -199,10 +199,7 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
         lines.append(line)
     ckpt = ckpt or os.path.join(out, 'checkpoint-fp16.pt')
     torch.set_num_threads(2)
-    probe = torch.load(ckpt, map_location='cpu')
-    net = CellUNet(tuple(probe.get('channels', (16, 32, 64, 128, 128))), type_branch=bool(probe.get('typeBranch')))
-    ck = load_compact(ckpt, net)
-    net.eval()
+    net, ck = load_network(ckpt)
     mean, std = ck['mean'], ck['std']
     va = {s: split_val(s, load_set(s, 'train'))[1] for s in SETS}
     # Tuning and calibration see what the daemon will compute: the mean over the card's views (tta_ref.py).

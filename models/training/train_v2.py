@@ -46,16 +46,25 @@ def eval_type(typ):
     return np.where(typ == UNKNOWN, 0, typ)
 
 
+def segment_tile(flows, cellprob, tlog, thr=0.0, min_size=10):
+    """One tile's (labels, class per label) from the model maps: the validation's post-processing."""
+    mask = cellprob > thr
+    ys, xs, py, px = follow_flows(flows * mask[None] / 5.0, mask, 200)
+    raw = get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4)
+    return finish(raw, flows, tlog, 5.0, min_size, True)
+
+
+def add_tile(pq, inst, typ, lab, cls):
+    """Scores one tile's segmentation against its ground truth into pq (postprocess_ref.PQ)."""
+    g = inst.astype(np.int32)
+    pq.add(g, gt_classes(g, eval_type(typ)), lab, cls)
+
+
 def evaluate(preds, inst, typ, thr=0.0, min_size=10):
     flows, cellprob, tlog = preds
     pq = PQ()
     for i in range(len(inst)):
-        mask = cellprob[i] > thr
-        ys, xs, py, px = follow_flows(flows[i] * mask[None] / 5.0, mask, 200)
-        raw = get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4)
-        lab, cls = finish(raw, flows[i], tlog[i], 5.0, min_size, True)
-        g = inst[i].astype(np.int32)
-        pq.add(g, gt_classes(g, eval_type(typ[i])), lab, cls)
+        add_tile(pq, inst[i], typ[i], *segment_tile(flows[i], cellprob[i], tlog[i], thr, min_size))
     return pq.result()
 
 
@@ -98,6 +107,23 @@ def type_branch_weights(src, last):
     out = {'dec_type.' + k[len(pre):]: v for k, v in src.items() if k.startswith(pre)}
     out.update({k: v for k, v in src.items() if k.startswith('type_head.')})
     return out
+
+
+def load_network(path, channels=(16, 32, 64, 128, 128)):
+    """(network in eval mode, checkpoint dict) from a compact checkpoint or a run's best.pt / last.pt, read once;
+    its recorded channel widths (else `channels`) and type branch decide the architecture."""
+    ck = torch.load(path, map_location='cpu')
+    net = CellUNet(tuple(ck.get('channels', channels)), type_branch=bool(ck.get('typeBranch')))
+    net.load_state_dict(float_weights(ck))
+    return net.eval(), ck
+
+
+def per_set_numbers(text, flag):
+    """'a,b,c' -> one non-negative number per set (SETS order), or exit with what the flag needs."""
+    v = np.array([float(x) for x in text.split(',')])
+    if len(v) != len(SETS) or (v < 0).any():
+        raise SystemExit(f'{flag} needs {len(SETS)} non-negative numbers ({",".join(SETS)})')
+    return v
 
 
 def load_compact(path, model):
@@ -252,10 +278,7 @@ def main():
                          'with BatchNorm statistics fixed (re-estimated first on --bn-batches batches when given)')
     a = ap.parse_args()
     if a.score_weights:
-        w_ = [float(v) for v in a.score_weights.split(',')]
-        if len(w_) != len(SETS) or min(w_) < 0:
-            raise SystemExit(f'--score-weights needs {len(SETS)} non-negative numbers ({",".join(SETS)})')
-        SCORE_W.update(zip(SETS, w_))
+        SCORE_W.update(zip(SETS, per_set_numbers(a.score_weights, '--score-weights').tolist()))
     od_scale = tuple(float(v) for v in a.od_scale.split(','))
     scale_range = tuple(float(v) for v in a.scale_range.split(','))
     ch = tuple(int(c) for c in a.channels.split(','))
@@ -326,8 +349,8 @@ def main():
         return base * min(1.0, 0.1 + 0.9 * step / warm)
 
     names = list(SETS)
-    probs = np.array([float(v) for v in a.set_shares.split(',')] if a.set_shares else [SET_P[s] for s in names])
-    if len(probs) != len(names) or (probs < 0).any() or probs.sum() <= 0:
+    probs = per_set_numbers(a.set_shares, '--set-shares') if a.set_shares else np.array([SET_P[s] for s in names])
+    if probs.sum() <= 0:
         raise SystemExit(f'--set-shares needs {len(names)} non-negative numbers ({",".join(names)})')
     probs = probs / probs.sum()
     log(f'batch shares {dict(zip(names, np.round(probs, 3).tolist()))}; selection score weights {SCORE_W} (+ CoNSeP mPQ3)')

@@ -10,7 +10,9 @@ import { execSync } from 'node:child_process';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { engineDefaults } from '../bridge/pipeline/engine';
-import { defaultModel, emit, machine, note, planSlide, r2, r3, sampleTiles } from './common';
+import { basename } from 'node:path';
+import { runFileFor } from '../bridge/inference/model-registry';
+import { defaultModel, emit, machine, median, note, planSlide, r2, r3, sampleTiles } from './common';
 import { modelOnly, providerUnavailable, recordOutputs, tileSizes, type ModelConfig, type ModelResult } from './model';
 import { foregroundPixels, loadFixture, postprocBench, saveFixtures } from './postproc';
 import { transportBench } from './transport';
@@ -18,6 +20,7 @@ import { e2eBench } from './e2e';
 import { configsBench } from './configs';
 import { scaleBench } from './scale';
 import { stabilityBench } from './stability';
+import { precisionBench } from './precision';
 
 const MODES = {
   quick: { modelTiles: 8, modelRuns: 64, postCandidates: 32, postTiles: 6, postRepeats: 3, transportSide: 4096, e2eRepeats: 5 },
@@ -55,7 +58,11 @@ async function main(): Promise<void> {
   if (busy) note(busy);
   const env = { mode, ...machine(), ...(busy ? { busy } : {}) };
 
-  const model = defaultModel();
+  const provider = values.device ?? 'cpu';
+  if (!['cpu', 'webgpu', 'cuda'].includes(provider)) throw new Error(`--device must be cpu, webgpu or cuda, got "${provider}"`);
+  // The file the daemon runs with this provider (the card's int8 cpuFile on the CPU), and the card's file.
+  const fullModel = defaultModel();
+  const model: typeof fullModel = { ...fullModel, onnxPath: runFileFor(fullModel, provider, false)! };
   const plan = await planSlide(model.card);
   const tiles = await sampleTiles(plan, Math.max(M.modelTiles, M.postTiles));
   note(`model ${model.name}, ${plan.tiles.length} tiles in CMU-1-Small-Region.svs, ${mode} mode`);
@@ -63,8 +70,6 @@ async function main(): Promise<void> {
   // The daemon's engine on this machine (what e2e runs with), and the model-only figure it is compared with.
   // --device picks the provider of the model-only, post-processing recording and end-to-end runs
   // (the daemon's defaults for it); the tile-size benchmark always runs the CPU.
-  const provider = values.device ?? 'cpu';
-  if (!['cpu', 'webgpu', 'cuda'].includes(provider)) throw new Error(`--device must be cpu, webgpu or cuda, got "${provider}"`);
   const d = engineDefaults(provider, cores);
   const daemonCfg: ModelConfig = { sessions: d.inferenceWorkers, threads: d.intraOpThreads };
   const daemonArgs = ['--device', provider];
@@ -84,14 +89,28 @@ async function main(): Promise<void> {
       results.push(r);
     }
     modelRef = results[0];
+    // The int8 file against the full-precision one, same engine configuration, alternating rounds.
+    let precision: Record<string, unknown> | null = null;
+    if (model.onnxPath !== fullModel.onnxPath) {
+      const ms: Record<'runs' | 'full', number[]> = { runs: [], full: [] };
+      for (let round = 0; round < 3; round++) {
+        ms.full.push((await modelOnly(fullModel, tiles.slice(0, M.modelTiles), provider, daemonCfg, M.modelRuns / 2)).msPerTile);
+        ms.runs.push((await modelOnly(model, tiles.slice(0, M.modelTiles), provider, daemonCfg, M.modelRuns / 2)).msPerTile);
+      }
+      precision = {
+        file: basename(model.onnxPath), fullFile: basename(fullModel.onnxPath), rounds: 3, msPerTile: r2(median(ms.runs)), fullMsPerTile: r2(median(ms.full)),
+        fullOverFile: r3(median(ms.full) / median(ms.runs)), perRound: ms,
+      };
+      note(`model file ${basename(model.onnxPath)} ${r2(median(ms.runs))} ms/tile against ${basename(fullModel.onnxPath)} ${r2(median(ms.full))} ms/tile (medians of 3 alternating rounds)`);
+    }
     const skipped: { provider: string; reason: string }[] = [];
     for (const p of ['cpu', 'webgpu', 'cuda'].filter((x) => x !== provider)) {
       const why = await providerUnavailable(model, p);
       skipped.push({ provider: p, reason: why ?? 'available but not measured by this benchmark' });
     }
     emit('model', {
-      ...env, model: model.name, provider, tileSize: model.card.input.readSize, daemonConfig: daemonCfg,
-      results, skipped, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only model`,
+      ...env, model: model.name, modelFile: basename(model.onnxPath), provider, tileSize: model.card.input.readSize, daemonConfig: daemonCfg,
+      results, ...(precision ? { precision } : {}), skipped, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only model`,
     });
   }
 
@@ -152,6 +171,12 @@ async function main(): Promise<void> {
   if (only?.has('stability')) {
     const r = await stabilityBench({ model: model.name });
     emit(`stability-${r.model}`, { ...env, ...r, command: 'npm run bench -- --only stability' });
+  }
+
+  // Only on request: the CPU's int8 model file against the full-precision one, whole slide, alternating runs.
+  if (only?.has('precision')) {
+    const r = await precisionBench({ model: model.name, rounds: mode === 'quick' ? 3 : 5 });
+    emit('precision', { ...env, ...r, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only precision` });
   }
 
   // Only on request: the whole slide with 1, 2, 4 (and, not --quick, 8) views per tile (test-time augmentation), side by side.

@@ -5,10 +5,11 @@
  * parse, check, hand to a worker.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { CellBridgeClient } from '../bridge/client/client';
 import { makeSyntheticModelsDir, syntheticCard } from '../test/helpers/synthetic-model';
+import { groovyRuntimes } from '../test/helpers/groovy-runtimes';
 import { REPO, r2 } from './common';
 import { startBenchDaemon, type BenchDaemon } from './daemon';
 
@@ -48,14 +49,17 @@ export async function nodeTransport(url: string, side: number, ca?: string): Pro
   }
 }
 
-const GROOVY_JARS = join(REPO, 'node_modules', 'npm-groovy-lint', 'lib', 'java', 'groovy', 'lib');
 const GROOVY_SCRIPT = join(REPO, 'bench', 'groovy', 'Transport.groovy');
 
-/** The Groovy 4 client (qupath-scripts/lib) sending the same frames; null + reason when it cannot run. */
+/**
+ * The Groovy 4 client (qupath-scripts/lib) sending the same frames, on QuPath 0.6's own class path (its
+ * Groovy 4.0.26 and Gson, as the scripts' tests use); the reason instead when it cannot run.
+ */
 export function groovyTransport(url: string, side: number): Promise<TransportResult | { skipped: string }> {
-  if (!existsSync(GROOVY_JARS)) return Promise.resolve({ skipped: `no Groovy jars at ${GROOVY_JARS}` });
+  const qupath = groovyRuntimes()[0];
+  if (qupath.skip) return Promise.resolve({ skipped: qupath.skip });
   return new Promise((resolve) => {
-    const child = spawn('java', ['-XX:+UseSerialGC', '-cp', join(GROOVY_JARS, '*'), 'groovy.ui.GroovyMain', GROOVY_SCRIPT, REPO, url, String(side)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(qupath.java, ['-XX:+UseSerialGC', '-cp', qupath.classPath.join(delimiter), 'groovy.ui.GroovyMain', GROOVY_SCRIPT, REPO, url, String(side)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));

@@ -65,6 +65,8 @@ export interface ServerConfig {
   inferenceWorkers?: number;
   postprocessWorkers?: number;
   intraOpThreads?: number;
+  /** Run each model's card `file` on the CPU too, not its int8 `cpuFile` (slower; for comparisons). */
+  fullPrecision?: boolean;
   limits: ServerLimitsConfig;
   /** Instance id reported in initialize (serverInfo.instance); default: host name, port and process id. */
   instanceId?: string;

@@ -10,7 +10,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import * as ort from './inference/ort';
 import type { ExecutionProviderInfo, HealthResult, JobStatus } from '../protocol';
 import { maxTcpConnections, type ServerConfig } from './config';
-import { ModelRegistry } from './inference/model-registry';
+import { ModelRegistry, type RegisteredModel } from './inference/model-registry';
 import { selectProvider, summariseError, type ProbeModel } from './inference/providers';
 import { TileEngine } from './pipeline/engine';
 import { ClientSession } from './session/client-session';
@@ -56,16 +56,31 @@ export function probeOf(registry: ModelRegistry): ProbeModel | null {
   return { path: m.onnxPath, inputName: i.name, dims: i.layout === 'NCHW' ? [1, i.channels, size, size] : [1, size, size, i.channels] };
 }
 
-/** Loads every ready model once with the chosen provider, so a corrupt file is reported now, not mid-job. */
+/** Opens a model file with the provider and checks that it has the card's input and outputs. */
+async function checkModelFile(path: string, card: NonNullable<RegisteredModel['card']>, provider: string): Promise<void> {
+  const s = await ort.InferenceSession.create(path, { executionProviders: [provider] });
+  const missing = [card.input.name].filter((n) => !s.inputNames.includes(n))
+    .concat([card.outputs.flows.name, card.outputs.type.name, ...(card.outputs.cellProbability ? [card.outputs.cellProbability.name] : [])].filter((n) => !s.outputNames.includes(n)));
+  await s.release();
+  if (missing.length > 0) throw new Error(`the ONNX file has no input/output named ${missing.join(', ')} (it has inputs ${s.inputNames.join(', ')}; outputs ${s.outputNames.join(', ')})`);
+}
+
+/**
+ * Loads every ready model once with the chosen provider, so a corrupt file is reported now, not mid-job.
+ * A `cpuFile` that does not load is only a lost speed-up: the model runs its `file` instead, with a warning.
+ */
 async function verifyModels(registry: ModelRegistry, provider: string, log: Logger): Promise<void> {
   for (const m of registry.list()) {
     if (m.status !== 'ready' || !m.onnxPath || !m.card) continue;
     try {
-      const s = await ort.InferenceSession.create(m.onnxPath, { executionProviders: [provider] });
-      const missing = [m.card.input.name].filter((n) => !s.inputNames.includes(n))
-        .concat([m.card.outputs.flows.name, m.card.outputs.type.name, ...(m.card.outputs.cellProbability ? [m.card.outputs.cellProbability.name] : [])].filter((n) => !s.outputNames.includes(n)));
-      await s.release();
-      if (missing.length > 0) throw new Error(`the ONNX file has no input/output named ${missing.join(', ')} (it has inputs ${s.inputNames.join(', ')}; outputs ${s.outputNames.join(', ')})`);
+      try {
+        await checkModelFile(m.onnxPath, m.card, provider);
+      } catch (err) {
+        if (m.onnxPath === m.filePath) throw err;
+        log.warn('model cpuFile could not be loaded; running its full-precision file', { model: m.name, reason: summariseError(err) });
+        registry.useFullPrecision(m.name);
+        await checkModelFile(m.onnxPath, m.card, provider);
+      }
     } catch (err) {
       const reason = `model file could not be loaded: ${summariseError(err)}`;
       registry.markFailed(m.name, reason);
@@ -110,6 +125,7 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   const choice = await chooseProvider(config, registry, log);
   for (const s of choice.skipped) log.warn('execution provider skipped', s);
   log.info('execution provider', { provider: choice.name, deviceName: choice.deviceName });
+  registry.useProvider(choice.name, config.fullPrecision);
   await verifyModels(registry, choice.name, log);
   const engine = new TileEngine({
     provider: choice.name, inferenceWorkers: config.inferenceWorkers,

@@ -37,6 +37,11 @@ export interface ModelInfo {
   /** Overlap between tiles (px, at the model's resolution). */
   tileOverlap: number;
   classes: ClassInfo[];
+  /**
+   * The ONNX file the daemon runs for this model with its execution provider, e.g. "model-int8.onnx"
+   * (an int8 copy on the CPU) or "model.onnx". Absent for failed models. Added in 1.x; optional.
+   */
+  file?: string;
   /** 'failed' models are listed with the reason so that a client can tell the user. */
   status: 'ready' | 'failed';
   error?: string;

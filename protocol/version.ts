@@ -4,8 +4,9 @@
  * readWidth x readHeight); the daemon alone resamples to the model's resolution. A 1.x client is
  * refused with VersionMismatch (it would resize the pixels itself).
  * 2.1: options.testTimeAugmentation and the plan's testTimeAugmentation (views of each tile averaged).
+ * 2.2: ModelInfo.file (the ONNX file that runs the model: an int8 copy on the CPU).
  */
-export const PROTOCOL_VERSION = '2.1';
+export const PROTOCOL_VERSION = '2.2';
 export const PROTOCOL_MAJOR = 2;
 
 export function isCompatibleProtocol(version: unknown): boolean {

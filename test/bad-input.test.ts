@@ -111,7 +111,7 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
     const p = await RawPeer.open(daemon.url);
     const r = await p.request(1, 'initialize', { clientInfo: { name: 'raw' }, protocolVersion: '3.0' });
     assert.equal(r.error.code, ErrorCodes.VersionMismatch);
-    assert.match(r.error.message, /3\.0.*2\.1/);
+    assert.match(r.error.message, /3\.0.*2\.2/);
     p.close();
   });
 
@@ -119,7 +119,7 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
     const p = await RawPeer.open(daemon.url);
     const r = await p.request(1, 'initialize', { clientInfo: { name: 'qupath-cellbridge' }, protocolVersion: '1.0' });
     assert.equal(r.error.code, ErrorCodes.VersionMismatch);
-    assert.match(r.error.message, /1\.0.*2\.1/);
+    assert.match(r.error.message, /1\.0.*2\.2/);
     assert.match(r.error.message, /daemon alone resizes.*install the QuPath scripts/);
     p.close();
   });

@@ -129,7 +129,7 @@ describe('cellbridge segment on real slides', function () {
     const dir = join(tmp, 'outline-models');
     for (const [name, thr] of [['fine', -0.25], ['plain', null]] as const) {
       mkdirSync(join(dir, name), { recursive: true });
-      symlinkSync(join(v2, card.file), join(dir, name, card.file));
+      for (const f of [card.file, card.cpuFile].filter(Boolean)) symlinkSync(join(v2, f), join(dir, name, f));
       writeFileSync(join(dir, name, 'card.json'), JSON.stringify({ ...card, name, postprocess: { ...card.postprocess, outlineThreshold: thr } }));
     }
     const runs: Record<string, { features: { id: string; geometry: { coordinates: number[][][] }; properties: { classification: { name: string }; measurements: Record<string, number> } }[] }> = {};

@@ -449,6 +449,7 @@ describe('Dockerfile (by inspection)', () => {
     assert.equal(card.name, name);
     assert.ok(models.includes(`models/${name}/card.json`), `${name}/card.json`);
     assert.ok(models.includes(posix.normalize(`models/${name}/${card.file}`)), `${name}/${card.file}`);
+    if (card.cpuFile) assert.ok(models.includes(posix.normalize(`models/${name}/${card.cpuFile}`)), `${name}/${card.cpuFile} (the file the CPU image runs)`);
   });
 
   it('.dockerignore keeps node_modules, dist, tests, the git folder and logs out of the build context', () => {

@@ -1,9 +1,10 @@
 // Transport benchmark of the QuPath Groovy client (qupath-scripts/lib, loaded as the QuPath scripts load it):
 // one job over a blank SIDE x SIDE image against a daemon running the synthetic model, rgb8 frames.
-// Run: java -cp "node_modules/npm-groovy-lint/lib/java/groovy/lib/*" groovy.ui.GroovyMain bench/groovy/Transport.groovy REPO URL SIDE
+// Run on QuPath 0.6's class path (no groovy-json there: Gson), as bench/transport.ts does:
+//   java -cp "../shared/qupath-headless/lib/*" groovy.ui.GroovyMain bench/groovy/Transport.groovy REPO URL SIDE
 // Prints one line: RESULT {"tiles":…,"bytes":…,"seconds":…}
 
-import groovy.json.JsonOutput
+import com.google.gson.Gson
 
 File root = new File(args[0]).canonicalFile
 String url = args[1]
@@ -37,4 +38,4 @@ Map runJob(Class clientClass, String url, int side) {
 }
 
 runJob(clientClass, url, 1024) // warm-up (JIT, class loading)
-println 'RESULT ' + JsonOutput.toJson(runJob(clientClass, url, side))
+println 'RESULT ' + new Gson().toJson(runJob(clientClass, url, side))

@@ -32,6 +32,8 @@ export async function health(argv: string[]): Promise<number> {
     const ok = problems.length === 0;
     process.stdout.write(JSON.stringify({
       ok, status: ok ? 'ok' : 'degraded', problems, server: r.serverInfo, instance: r.serverInfo.instance ?? null, host: r.serverInfo.host ?? null, provider: r.executionProvider.name, modelsReady: ready, models: r.models.length,
+      // which ONNX file runs each ready model (protocol 2.2; e.g. the int8 copy on the CPU)
+      modelFiles: Object.fromEntries(r.models.filter((m) => m.status === 'ready' && m.file).map((m) => [m.name, m.file])),
       ...(h ? { pools: h.pools.map((p) => ({ name: p.name, size: p.size, busy: p.busy, queued: p.queued, ok: p.ok })) } : {}),
     }) + '\n');
     if (!ok) process.stderr.write(`cellbridge health: degraded: ${problems.join('; ')}\n`);

@@ -97,6 +97,8 @@ export async function segment(argv: string[]): Promise<number> {
   const objectType = values['object-type'] ?? 'cell';
   if (objectType !== 'cell' && objectType !== 'detection') throw new UsageError('--object-type must be cell or detection');
   if (jobPerRoi && !values.roi) throw new UsageError('--job-per-roi needs --roi ROI.geojson');
+  const fullPrecision = parsed.values['full-precision'] === true;
+  if (fullPrecision && values.server) throw new UsageError('--full-precision sets up the in-process daemon; for a running one, start it with cellbridge serve --full-precision');
   const parallel = intFlag(values.parallel, 'parallel', 1, 256) ?? 1;
   const say = (line: string) => { if (!quiet) process.stderr.write(line + '\n'); };
   const ca = readCa(values.ca);
@@ -122,7 +124,7 @@ export async function segment(argv: string[]): Promise<number> {
   if (!url) {
     daemon = await startDaemon({
       host: '127.0.0.1', port: 0, modelsDir: resolve(values.models ?? defaultModelsDir()), defaultModel: values.model,
-      device, allowedOrigins: [], logLevel: quiet ? 'error' : 'warn', limits: { ...DEFAULT_LIMITS }, token: undefined,
+      device, fullPrecision, allowedOrigins: [], logLevel: quiet ? 'error' : 'warn', limits: { ...DEFAULT_LIMITS }, token: undefined,
     }, createLogger(quiet ? 'error' : 'warn'));
     url = daemon.url;
   }

@@ -1,5 +1,5 @@
 /** `cellbridge serve`: run the daemon until SIGINT/SIGTERM. */
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { DEFAULT_LIMITS, DEFAULT_PORT, type ServerConfig } from '../config';
 import { DEVICE_CHOICES, describeChoice, type DeviceRequest } from '../inference/providers';
 import { isLoopback, startDaemon, type Daemon } from '../server';
@@ -40,6 +40,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     inferenceWorkers: intFlag(values['inference-workers'], 'inference-workers', 1, 64),
     postprocessWorkers: intFlag(values['postprocess-workers'], 'postprocess-workers', 1, 256),
     intraOpThreads: intFlag(values.threads, 'threads', 1, 256),
+    fullPrecision: parsed.values['full-precision'] === true || env.CELLBRIDGE_FULL_PRECISION === '1',
     limits,
     debug: env.CELLBRIDGE_DEBUG === '1',
     instanceId: (values.instance ?? env.CELLBRIDGE_INSTANCE ?? '').slice(0, 200) || undefined,
@@ -90,7 +91,9 @@ export async function serve(argv: string[]): Promise<void> {
   process.stdout.write(JSON.stringify({
     event: 'listening', url: daemon.url, port: daemon.port, instance: daemon.instance,
     provider: daemon.provider.name, deviceName: daemon.provider.deviceName, skipped: daemon.provider.skipped,
-    models: daemon.registry.list().map((m) => ({ name: m.name, status: m.status, ...(m.error ? { error: m.error } : {}) })),
+    models: daemon.registry.list().map((m) => ({
+      name: m.name, status: m.status, ...(m.status === 'ready' && m.onnxPath ? { file: basename(m.onnxPath) } : {}), ...(m.error ? { error: m.error } : {}),
+    })),
     defaultModel: daemon.registry.defaultModel,
   }) + '\n');
   if (config.logLevel !== 'silent') process.stderr.write(`cellbridge: listening on ${daemon.url}, execution provider ${describeChoice(daemon.provider)}\n`);

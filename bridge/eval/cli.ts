@@ -41,12 +41,14 @@ export interface EvalOptions {
   images: boolean;
   /** Test-time augmentation views per tile (default: the model card's, else 1). */
   views?: TtaViews;
+  /** On the CPU, run the card's `file`, not its int8 `cpuFile`. */
+  fullPrecision?: boolean;
 }
 
 
 const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
                          [--mpp UM_PER_PX] [--device auto|cpu|cuda|webgpu] [--threads N] [--iterations N] [--seed S]
-                         [--tta 1|2|4|8] [--no-images]
+                         [--tta 1|2|4|8] [--full-precision] [--no-images]
   --data DIR        evaluation split (default ../shared/data/consep/test from the repo root)
   --models DIR      models folder (default <repo>/models)
   --model NAME      model under --models (default: models/default.json "default", else cellbridge-he-v1)
@@ -59,6 +61,7 @@ const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR]
   --iterations N    bootstrap resamples (default ${BOOTSTRAP_DEFAULTS.iterations})
   --seed S          bootstrap seed (default ${BOOTSTRAP_DEFAULTS.seed})
   --tta V           test-time augmentation: views of each tile averaged (default: the model card's, else 1)
+  --full-precision  on the CPU, run the model's full-precision file, not the int8 copy its card names (cpuFile)
   --no-images       skip the per-source-image figures (tiles stitched back into whole images)`;
 
 export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
@@ -105,6 +108,7 @@ export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
       case '--oracle': o.mode = 'oracle'; break;
       case '--oracle-erode': o.mode = 'oracle-erode'; break;
       case '--no-images': o.images = false; break;
+      case '--full-precision': o.fullPrecision = true; break;
       case '-h': case '--help': o.help = true; break;
       default: throw new UsageError(`unknown argument "${a}"`);
     }
@@ -138,7 +142,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
   const classIndexByName = new Map(classNames.map((n, i) => [norm(n), i]));
 
   const segmenter: Segmenter = opts.mode === 'model'
-    ? await modelSegmenter(opts.modelsDir, opts.model, opts.micronsPerPixel, { device: opts.device, intraOpThreads: opts.threads, views: opts.views, log })
+    ? await modelSegmenter(opts.modelsDir, opts.model, opts.micronsPerPixel, { device: opts.device, intraOpThreads: opts.threads, views: opts.views, fullPrecision: opts.fullPrecision, log })
     : oracleSegmenter(ds.classes, opts.mode === 'oracle-erode');
   const modelClasses = segmenter.classNames;
   if (modelClasses) {
@@ -200,6 +204,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
     mode: opts.mode,
     ...(segmenter.provider ? { provider: segmenter.provider } : {}),
     ...(segmenter.views ? { testTimeAugmentation: segmenter.views } : {}),
+    ...(segmenter.modelFile ? { modelFile: segmenter.modelFile } : {}),
     data: opts.data,
     tiles: stats.length,
     seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),

@@ -30,6 +30,8 @@ export interface Segmenter {
   provider?: string;
   /** Test-time augmentation views per tile in effect (model mode only). */
   views?: number;
+  /** The model's ONNX file that runs (model mode only): the card's `file`, or its `cpuFile` on the CPU. */
+  modelFile?: string;
   segment(tile: Tile): Promise<EvalPrediction>;
   close(): Promise<void>;
 }
@@ -106,6 +108,8 @@ export interface ModelSegmenterOptions {
   postprocessWorkers?: number;
   /** Test-time augmentation views per tile (default: the card's input.testTimeAugmentation, else 1). */
   views?: TtaViews;
+  /** On the CPU, run the card's `file`, not its int8 `cpuFile` (the daemon's --full-precision). */
+  fullPrecision?: boolean;
   log?: (line: string) => void;
 }
 
@@ -127,6 +131,9 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
     if (e instanceof ProviderUnavailable) throw new SetupError(e.message);
     throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
   }
+  const { runFileFor } = require('../inference/model-registry') as typeof import('../inference/model-registry');
+  m.registered.onnxPath = runFileFor(m.registered, provider, options.fullPrecision === true);
+  options.log?.(`[eval] model file: ${path.basename(m.registered.onnxPath!)}`);
   const engine = new TileEngine({ provider, intraOpThreads: options.intraOpThreads, postprocessWorkers: options.postprocessWorkers });
   const views = viewsFor(card.input, options.views);
   const ie = { engine, model: m.registered, views };
@@ -138,6 +145,7 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
     classNames: card.classes.map((c) => c.name),
     provider,
     views,
+    modelFile: path.basename(m.registered.onnxPath!),
     async segment(tile) {
       const r = await segmentRgbImage(tile.rgb, tile.width, tile.height, micronsPerPixel, ie);
       if (r.width !== tile.width || r.height !== tile.height || r.labels.length !== tile.width * tile.height) {

@@ -14,6 +14,7 @@ export function validateCard(raw: unknown, where: string): ModelCard {
   need(c.cardVersion === 1, 'cardVersion must be 1');
   need(isStr(c.name), 'name must be a non-empty string');
   need(isStr(c.file), 'file must name the .onnx file');
+  if (c.cpuFile !== undefined) need(isStr(c.cpuFile), 'cpuFile must name an .onnx file (or be absent)');
   const i = c.input ?? {};
   need(isStr(i.name), 'input.name');
   need(i.layout === 'NCHW' || i.layout === 'NHWC', 'input.layout must be NCHW or NHWC');

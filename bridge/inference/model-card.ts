@@ -123,6 +123,11 @@ export interface ModelCard {
   description: string;
   /** ONNX file, relative to the card. */
   file: string;
+  /**
+   * Optional ONNX file run instead of `file` on the CPU provider: the same network quantized to int8
+   * (`models/training/quantize.py`), same inputs and outputs. `--full-precision` keeps `file`.
+   */
+  cpuFile?: string;
   input: InputSpec;
   outputs: {
     flows: FlowOutput;

@@ -280,6 +280,11 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
     x = (x - np.array(mean, np.float32)[None, :, None, None]) / np.array(std, np.float32)[None, :, None, None]
     write_reference(model, out, x.astype(np.float32))
     log(f'exported {onnx_path} ({prov["onnxBytes"]} bytes), card.json, reference/ (tile {test["names"][ref_index]})')
+    stale = os.path.join(out, 'model-int8.onnx')
+    if os.path.exists(stale):
+        # the card just written names no cpuFile; an int8 copy of the previous weights must not linger
+        os.remove(stale)
+        log('removed the int8 copy of the previous weights: run models/training/quantize.py for the new ones')
     with open(os.path.join(out, log_name + '.txt'), 'a') as fh:
         fh.write('\n'.join(lines) + '\n')
     jl = os.path.join(out, log_name + '.json')

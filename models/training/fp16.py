@@ -125,6 +125,7 @@ def main(argv=None):
     onnx.save(model, os.path.join(args.out, 'model.onnx'))
     card = dict(card, name=name, file='model.onnx',
                 description=card.get('description', '') + ' Half-precision (fp16) weights; float32 inputs and outputs.')
+    card.pop('cpuFile', None)  # the int8 CPU copy belongs to the source model (and fp16 is for GPUs)
     with open(os.path.join(args.out, 'card.json'), 'w') as fh:
         json.dump(card, fh, indent=2)
         fh.write('\n')

@@ -249,7 +249,9 @@ class QuPathAdapter {
             try {
                 Map init = client.initializeResult
                 String models = client.models.collect { Map m ->
-                    "${m.name} ${m.version} (${m.status}${m.micronsPerPixel ? ', ' + m.micronsPerPixel + ' µm/px' : ''})"
+                    String mpp = m.micronsPerPixel ? ', ' + m.micronsPerPixel + ' µm/px' : ''
+                    String file = m.file ? ', ' + m.file : ''  // the ONNX file it runs (protocol 2.2): the int8 copy on a CPU
+                    "${m.name} ${m.version} (${m.status}${mpp}${file})"
                 }.join('\n  ')
                 String instance = init.serverInfo?.instance ? " (daemon ${init.serverInfo.instance})" : ''
                 text = "Connected to ${init.serverInfo?.name} ${init.serverInfo?.version} at ${settings.server}${instance}\n" +

@@ -12,15 +12,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
 import torch
 from datasets import load_set, split_val, SETS
-from model import CellUNet
-from train_v2 import float_weights, make_sampler, to_input, with_reestimated_bn, validation, save_compact
+from train_v2 import load_network, make_sampler, to_input, with_reestimated_bn, validation, save_compact
 
 torch.set_num_threads(2)
-ck = torch.load(sys.argv[1], map_location='cpu')
+net, ck = load_network(sys.argv[1])  # its channel widths and type branch, as every other script
 modes = sys.argv[2].split(',')
 save = sys.argv[sys.argv.index('--save') + 1:sys.argv.index('--save') + 3] if '--save' in sys.argv else None
-net = CellUNet(tuple(ck['channels']))
-net.load_state_dict(float_weights(ck))
 tr, va = {}, {}
 for s in SETS:
     tr[s], va[s] = split_val(s, load_set(s, 'train'))

@@ -6,14 +6,12 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch
 from datasets import load_set, split_val, SETS
-from model import CellUNet
-from train_v2 import float_weights, validation, save_compact
+from train_v2 import float_weights, load_network, validation, save_compact
 
 torch.set_num_threads(2)
-ckA = torch.load(sys.argv[1], map_location='cpu')
+net, ckA = load_network(sys.argv[1])  # A's architecture (channel widths, type branch); B must share it
 A, B = float_weights(ckA), float_weights(torch.load(sys.argv[2], map_location='cpu'))
 alphas = [float(x) for x in (sys.argv[3] if len(sys.argv) > 3 else '0,0.5,1').split(',')]
-net = CellUNet(tuple(ckA['channels']))
 va = {s: split_val(s, load_set(s, 'train'))[1] for s in SETS}
 for a in alphas:
     net.load_state_dict({k: ((1 - a) * A[k] + a * B[k]) if A[k].is_floating_point() else B[k] for k in A})

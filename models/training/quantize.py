@@ -108,18 +108,20 @@ def main():
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=[FIRST, *HEADS])
         finally:
             os.chdir(cwd)
-    if card.get('cpuFile') != a.out:
-        card_path = os.path.join(a.model, 'card.json')
-        card = {**{k: v for k, v in card.items() if k != 'cpuFile'}}
-        keys = list(card)
-        at = keys.index('file') + 1 if 'file' in keys else len(keys)
-        card = dict([*card.items()][:at] + [('cpuFile', a.out)] + [*card.items()][at:])
-        with open(card_path, 'w') as f:
-            json.dump(card, f, indent=2)
-            f.write('\n')
     threshold = card['postprocess'].get('cellprobThreshold', 0.0)
     report = {'file': os.path.relpath(dst), 'calibrationTiles': int(len(calib)), 'bytes': os.path.getsize(dst),
               'heldOut': compare(src, dst, held_out_tiles(card), threshold)}
+    # the card names the file (right after `file`) and says how it was made
+    card = {k: v for k, v in card.items() if k != 'cpuFile'}
+    at = list(card).index('file') + 1
+    card = dict([*card.items()][:at] + [('cpuFile', a.out)] + [*card.items()][at:])
+    card.setdefault('provenance', {})['cpuFile'] = {
+        'method': 'onnxruntime static quantization, QDQ, int8 weights per output channel, uint8 activations, MinMax ranges',
+        'script': 'models/training/quantize.py', 'calibrationTiles': {n: k for n, k in CALIBRATION}, 'seed': a.seed,
+        'keptFloat': [FIRST, *HEADS], 'heldOutAgainstFile': report['heldOut']}
+    with open(os.path.join(a.model, 'card.json'), 'w') as f:
+        json.dump(card, f, indent=2)
+        f.write('\n')
     print(json.dumps(report, indent=1))
 
 

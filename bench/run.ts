@@ -105,7 +105,7 @@ async function main(): Promise<void> {
     }
     const skipped: { provider: string; reason: string }[] = [];
     for (const p of ['cpu', 'webgpu', 'cuda'].filter((x) => x !== provider)) {
-      const why = await providerUnavailable(model, p);
+      const why = await providerUnavailable(fullModel, p); // GPUs run the card's file
       skipped.push({ provider: p, reason: why ?? 'available but not measured by this benchmark' });
     }
     emit('model', {

@@ -139,9 +139,13 @@ describe('model card cpuFile: which file runs', function () {
     });
   });
 
-  it('cellbridge serve --help lists --full-precision', () => {
+  it('cellbridge serve --help lists --full-precision; segment refuses it with --server (exit 2, says what to do)', () => {
     const r = spawnSync(process.execPath, [CLI, 'serve', '--help'], { encoding: 'utf8' });
     assert.match(r.stdout, /--full-precision/);
     assert.match(r.stdout, /CELLBRIDGE_FULL_PRECISION/);
+    const s = spawnSync(process.execPath, [CLI, 'segment', join(SHARED_DATA, 'wsi', 'CMU-1-Small-Region.svs'), '--server', 'ws://127.0.0.1:9/',
+      '--full-precision', '--out', join(root, 'never.geojson')], { encoding: 'utf8' });
+    assert.equal(s.status, 2, s.stderr);
+    assert.match(s.stderr, /--full-precision sets up the in-process daemon.*cellbridge serve --full-precision/);
   });
 });

@@ -26,8 +26,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
 
 CALIBRATION = (('consep', 48), ('monuseg', 24), ('cpm15', 8))  # tiles per set, drawn from the training images
-HEADS = ('/net/type_head/Conv', '/net/cellprob/Conv', '/net/flows/Conv')
-FIRST = '/net/enc.0/enc.0.0/enc.0.0.0/Conv'
+
+
+def float_nodes(path):
+    """The convolutions that stay float: those reading the graph's input (the first) and those writing its
+    outputs (the 1x1 heads), found in the graph rather than by name, so that any exported CellUNet works."""
+    import onnx
+    g = onnx.load(path).graph
+    ends = {i.name for i in g.input} | {o.name for o in g.output}
+    return [n.name for n in g.node if n.op_type == 'Conv' and (n.input[0] in ends or any(o in ends for o in n.output))]
 
 
 def normalise(tiles, card):
@@ -103,9 +110,10 @@ def main():
         try:
             pre = os.path.join(tmp, 'pre.onnx')
             quant_pre_process(src, pre, skip_symbolic_shape=True)
+            keep_float = float_nodes(pre)
             quantize_static(pre, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=[FIRST, *HEADS])
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
         finally:
             os.chdir(cwd)
     threshold = card['postprocess'].get('cellprobThreshold', 0.0)
@@ -118,7 +126,7 @@ def main():
     card.setdefault('provenance', {})['cpuFile'] = {
         'method': 'onnxruntime static quantization, QDQ, int8 weights per output channel, uint8 activations, MinMax ranges',
         'script': 'models/training/quantize.py', 'calibrationTiles': {n: k for n, k in CALIBRATION}, 'seed': a.seed,
-        'keptFloat': [FIRST, *HEADS], 'heldOutAgainstFile': report['heldOut']}
+        'keptFloat': keep_float, 'heldOutAgainstFile': report['heldOut']}
     with open(os.path.join(a.model, 'card.json'), 'w') as f:
         json.dump(card, f, indent=2)
         f.write('\n')

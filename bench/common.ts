@@ -64,9 +64,11 @@ export function machine(): Record<string, unknown> {
 }
 
 /** Prints one JSON object (one line) and writes it to bench/results/NAME.json. */
-export function emit(name: string, result: Record<string, unknown>): Record<string, unknown> {
+/** Prints one result as a JSON line and (unless `write` is false) keeps it in bench/results/NAME.json. */
+export function emit(name: string, result: Record<string, unknown>, options: { write?: boolean } = {}): Record<string, unknown> {
   const obj = { benchmark: name, ...result };
   process.stdout.write(JSON.stringify(obj) + '\n');
+  if (options.write === false) return obj;
   if (!existsSync(RESULTS_DIR)) mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(join(RESULTS_DIR, `${name}.json`), JSON.stringify(obj, null, 2) + '\n');
   return obj;

@@ -214,7 +214,7 @@ async function main(): Promise<void> {
     inferenceMsPerTile: modelRef?.msPerTile ?? null,
     e2eSeconds: e2e?.seconds ?? null,
     benchSeconds: r2((performance.now() - started) / 1000),
-  });
+  }, { write: only === null }); // an --only run would overwrite the whole run's summary with nulls: printed only
 }
 
 main().then(() => process.exit(0), (err: Error) => { process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`); process.exit(1); });

@@ -112,6 +112,22 @@ describe('model card cpuFile: which file runs', function () {
     });
   });
 
+  it('cellbridge segment reports the file that ran (modelFile), the cpuFile or with --full-precision the card\'s file', function () {
+    this.timeout(60_000);
+    const svs = join(SHARED_DATA, 'wsi', 'CMU-1-Small-Region.svs');
+    if (!existsSync(svs)) { console.log(`      ${svs} not found: skipping`); this.skip(); }
+    const roi = join(root, 'roi.geojson');
+    writeFileSync(roi, JSON.stringify({ type: 'Polygon', coordinates: [[[800, 1200], [1000, 1200], [1000, 1400], [800, 1400], [800, 1200]]] }));
+    const run = (extra: string[]) => {
+      const r = spawnSync(process.execPath, [CLI, 'segment', svs, '--roi', roi, '--models', root, '--model', 'quant', '--device', 'cpu', '--quiet',
+        '--out', join(root, `out${extra.length}.geojson`), ...extra], { encoding: 'utf8', timeout: 55_000 });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!);
+    };
+    assert.equal(run([]).modelFile, 'model-cpu.onnx');
+    assert.equal(run(['--full-precision']).modelFile, 'model.onnx');
+  });
+
   describe('the bundled default model\'s int8 copy on real CoNSeP tiles', function () {
     const data = join(SHARED_DATA, 'consep', 'test');
     before(function () {

@@ -49,6 +49,8 @@ export function describeResolution(plan: StartJobResult): string {
 export interface SegmentSummary {
   image: string;
   model: string;
+  /** The model's ONNX file the daemon ran (protocol 2.2 models[].file: the int8 copy on a CPU); absent from older daemons. */
+  modelFile?: string;
   status: string;
   cells: number;
   counts: Record<string, number>;
@@ -245,8 +247,9 @@ async function runSegmentJob(client: CellBridgeClient, slide: SlideReader, job: 
     const seconds = (performance.now() - started) / 1000;
     if (c.status === 'completed') renameSync(tmpPath, job.out); else rmSync(tmpPath, { force: true });
     if (!s.verbose) s.say(`${label}: ${c.status}, ${c.cells} cells in ${seconds.toFixed(1)} s`);
+    const file = client.initializeResult?.models.find((m) => m.name === outcome.plan.model)?.file;
     const summary = {
-      image: job.image, model: outcome.plan.model, status: c.status, cells: c.cells, counts: c.counts, tiles: c.tilesDone,
+      image: job.image, model: outcome.plan.model, ...(file ? { modelFile: file } : {}), status: c.status, cells: c.cells, counts: c.counts, tiles: c.tilesDone,
       seconds: Math.round(seconds * 1000) / 1000, tilesPerSecond: c.tilesDone / seconds, cellsPerSecond: c.cells / seconds, out: job.out,
       ...(job.roi !== undefined ? { roi: job.roi } : {}),
       ...(c.error ? { error: c.error } : {}),

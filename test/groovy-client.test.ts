@@ -291,6 +291,7 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
       const s = results.detect;
       scenarioOk(s, 'detect');
       assert.equal(s.report.status, 'completed', s.report.message);
+      assert.equal(s.report.modelFile, 'model.onnx', 'the report names the file the daemon ran (protocol 2.2)');
       assert.equal(s.applyCalls, 1, 'results applied once, in one batch');
       const applied = JSON.parse(readFileSync(s.featuresFile, 'utf8'));
       assert.equal(applied.length, 1);

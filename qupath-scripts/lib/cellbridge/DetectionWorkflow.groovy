@@ -173,7 +173,7 @@ class DetectionWorkflow {
         return new ImageReport(image: name, status: 'completed', cells: outcome.cellCount,
             counts: (outcome.completed.counts ?: [:]) as Map, regions: results*.describe(),
             tilesTotal: started.tilesTotal, millis: System.currentTimeMillis() - t0, model: card.name as String,
-            skipped: skipped, server: instanceOf(client))
+            modelFile: card.file as String, skipped: skipped, server: instanceOf(client))
     }
 
     private static String instanceOf(CellBridgeClient client) {

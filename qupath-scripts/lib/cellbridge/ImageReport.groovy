@@ -15,6 +15,8 @@ class ImageReport {
     int tilesTotal
     long millis
     String model
+    /** The model's ONNX file the daemon ran (protocol 2.2): model-int8.onnx on a CPU; null from older daemons. */
+    String modelFile
     /** The daemon that ran the job (initialize's serverInfo.instance): which replica, behind a load balancer. */
     String server
     /** 2 when the image ran again on another connection because its daemon went away (parallel runs). */
@@ -35,7 +37,7 @@ class ImageReport {
     Map toMap() {
         return [image: image, status: status, code: code, codeName: code ? ErrorCodes.name(code) : null,
                 message: message, cells: cells, counts: counts, regions: regions, skipped: skipped,
-                tilesTotal: tilesTotal, millis: millis, model: model, server: server, attempts: attempts, ]
+                tilesTotal: tilesTotal, millis: millis, model: model, modelFile: modelFile, server: server, attempts: attempts, ]
     }
 
     String summaryLine() {

@@ -8,22 +8,19 @@
  *   node dist/bench/precision.js [--model NAME] [--rounds 3]
  *   npm run bench -- --only precision          (the default model)
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CLI, emit, machine, median, note, r2, r3, SVS } from './common';
-import { cellsOf, compareRuns, type CellPoint } from './stability';
+import { emit, machine, median, note, r2, r3, SVS } from './common';
+import { compareRuns, segmentWithCli, type CellPoint } from './stability';
 
 interface Run { seconds: number; cells: CellPoint[]; model: string }
 
 function segmentOnce(out: string, model: string | undefined, full: boolean): Run {
-  const args = [CLI, 'segment', SVS, '--out', out, '--device', 'cpu', '--quiet', ...(model ? ['--model', model] : []), ...(full ? ['--full-precision'] : [])];
-  const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 600_000 });
-  if (r.status !== 0) throw new Error(`cellbridge segment${full ? ' --full-precision' : ''} failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  return { seconds: summary.seconds, cells: cellsOf(JSON.parse(readFileSync(out, 'utf8'))), model: summary.model };
+  const extra = [...(model ? ['--model', model] : []), ...(full ? ['--full-precision'] : [])];
+  const { summary, cells } = segmentWithCli(SVS, out, extra, full ? '--full-precision' : '(int8 cpuFile)');
+  return { seconds: summary.seconds, cells, model: summary.model };
 }
 
 export async function precisionBench(opts: { model?: string; rounds?: number } = {}) {

@@ -94,6 +94,16 @@ export function compareRuns(ref: readonly CellPoint[], run: readonly CellPoint[]
   };
 }
 
+/**
+ * `cellbridge segment IMAGE --out OUT --device cpu --quiet EXTRA` with a daemon in-process, as a user runs it:
+ * its JSON summary and the cells it wrote; throws with the end of stderr when it fails.
+ */
+export function segmentWithCli(image: string, out: string, extra: string[], what: string): { summary: Record<string, any>; cells: CellPoint[] } {
+  const r = spawnSync(process.execPath, [CLI, 'segment', image, '--out', out, '--device', 'cpu', '--quiet', ...extra], { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`cellbridge segment ${what} failed (${r.status}): ${r.stderr.slice(-2000)}`);
+  return { summary: JSON.parse(r.stdout.trim().split('\n').pop()!), cells: cellsOf(JSON.parse(readFileSync(out, 'utf8'))) };
+}
+
 /** A lossless tiled TIFF copy of the slide's full-resolution pixels that declares `mpp` µm/px. */
 export async function copyWithPixelSize(slide: string, mpp: number, out: string): Promise<number | null> {
   // sharp's xres/yres are pixels per mm; with resolutionUnit 'cm' the tags hold pixels per cm.
@@ -117,13 +127,10 @@ export async function stabilityBench(opts: { model?: string; slide?: string; mpp
       const copy = join(dir, `${mpp}.tif`);
       const declared = await copyWithPixelSize(slide, mpp, copy);
       if (declared === null || Math.abs(declared - mpp) > 1e-6) throw new Error(`the copy declares ${declared} µm/px, not ${mpp}`);
-      const args = [CLI, 'segment', copy, '--out', out, '--device', 'cpu', '--quiet', ...(opts.model ? ['--model', opts.model] : [])];
       const t = performance.now();
-      const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 600_000 });
+      const { summary, cells } = segmentWithCli(copy, out, opts.model ? ['--model', opts.model] : [], `--mpp ${mpp}`);
       const seconds = (performance.now() - t) / 1000;
-      if (r.status !== 0) throw new Error(`cellbridge segment --mpp ${mpp} failed (${r.status}): ${r.stderr.slice(-2000)}`);
-      const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
-      runs[String(mpp)] = { cells: cellsOf(JSON.parse(readFileSync(out, 'utf8'))), seconds: r3(seconds), model: summary.model, declared };
+      runs[String(mpp)] = { cells, seconds: r3(seconds), model: summary.model, declared };
       rmSync(copy);
       note(`--mpp ${mpp}: ${runs[String(mpp)].cells.length} cells in ${seconds.toFixed(1)} s`);
     }

@@ -39,7 +39,7 @@ export interface ModelInfo {
   classes: ClassInfo[];
   /**
    * The ONNX file the daemon runs for this model with its execution provider, e.g. "model-int8.onnx"
-   * (an int8 copy on the CPU) or "model.onnx". Absent for failed models. Added in 1.x; optional.
+   * (an int8 copy on the CPU) or "model.onnx". Absent for failed models. Since 2.2; optional.
    */
   file?: string;
   /** 'failed' models are listed with the reason so that a client can tell the user. */

@@ -1,7 +1,8 @@
 /** `cellbridge serve`: run the daemon until SIGINT/SIGTERM. */
-import { basename, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { DEFAULT_LIMITS, DEFAULT_PORT, type ServerConfig } from '../config';
 import { DEVICE_CHOICES, describeChoice, type DeviceRequest } from '../inference/providers';
+import { runFileName } from '../inference/model-registry';
 import { isLoopback, startDaemon, type Daemon } from '../server';
 import { createLogger, isLogLevel, type Logger } from '../util/log';
 import { intFlag, parseCommand, UsageError } from './args';
@@ -92,7 +93,7 @@ export async function serve(argv: string[]): Promise<void> {
     event: 'listening', url: daemon.url, port: daemon.port, instance: daemon.instance,
     provider: daemon.provider.name, deviceName: daemon.provider.deviceName, skipped: daemon.provider.skipped,
     models: daemon.registry.list().map((m) => ({
-      name: m.name, status: m.status, ...(m.status === 'ready' && m.onnxPath ? { file: basename(m.onnxPath) } : {}), ...(m.error ? { error: m.error } : {}),
+      name: m.name, status: m.status, file: runFileName(m), ...(m.error ? { error: m.error } : {}),
     })),
     defaultModel: daemon.registry.defaultModel,
   }) + '\n');

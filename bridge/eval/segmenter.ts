@@ -133,7 +133,8 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
   }
   const { runFileFor } = require('../inference/model-registry') as typeof import('../inference/model-registry');
   m.registered.onnxPath = runFileFor(m.registered, provider, options.fullPrecision === true);
-  options.log?.(`[eval] model file: ${path.basename(m.registered.onnxPath!)}`);
+  const modelFile = path.basename(m.registered.onnxPath!);
+  options.log?.(`[eval] model file: ${modelFile}`);
   const engine = new TileEngine({ provider, intraOpThreads: options.intraOpThreads, postprocessWorkers: options.postprocessWorkers });
   const views = viewsFor(card.input, options.views);
   const ie = { engine, model: m.registered, views };
@@ -145,7 +146,7 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
     classNames: card.classes.map((c) => c.name),
     provider,
     views,
-    modelFile: path.basename(m.registered.onnxPath!),
+    modelFile,
     async segment(tile) {
       const r = await segmentRgbImage(tile.rgb, tile.width, tile.height, micronsPerPixel, ie);
       if (r.width !== tile.width || r.height !== tile.height || r.labels.length !== tile.width * tile.height) {

@@ -3,7 +3,7 @@
  * or file is broken is still listed, as failed with the reason, so that clients can tell the user.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { basename, join, resolve, sep } from 'node:path';
 import type { ModelCard } from './model-card';
 import { validateCard } from './card-validate';
 
@@ -65,6 +65,11 @@ export class ModelRegistry {
     const m = this.models.get(name);
     if (m) { m.status = 'failed'; m.error = error; }
   }
+}
+
+/** The name of the ONNX file a ready model runs (ModelInfo.file), undefined for a failed one. */
+export function runFileName(m: Pick<RegisteredModel, 'status' | 'onnxPath'>): string | undefined {
+  return m.status === 'ready' && m.onnxPath ? basename(m.onnxPath) : undefined;
 }
 
 /** The file a model runs with a provider (see ModelRegistry.useProvider). */

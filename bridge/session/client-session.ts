@@ -6,7 +6,7 @@
  * planned tiles per client, tiles in flight per job and per client, initialize/idle timeouts,
  * unresponsive peers (ping), pre-authentication limits (small messages, one wrong token closes).
  */
-import { basename } from 'node:path';
+import { runFileName } from '../inference/model-registry';
 import { viewsFor } from '../inference/tta';
 import { setMaxListeners } from 'node:events';
 import type WebSocket from 'ws';
@@ -210,7 +210,7 @@ export class ClientSession {
       tileSize: m.card?.input.readSize ?? 0,
       tileOverlap: m.card?.tiling.overlap ?? 0,
       classes: m.card?.classes.map((k) => ({ index: k.index, name: k.name, color: k.color })) ?? [],
-      ...(m.status === 'ready' && m.onnxPath ? { file: basename(m.onnxPath) } : {}),
+      file: runFileName(m), // undefined (left out of the JSON) for a failed model
       status: m.status,
       ...(m.error ? { error: m.error } : {}),
     }));

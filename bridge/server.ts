@@ -10,8 +10,9 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import * as ort from './inference/ort';
 import type { ExecutionProviderInfo, HealthResult, JobStatus } from '../protocol';
 import { maxTcpConnections, type ServerConfig } from './config';
-import { ModelRegistry, type RegisteredModel } from './inference/model-registry';
+import { ModelRegistry } from './inference/model-registry';
 import { selectProvider, summariseError, type ProbeModel } from './inference/providers';
+import { loadableRunFile } from './inference/model-file';
 import { TileEngine } from './pipeline/engine';
 import { ClientSession } from './session/client-session';
 import type { DaemonContext } from './session/daemon-context';
@@ -57,14 +58,6 @@ export function probeOf(registry: ModelRegistry): ProbeModel | null {
 }
 
 /** Opens a model file with the provider and checks that it has the card's input and outputs. */
-async function checkModelFile(path: string, card: NonNullable<RegisteredModel['card']>, provider: string): Promise<void> {
-  const s = await ort.InferenceSession.create(path, { executionProviders: [provider] });
-  const missing = [card.input.name].filter((n) => !s.inputNames.includes(n))
-    .concat([card.outputs.flows.name, card.outputs.type.name, ...(card.outputs.cellProbability ? [card.outputs.cellProbability.name] : [])].filter((n) => !s.outputNames.includes(n)));
-  await s.release();
-  if (missing.length > 0) throw new Error(`the ONNX file has no input/output named ${missing.join(', ')} (it has inputs ${s.inputNames.join(', ')}; outputs ${s.outputNames.join(', ')})`);
-}
-
 /**
  * Loads every ready model once with the chosen provider, so a corrupt file is reported now, not mid-job.
  * A `cpuFile` that does not load is only a lost speed-up: the model runs its `file` instead, with a warning.
@@ -73,14 +66,9 @@ async function verifyModels(registry: ModelRegistry, provider: string, log: Logg
   for (const m of registry.list()) {
     if (m.status !== 'ready' || !m.onnxPath || !m.card) continue;
     try {
-      try {
-        await checkModelFile(m.onnxPath, m.card, provider);
-      } catch (err) {
-        if (m.onnxPath === m.filePath) throw err;
-        log.warn('model cpuFile could not be loaded; running its full-precision file', { model: m.name, reason: summariseError(err) });
-        registry.useFullPrecision(m.name);
-        await checkModelFile(m.onnxPath, m.card, provider);
-      }
+      const file = await loadableRunFile(m, provider, (reason) =>
+        log.warn('model cpuFile could not be loaded; running its full-precision file', { model: m.name, reason }));
+      if (file !== m.onnxPath) registry.useFullPrecision(m.name);
     } catch (err) {
       const reason = `model file could not be loaded: ${summariseError(err)}`;
       registry.markFailed(m.name, reason);

@@ -1,7 +1,7 @@
 /**
  * A model card's `cpuFile` (issue 10, CPU budget): the int8 copy runs on the CPU provider, the card's
  * `file` everywhere else and with --full-precision; a broken cpuFile falls back to `file` at start-up;
- * a missing or escaping one is a failed model with the reason. And the bundled default's int8 copy
+ * a missing or escaping one is a failed model with the reason; `npm run eval` picks and falls back the same way. And the bundled default's int8 copy
  * segments real CoNSeP tiles like its full-precision file.
  */
 import assert from 'node:assert/strict';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { ModelRegistry, runFileFor } from '../bridge/inference/model-registry';
 import { validateCard } from '../bridge/inference/card-validate';
+import { modelSegmenter } from '../bridge/eval/segmenter';
 import { startDaemon, CLI, REPO_ROOT, SHARED_DATA, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir, syntheticCard, syntheticModelOnnx } from './helpers/synthetic-model';
 import { RawPeer } from './hardening-helpers.test';
@@ -110,6 +111,20 @@ describe('model card cpuFile: which file runs', function () {
       assert.equal(warned.length, 1, daemon.stderr.join('\n'));
       assert.match(warned[0].msg ?? warned[0].message ?? warned[0].event, /cpuFile could not be loaded/);
     });
+  });
+
+  it('npm run eval falls back like the daemon: a cpuFile that does not load runs the card\'s file, and says so', async function () {
+    this.timeout(60_000);
+    const lines: string[] = [];
+    const seg = await modelSegmenter(root, 'badcpu', 0.5, { device: 'cpu', postprocessWorkers: 1, log: (l) => lines.push(l) });
+    try {
+      assert.equal(seg.modelFile, 'model.onnx');
+      assert.ok(lines.some((l) => /\[eval\] model cpuFile could not be loaded \(.+\); running its full-precision file/.test(l)), lines.join('\n'));
+    } finally {
+      await seg.close();
+    }
+    const good = await modelSegmenter(root, 'quant', 0.5, { device: 'cpu', postprocessWorkers: 1 });
+    try { assert.equal(good.modelFile, 'model-cpu.onnx'); } finally { await good.close(); }
   });
 
   it('cellbridge segment reports the file that ran (modelFile), the cpuFile or with --full-precision the card\'s file', function () {

@@ -132,7 +132,14 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
     throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
   }
   const { runFileFor } = require('../inference/model-registry') as typeof import('../inference/model-registry');
-  m.registered.onnxPath = runFileFor(m.registered, provider, options.fullPrecision === true);
+  const { loadableRunFile } = require('../inference/model-file') as typeof import('../inference/model-file');
+  try {
+    // The daemon's rule and fallback (server.verifyModels): an int8 cpuFile that does not load runs the card's file.
+    m.registered.onnxPath = await loadableRunFile({ ...m.registered, onnxPath: runFileFor(m.registered, provider, options.fullPrecision === true) },
+      provider, (reason) => options.log?.(`[eval] model cpuFile could not be loaded (${reason}); running its full-precision file`));
+  } catch (e) {
+    throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
+  }
   const modelFile = path.basename(m.registered.onnxPath!);
   options.log?.(`[eval] model file: ${modelFile}`);
   const engine = new TileEngine({ provider, intraOpThreads: options.intraOpThreads, postprocessWorkers: options.postprocessWorkers });

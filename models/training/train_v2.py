@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import load_set, split_val, SETS, UNKNOWN, VAL_IMAGES  # noqa: E402
-from augment import geometric, colour, rescale, degrade  # noqa: E402
+from augment import geometric, colour, rescale, degrade, contact_pixels  # noqa: E402
 from model import CellUNet, count_params  # noqa: E402
 from postprocess_ref import follow_flows, get_masks, finish, PQ, gt_classes  # noqa: E402
 from train import predict  # noqa: E402  (same inference as v1's validation)
@@ -143,18 +143,6 @@ def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale):
     sl = (slice(y, y + c), slice(x_, x_ + c))
     img, fl, (ty, ins) = geometric(r, img[sl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
     return degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0, contact_pixels(ins)
-
-
-def contact_pixels(ins, reach=2):
-    """Pixels of a nucleus that have another nucleus within `reach` pixels (a (2 reach + 1)^2 window): where touching
-    neighbours must be told apart by their flows pointing away from each other, the error behind half of the
-    missed nuclei (merged neighbours, models/README). float32 0/1."""
-    from scipy.ndimage import maximum_filter, minimum_filter
-    ins = ins.astype(np.int64)
-    w = 2 * reach + 1
-    hi = maximum_filter(ins, w, mode='nearest')
-    lo = minimum_filter(np.where(ins > 0, ins, ins.max() + 1), w, mode='nearest')
-    return ((ins > 0) & ((hi != ins) | (lo != ins))).astype(np.float32)
 
 
 def make_sampler(tr, names, probs, crop, scale_range, od_scale):

@@ -57,7 +57,6 @@ export function probeOf(registry: ModelRegistry): ProbeModel | null {
   return { path: m.onnxPath, inputName: i.name, dims: i.layout === 'NCHW' ? [1, i.channels, size, size] : [1, size, size, i.channels] };
 }
 
-/** Opens a model file with the provider and checks that it has the card's input and outputs. */
 /**
  * Loads every ready model once with the chosen provider, so a corrupt file is reported now, not mid-job.
  * A `cpuFile` that does not load is only a lost speed-up: the model runs its `file` instead, with a warning.

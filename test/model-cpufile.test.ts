@@ -1,8 +1,8 @@
 /**
  * A model card's `cpuFile` (issue 10, CPU budget): the int8 copy runs on the CPU provider, the card's
  * `file` everywhere else and with --full-precision; a broken cpuFile falls back to `file` at start-up;
- * a missing or escaping one is a failed model with the reason; `npm run eval` picks and falls back the same way. And the bundled default's int8 copy
- * segments real CoNSeP tiles like its full-precision file.
+ * a missing or escaping one is a failed model with the reason; `npm run eval` picks and falls back the
+ * same way. And the bundled default's int8 copy segments real CoNSeP tiles like its full-precision file.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -117,12 +117,11 @@ def degrade(rng, x):
 
 def contact_pixels(ins, reach=2):
     """Pixels of a nucleus that have another nucleus within `reach` pixels (a (2 reach + 1)^2 window): where touching
-    neighbours must be told apart by their flows pointing away from each other, the error behind half of the
-    missed nuclei (merged neighbours, models/README). float32 0/1."""
+    neighbours must be told apart by their flows pointing away from each other (merged neighbours are one of the
+    two largest errors, models/README "Where the missed nuclei go"). float32 0/1."""
     from scipy.ndimage import maximum_filter, minimum_filter  # only the contact-weighted loss needs scipy
     ins = ins.astype(np.int64)
     w = 2 * reach + 1
     hi = maximum_filter(ins, w, mode='nearest')
     lo = minimum_filter(np.where(ins > 0, ins, ins.max() + 1), w, mode='nearest')
     return ((ins > 0) & ((hi != ins) | (lo != ins))).astype(np.float32)
-

@@ -1,6 +1,7 @@
 """Where the missed nuclei go: merged with a neighbour, not found, or found with a poor outline.
 
-  /usr/bin/python3 models/training/errors.py models/cellbridge-he-v2/checkpoint-fp16.pt /work/v2w11/checkpoint-fp16.pt
+  /usr/bin/python3 models/training/errors.py models/cellbridge-he-v2/checkpoint-fp16.pt \
+      models/training/runs/cellbridge-he-v2-w11/last.pt
 
 For each checkpoint, on the held-out images of each set (datasets.VAL_IMAGES; train_v2's validation post-processing
 at model resolution), every ground-truth nucleus without a match (IoU > 0.5) is put in one of three groups:

@@ -63,7 +63,6 @@ export function machine(): Record<string, unknown> {
   };
 }
 
-/** Prints one JSON object (one line) and writes it to bench/results/NAME.json. */
 /** Prints one result as a JSON line and (unless `write` is false) keeps it in bench/results/NAME.json. */
 export function emit(name: string, result: Record<string, unknown>, options: { write?: boolean } = {}): Record<string, unknown> {
   const obj = { benchmark: name, ...result };

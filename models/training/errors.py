@@ -25,41 +25,35 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import SETS  # noqa: E402
+from postprocess_ref import match  # noqa: E402
 
 
 def tile_errors(gt, pred, fg=None, typ=None):
     """Counts for one tile: gt and pred are instance maps of the same shape (0 = background); fg (optional) the
-    pixels where the cell probability passes the threshold, typ (optional) the true class map."""
-    g_ids = [g for g in np.unique(gt) if g]
-    p_ids = [p for p in np.unique(pred) if p]
-    out = {'gt': len(g_ids), 'tp': 0, 'merged': 0, 'notFound': 0, 'notFoundBelowThreshold': 0, 'poor': 0,
-           'fp': len(p_ids), 'notFoundByClass': [0] * 5}
-    if not g_ids:
+    pixels where the cell probability passes the threshold, typ (optional) the true class map. Matches are the
+    PQ code's (postprocess_ref.match: unique, IoU > 0.5)."""
+    m, g_ids, p_ids = match(gt, pred)
+    matched = {int(g) for g, _, _ in m}
+    out = {'gt': len(g_ids), 'tp': len(m), 'merged': 0, 'notFound': 0, 'notFoundBelowThreshold': 0, 'poor': 0,
+           'fp': len(p_ids) - len(m), 'notFoundByClass': [0] * 5}
+    if len(g_ids) == len(matched):
         return out
-    # overlap table: rows gt ids, columns pred ids (0 included for background)
+    # share of each true nucleus (rows) inside each predicted cell (columns; 0 = background, never counted)
     ng, npd = int(gt.max()) + 1, int(pred.max()) + 1
     inter = np.bincount(gt.ravel().astype(np.int64) * npd + pred.ravel().astype(np.int64), minlength=ng * npd).reshape(ng, npd)
-    g_area, p_area = inter.sum(1), inter.sum(0)
-    iou = inter / np.maximum(g_area[:, None] + p_area[None, :] - inter, 1)
-    iou[0, :] = 0
-    iou[:, 0] = 0
-    cover = inter / np.maximum(g_area[:, None], 1)  # share of each true nucleus inside each predicted cell
+    cover = inter / np.maximum(inter.sum(1, keepdims=True), 1)
     cover[:, 0] = 0
-    matched_g = iou.max(1) > 0.5
-    matched_p = iou.max(0) > 0.5
-    out['tp'] = int(matched_g[g_ids].sum())
-    out['fp'] = int(sum(1 for p in p_ids if not matched_p[p]))
     for g in g_ids:
-        if matched_g[g]:
+        if int(g) in matched:
             continue
         p = int(cover[g].argmax())
         if cover[g, p] < 0.5:
             out['notFound'] += 1
-            m = gt == g
-            if fg is not None and fg[m].mean() < 0.5:
+            nucleus = gt == g
+            if fg is not None and fg[nucleus].mean() < 0.5:
                 out['notFoundBelowThreshold'] += 1
             if typ is not None:
-                out['notFoundByClass'][int(np.bincount(typ[m].astype(np.int64), minlength=5)[:5].argmax())] += 1
+                out['notFoundByClass'][int(np.bincount(typ[nucleus].astype(np.int64), minlength=5)[:5].argmax())] += 1
         elif ((cover[:, p] >= 0.5).sum() - 1) > 0:
             out['merged'] += 1
         else:

@@ -13,7 +13,7 @@ import { maxTcpConnections, type ServerConfig } from './config';
 import { ModelRegistry } from './inference/model-registry';
 import { selectProvider, summariseError, type ProbeModel } from './inference/providers';
 import { loadableRunFile } from './inference/model-file';
-import { TileEngine } from './pipeline/engine';
+import { maxInferenceWorkers, TileEngine } from './pipeline/engine';
 import { ClientSession } from './session/client-session';
 import type { DaemonContext } from './session/daemon-context';
 import { createLogger, type Logger } from './util/log';
@@ -114,6 +114,9 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   log.info('execution provider', { provider: choice.name, deviceName: choice.deviceName });
   registry.useProvider(choice.name, config.fullPrecision);
   await verifyModels(registry, choice.name, log);
+  if (config.inferenceWorkers !== undefined && config.inferenceWorkers > maxInferenceWorkers(choice.name)) {
+    log.warn('inference workers capped', { provider: choice.name, asked: config.inferenceWorkers, running: maxInferenceWorkers(choice.name), why: 'two WebGPU sessions in one process abort it' });
+  }
   const engine = new TileEngine({
     provider: choice.name, inferenceWorkers: config.inferenceWorkers,
     postprocessWorkers: config.postprocessWorkers, intraOpThreads: config.intraOpThreads,

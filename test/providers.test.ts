@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import {
   AUTO_ORDER, describeChoice, explain, precheck, sharedLibraryFound, ProviderUnavailable, selectProvider, summariseError, type ProbeModel, type ProviderName,
 } from '../bridge/inference/providers';
-import { engineDefaults, TileEngine } from '../bridge/pipeline/engine';
+import { engineDefaults, maxInferenceWorkers, TileEngine } from '../bridge/pipeline/engine';
 import { sessionOptions } from '../bridge/inference/inference-worker';
 import { ModelRegistry } from '../bridge/inference/model-registry';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
@@ -111,9 +111,9 @@ describe('execution provider selection', () => {
 });
 
 describe('engine defaults per provider', () => {
-  it('cpu: one session on every core; webgpu/cuda: two sessions in flight, few CPU threads', () => {
+  it('cpu: one session on every core; webgpu: one session; cuda: two sessions in flight; GPUs: few CPU threads', () => {
     assert.deepEqual(engineDefaults('cpu', 16), { inferenceWorkers: 1, intraOpThreads: 16, batchSize: 1 });
-    assert.deepEqual(engineDefaults('webgpu', 16), { inferenceWorkers: 2, intraOpThreads: 4, batchSize: 1 });
+    assert.deepEqual(engineDefaults('webgpu', 16), { inferenceWorkers: 1, intraOpThreads: 4, batchSize: 1 });
     assert.deepEqual(engineDefaults('cuda', 16), { inferenceWorkers: 2, intraOpThreads: 4, batchSize: 4 });
     assert.equal(engineDefaults('cuda', 2).intraOpThreads, 1);
   });
@@ -132,6 +132,12 @@ describe('engine defaults per provider', () => {
       assert.equal(e.settings.intraOpThreads, 1);
     } finally { await e.close(); }
     assert.throws(() => new TileEngine({ provider: 'cpu' }, { CELLBRIDGE_BATCH_SIZE: 'lots' }), /CELLBRIDGE_BATCH_SIZE/);
+  });
+
+  it('webgpu never runs two sessions in one process (they abort it in Dawn on an H200): --inference-workers is capped at 1', () => {
+    assert.equal(maxInferenceWorkers('webgpu'), 1);
+    assert.equal(maxInferenceWorkers('cuda'), 64);
+    assert.equal(maxInferenceWorkers('cpu'), 64);
   });
 });
 

@@ -61,7 +61,7 @@ export const SERVE: CommandSpec = {
     { name: 'token', type: 'string', value: 'SECRET', env: 'CELLBRIDGE_TOKEN', help: 'shared secret every client must present (use a long random one: openssl rand -hex 32)' },
     { name: 'allow-origin', type: 'string', multiple: true, value: 'ORIGIN', env: 'CELLBRIDGE_ALLOW_ORIGIN', help: 'a browser origin allowed to connect; all others are refused (the variable takes a comma-separated list)' },
     { name: 'log-level', type: 'string', value: LOG_LEVELS.join('|'), default: 'info', env: 'CELLBRIDGE_LOG_LEVEL', help: 'JSON log lines on stderr' },
-    { name: 'inference-workers', type: 'string', value: 'N', default: '1 (CPU), 2 (GPU)', help: 'onnxruntime sessions running at once' },
+    { name: 'inference-workers', type: 'string', value: 'N', default: '1 (CPU, WebGPU), 2 (CUDA)', help: 'onnxruntime sessions running at once (WebGPU: at most 1)' },
     { name: 'postprocess-workers', type: 'string', value: 'N', default: 'cores − 1', help: 'worker threads for post-processing' },
     { name: 'threads', type: 'string', value: 'N', default: 'cores (CPU), cores/4 (GPU)', help: 'onnxruntime threads per session' },
     { name: 'full-precision', type: 'boolean', env: 'CELLBRIDGE_FULL_PRECISION', help: 'on the CPU, run each model\'s full-precision file, not the int8 copy its card names (cpuFile): ~1.4x slower, for comparisons' },

@@ -37,16 +37,23 @@ export interface EngineDefaults { inferenceWorkers: number; intraOpThreads: numb
 /**
  * Defaults per execution provider.
  * - cpu: one session using every core (onnxruntime parallelises inside a run), batch 1.
- * - webgpu: two runs in flight keep the GPU busy while the CPU prepares the next tile; batch 1,
- *   because batching measured slower under WebGPU (shared/reference/gpu.md).
+ * - webgpu: one session, batch 1 (batching measured slower under WebGPU, shared/reference/gpu.md).
+ *   Never more than one: two sessions in two worker threads abort the whole process inside Dawn
+ *   ("Command encoding already finished", SIGABRT at the first job; H200, onnxruntime-node 1.30,
+ *   bench/README "WebGPU on an H200"). One session already runs CMU-1-Small-Region in 2.1 s.
  * - cuda: two sessions, batches of up to 4 waiting tiles (PyTorch on the same GPU gained 1.8x
  *   from batch 8; not measured with onnxruntime-node CUDA yet).
  * GPU sessions need few CPU threads (only for nodes that fall back to the CPU): the cores are left
  * to post-processing, which becomes the bottleneck.
  */
+/** Sessions a provider can run at once in one process (WebGPU: one, see engineDefaults). */
+export function maxInferenceWorkers(provider: string): number {
+  return provider === 'webgpu' ? 1 : 64;
+}
+
 export function engineDefaults(provider: string, cores: number = availableParallelism()): EngineDefaults {
   if (provider === 'cuda') return { inferenceWorkers: 2, intraOpThreads: Math.max(1, Math.min(4, Math.floor(cores / 4))), batchSize: 4 };
-  if (provider === 'webgpu') return { inferenceWorkers: 2, intraOpThreads: Math.max(1, Math.min(4, Math.floor(cores / 4))), batchSize: 1 };
+  if (provider === 'webgpu') return { inferenceWorkers: 1, intraOpThreads: Math.max(1, Math.min(4, Math.floor(cores / 4))), batchSize: 1 };
   return { inferenceWorkers: 1, intraOpThreads: cores, batchSize: 1 };
 }
 
@@ -86,7 +93,7 @@ export class TileEngine {
     const cores = availableParallelism();
     const d = engineDefaults(options.provider, cores);
     this.settings = {
-      inferenceWorkers: options.inferenceWorkers ?? d.inferenceWorkers,
+      inferenceWorkers: Math.min(options.inferenceWorkers ?? d.inferenceWorkers, maxInferenceWorkers(options.provider)),
       intraOpThreads: options.intraOpThreads ?? d.intraOpThreads,
       batchSize: options.batchSize ?? envBatchSize(env) ?? d.batchSize,
       postprocessWorkers: options.postprocessWorkers ?? Math.max(1, cores - 1),

@@ -94,6 +94,34 @@ def rescale(rng, img40, img, flows, maps, scale_range=(0.75, 1.33), p=0.85):
     return out, flows[:, idx][:, :, idx], [m[idx][:, idx] for m in maps]
 
 
+UPSAMPLERS = (Image.NEAREST, Image.BILINEAR, Image.BICUBIC)
+
+
+def rescale_fine(rng, img40, img, flows, maps, scale_range=(0.75, 1.33), p=0.85, p_20x=0.35):
+    """As rescale, for a network that reads the image at twice the maps' resolution (model.CellUNet fine_input):
+    maps of n x n come with an image of 2n x 2n. Mostly that image is the 40x original resampled (a 40x slide:
+    real detail); with probability p_20x it is the 0.5 um/px tile (a 20x slide) resampled to n and then
+    upsampled 2x with nearest, bilinear or bicubic (what a reader does to a 20x slide: no new detail), so that
+    20x slides stay in the training distribution."""
+    n_in = img.shape[0]
+    s = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1])))) if rng.random() < p else 1.0
+    n = max(16, int(round(n_in * s)))
+    k = KERNELS[rng.choice(len(KERNELS), p=KERNEL_P)]
+    if rng.random() < p_20x:
+        src = Image.fromarray(img)
+        if n != n_in:
+            src = src.resize((n, n), k)
+        out = np.array(src.resize((2 * n, 2 * n), UPSAMPLERS[rng.integers(len(UPSAMPLERS))]), np.uint8)
+    elif 2 * n == img40.shape[0]:
+        out = img40
+    else:
+        out = np.array(Image.fromarray(img40).resize((2 * n, 2 * n), k), np.uint8)
+    if n == n_in:
+        return out, flows, maps
+    idx = _nearest_index(n, n_in)
+    return out, flows[:, idx][:, :, idx], [m[idx][:, idx] for m in maps]
+
+
 def degrade(rng, x):
     """float 0..255 image -> blur or sharpen, JPEG re-compression, sensor noise (each sometimes)."""
     u = rng.random()

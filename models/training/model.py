@@ -19,10 +19,14 @@ class CellUNet(nn.Module):
     type_branch, the type head reads its own copy of the last decoder block (dec_type), so that the class head can
     be trained on a frozen trunk without moving the outlines (flows and cellprob keep reading dec[-1])."""
 
-    def __init__(self, ch=(16, 32, 64, 128, 128), n_types=5, type_branch=False):
+    def __init__(self, ch=(16, 32, 64, 128, 128), n_types=5, type_branch=False, fine_input=False):
         super().__init__()
+        # fine_input: the image comes at twice the maps' resolution (0.25 um/px for maps at 0.5) and is folded
+        # into 12 channels (2x2 space-to-depth) before the first convolution: the network sees the 40x detail at
+        # the cost of a wider first layer, and everything after it runs on the same grid as without.
+        self.fine_input = fine_input
         self.enc = nn.ModuleList()
-        cin = 3
+        cin = 12 if fine_input else 3
         for c in ch:
             self.enc.append(Block(cin, c))
             cin = c
@@ -36,6 +40,8 @@ class CellUNet(nn.Module):
         self.type_head = nn.Conv2d(cin, n_types, 1)
 
     def forward(self, x):
+        if self.fine_input:
+            x = F.pixel_unshuffle(x, 2)
         skips = []
         for i, blk in enumerate(self.enc):
             if i > 0:
@@ -50,6 +56,16 @@ class CellUNet(nn.Module):
             x = blk(last_in)
         t = x if self.dec_type is None else self.dec_type(last_in)
         return self.flows(x), self.cellprob(x), self.type_head(t)
+
+
+def fine_input_weights(sd):
+    """A network's weights for its fine_input twin: the first convolution's kernel spread over the 4 sub-pixels of
+    each colour channel (pixel_unshuffle orders them c*4 + 2*dy + dx) and divided by 4, so that at the start the
+    twin computes exactly the original network on the 2x2 box average of the fine image."""
+    out = dict(sd)
+    k = 'enc.0.0.0.weight'
+    out[k] = sd[k].repeat_interleave(4, dim=1) / 4.0
+    return out
 
 
 def count_params(m):

@@ -30,8 +30,8 @@ import torch.nn.functional as F  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import load_set, split_val, SETS, UNKNOWN, VAL_IMAGES  # noqa: E402
-from augment import geometric, colour, rescale, degrade, contact_pixels  # noqa: E402
-from model import CellUNet, count_params  # noqa: E402
+from augment import geometric, colour, rescale, rescale_fine, degrade, contact_pixels  # noqa: E402
+from model import CellUNet, count_params, fine_input_weights  # noqa: E402
 from postprocess_ref import follow_flows, get_masks, finish, PQ, gt_classes  # noqa: E402
 from train import predict  # noqa: E402  (same inference as v1's validation)
 
@@ -113,7 +113,8 @@ def load_network(path, channels=(16, 32, 64, 128, 128)):
     """(network in eval mode, checkpoint dict) from a compact checkpoint or a run's best.pt / last.pt, read once;
     its recorded channel widths (else `channels`) and type branch decide the architecture."""
     ck = torch.load(path, map_location='cpu')
-    net = CellUNet(tuple(ck.get('channels', channels)), type_branch=bool(ck.get('typeBranch')))
+    net = CellUNet(tuple(ck.get('channels', channels)), type_branch=bool(ck.get('typeBranch')),
+                   fine_input=bool(ck.get('fineInput')))
     net.load_state_dict(float_weights(ck))
     return net.eval(), ck
 
@@ -132,16 +133,24 @@ def load_compact(path, model):
     return ck
 
 
+FINE = {'on': False, 'p20x': 0.35}  # --fine-input: the image at twice the maps' resolution (model.CellUNet fine_input)
+
+
 def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale):
     """One training sample from a region (its 40x pixels, model-resolution image and targets): scale jitter,
     a random crop of `crop` (or of the whole rescaled region if smaller), rotations/flips, colour and
-    degradation. Returns (image float, flows, type, foreground, contact)."""
-    img, fl, (ty, ins) = rescale(r, img40, img, flows, [ty, ins], scale_range)
+    degradation. Returns (image float, flows, type, foreground, contact); with FINE['on'] the image is 2x the maps."""
+    if FINE['on']:
+        img, fl, (ty, ins) = rescale_fine(r, img40, img, flows, [ty, ins], scale_range, p_20x=FINE['p20x'])
+    else:
+        img, fl, (ty, ins) = rescale(r, img40, img, flows, [ty, ins], scale_range)
     H, W = ty.shape
     c = min(crop, H, W)
     y, x_ = r.integers(0, H - c + 1), r.integers(0, W - c + 1)
     sl = (slice(y, y + c), slice(x_, x_ + c))
-    img, fl, (ty, ins) = geometric(r, img[sl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
+    f = 2 if FINE['on'] else 1
+    isl = (slice(f * y, f * (y + c)), slice(f * x_, f * (x_ + c)))
+    img, fl, (ty, ins) = geometric(r, img[isl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
     return degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0, contact_pixels(ins)
 
 
@@ -234,8 +243,10 @@ def with_reestimated_bn(model, batches):
 
 
 def validation(model, va, mean, std):
-    """Scores on the held-out images of every set: (per-set results, selection score)."""
-    res = {s: evaluate(predict(model, va[s]['images'], mean, std), va[s]['inst'], va[s]['type']) for s in SETS}
+    """Scores on the held-out images of every set: (per-set results, selection score). A fine_input network
+    reads the 40x tiles."""
+    key = 'img40' if getattr(model, 'fine_input', False) else 'images'
+    res = {s: evaluate(predict(model, va[s][key], mean, std), va[s]['inst'], va[s]['type']) for s in SETS}
     return res, score(res)
 
 
@@ -278,6 +289,13 @@ def main():
     ap.add_argument('--workers', type=int, default=0,
                     help='processes that cut and augment the training crops (0: the training process itself, as in '
                          'stages s1-w10; a GPU needs several to be kept busy)')
+    ap.add_argument('--fine-input', action='store_true',
+                    help='the network reads the image at 0.25 um/px (twice the maps\' resolution, folded 2x2 into 12 '
+                         'channels); from a checkpoint without it, the first convolution is spread over the sub-pixels '
+                         '(model.fine_input_weights: the same function on the 2x2 box average at the start). Experimental (stage f1, '
+                         'not shipped): finish_v2.py, the card and the daemon have no fine-input path')
+    ap.add_argument('--p-20x', type=float, default=0.35,
+                    help='with --fine-input: share of crops that imitate a 20x slide (0.5 um/px upsampled 2x)')
     ap.add_argument('--train-only', default='',
                     help='comma-separated parameter-name prefixes (e.g. type_head): train only those, the rest frozen '
                          'with BatchNorm statistics fixed (re-estimated first on --bn-batches batches when given)')
@@ -309,9 +327,14 @@ def main():
 
     prev = torch.load(a.resume, map_location='cpu') if a.resume else {}
     type_branch = bool(prev.get('typeBranch')) or bool(a.type_branch_from)
-    model = CellUNet(ch, type_branch=type_branch)
+    fine = bool(prev.get('fineInput')) or a.fine_input
+    FINE.update(on=fine, p20x=a.p_20x)
+    model = CellUNet(ch, type_branch=type_branch, fine_input=fine)
     if a.resume:
         sd = float_weights(prev)
+        if fine and not prev.get('fineInput'):
+            sd = fine_input_weights(sd)
+            log('fine input: first convolution spread over the 2x2 sub-pixels (the same function on box-averaged input)')
         if type_branch and not prev.get('typeBranch'):
             sd.update(type_branch_weights(float_weights(torch.load(a.type_branch_from, map_location='cpu')), len(model.dec) - 1))
             log(f'type branch: last decoder block and type head copied from {a.type_branch_from}')
@@ -401,7 +424,8 @@ def main():
     res0, sc0, m0 = validate()
     log(f'val at start: score {sc0:.4f} ' + json.dumps({s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}))
     best = (sc0, 0)
-    ck_meta = {'mean': mean, 'std': std, 'channels': list(ch), 'mpp': 0.5, 'factor': 2, 'typeBranch': type_branch}
+    ck_meta = {'mean': mean, 'std': std, 'channels': list(ch), 'mpp': 0.5, 'factor': 2, 'typeBranch': type_branch,
+               'fineInput': fine}
     torch.save({'model': cpu_state(m0), 'epoch': 0, **ck_meta}, os.path.join(run_dir, 'best.pt'))
     history = [{'epoch': 0, 'val': {s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}, 'val_score': round(sc0, 4)}]
     step, ep = 0, 0
@@ -457,7 +481,7 @@ def main():
                  'setShares': dict(zip(names, np.round(probs, 3).tolist())), 'bnBatches': a.bn_batches,
                  'crop': a.crop, 'batch': a.batch, 'sources': a.sources, 'trainOnly': train_only,
                  'typeBranchFrom': a.type_branch_from, 'device': a.device, 'workers': a.workers,
-                 'contactWeight': a.contact_weight}
+                 'contactWeight': a.contact_weight, 'fineInput': fine, 'p20x': a.p_20x if fine else None}
     stages = prev.get('stages', []) + [stage_rec]
     meta = {**ck_meta, 'stages': stages}
     save_compact(os.path.join(a.out, 'checkpoint-fp16.pt'), model, meta)

@@ -10,6 +10,8 @@ export interface BenchDaemon {
   process: ChildProcess;
   /** Settings the daemon reported (provider, engine). */
   listening: Record<string, unknown>;
+  /** Null while the daemon runs; once it has died: how (exit code or signal) and its last log lines. */
+  death(): string | null;
   stop(): Promise<void>;
 }
 
@@ -17,7 +19,8 @@ export async function startBenchDaemon(args: string[]): Promise<BenchDaemon> {
   const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const stderr: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (l) => { stderr.push(l); if (stderr.length > 200) stderr.shift(); });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let how: string | null = null;
+  const exited = new Promise<void>((r) => child.once('exit', (code, signal) => { how = signal ? `signal ${signal}` : `exit ${code}`; r(); }));
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       try { const m = JSON.parse(line); if (m.event === 'listening') resolve(m); } catch { /* not JSON */ }
@@ -26,6 +29,7 @@ export async function startBenchDaemon(args: string[]): Promise<BenchDaemon> {
   });
   return {
     url: listening.url as string, pid: child.pid!, process: child, listening,
+    death: () => (how ? `the daemon died (${how}); its last log lines:\n${stderr.slice(-8).join('\n')}` : null),
     async stop() { if (child.exitCode === null) { child.kill('SIGTERM'); await exited; } },
   };
 }

@@ -57,7 +57,11 @@ export async function e2eBench(daemonArgs: string[], repeats: number, segmentArg
     const runs: E2eRun[] = [];
     for (let k = 0; k <= repeats; k++) {
       const sampler = rssSampler(daemon.pid);
-      const s = await runSegment(daemon.url, out, segmentArgs);
+      // A daemon that died under the job (a native abort, say) shows up as a refused connection: say why.
+      const s = await runSegment(daemon.url, out, segmentArgs).catch(async (err: Error) => {
+        await new Promise((r) => setTimeout(r, 200));
+        throw new Error(daemon.death() ? `${err.message}\n${daemon.death()}` : err.message);
+      });
       const peakRssMB = sampler.stop();
       runs.push({ seconds: s.seconds, tiles: s.tiles, cells: s.cells, tilesPerSecond: r2(s.tilesPerSecond), cellsPerSecond: r2(s.cellsPerSecond), peakRssMB: r2(peakRssMB) });
       note(`e2e ${k === 0 ? 'warm-up run' : `run ${k}/${repeats}`}: ${s.seconds} s, ${s.tiles} tiles, ${s.cells} cells, daemon peak RSS ${peakRssMB.toFixed(0)} MB`);

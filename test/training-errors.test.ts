@@ -1,7 +1,8 @@
 /**
  * The training tools' pure helpers that session 10's findings rest on (models/README, "Where the missed
  * nuclei go", "Contact-weighted flow loss"): augment.contact_pixels (which pixels the contact-weighted
- * flow loss weighs) and errors.tile_errors (how an unmatched nucleus is counted: merged, not found, poor),
+ * flow loss weighs), augment.geometric_with (a teacher's maps follow the targets, stage d1) and
+ * errors.tile_errors (how an unmatched nucleus is counted: merged, not found, poor),
  * run with the Python the training runs on, on hand-made label maps whose answers are known.
  */
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ function python(code: string): unknown {
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
-describe('models/training: contact pixels and error counts', function () {
+describe('models/training: contact pixels, teacher maps and error counts', function () {
   this.timeout(60_000);
   before(function () {
     const probe = spawnSync('/usr/bin/python3', ['-c', 'import scipy, numpy, PIL'], { encoding: 'utf8' });
@@ -50,6 +51,28 @@ print(json.dumps(contact_pixels(a).astype(int).tolist()))`) as number[][];
       [0, 0, 0, 0, 0, 0, 1, 0, 1, 0],
     ];
     assert.deepEqual(out, expect);
+  });
+
+  it('geometric_with moves a teacher\'s flows and maps exactly as the targets (distillation), drawing what geometric draws', () => {
+    const out = python(`
+import json, numpy as np
+from augment import geometric, geometric_with
+g = np.random.default_rng(3)
+img = g.integers(0, 255, (12, 12, 3)).astype(np.uint8)
+fl = g.normal(size=(2, 12, 12)).astype(np.float32)
+ty = g.integers(0, 5, (12, 12))
+pairs, moved = True, 0
+for seed in range(16):
+    i2, f2, m2, ef, em = geometric_with(np.random.default_rng(seed), img, fl, [ty], fl.copy(), [ty.copy(), np.stack([ty] * 5, -1)])
+    pairs &= np.array_equal(f2, ef) and np.array_equal(m2[0], em[0]) and np.array_equal(m2[0], em[1][..., 0])
+    moved += not np.array_equal(f2, fl)
+r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+a, b = geometric(r1, img, fl, [ty]), geometric_with(r2, img, fl, [ty])
+same = np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and b[3] is None and r1.random() == r2.random()
+print(json.dumps({'pairs': bool(pairs), 'moved': int(moved), 'same': bool(same)}))`) as { pairs: boolean; moved: number; same: boolean };
+    assert.equal(out.pairs, true);
+    assert.ok(out.moved >= 12, `only ${out.moved} of 16 draws rotated or flipped`);
+    assert.equal(out.same, true);
   });
 
   it('tile_errors: a merged pair, a nucleus not found (below the threshold), a poor outline and a false positive', () => {

@@ -1,6 +1,8 @@
 """H&E augmentation: flips, 90-degree rotations (with flow vectors rotated), HED stain jitter and
 brightness/contrast/saturation jitter. Arrays: image uint8 [H,W,3], flows f32 [2,H,W] (dY,dX),
 cellprob/type uint8 [H,W]."""
+import copy
+
 import numpy as np
 
 # Ruifrok & Johnston H&E-DAB stain matrix (rows = stains in RGB OD space)
@@ -33,6 +35,17 @@ def geometric(rng, img, flows, maps):
     if rng.random() < 0.5:
         img, flows, maps = hflip(img, flows, maps)
     return np.ascontiguousarray(img), np.ascontiguousarray(flows), [np.ascontiguousarray(m) for m in maps]
+
+
+def geometric_with(rng, img, flows, maps, extra_flows=None, extra_maps=()):
+    """geometric, and a second set of flows and maps (a teacher's outputs) moved by the very same rotations and flip:
+    (img, flows, maps, extra flows, extra maps). The second call replays the generator's draws from a copy."""
+    same = copy.deepcopy(rng)
+    img, flows, maps = geometric(rng, img, flows, maps)
+    if extra_flows is None:
+        return img, flows, maps, None, []
+    _, extra_flows, extra_maps = geometric(same, np.zeros((1, 1, 1)), extra_flows, list(extra_maps))
+    return img, flows, maps, extra_flows, extra_maps
 
 
 def colour(rng, img, od_scale=(1.0, 1.0)):

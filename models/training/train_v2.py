@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import load_set, split_val, SETS, UNKNOWN, VAL_IMAGES  # noqa: E402
-from augment import geometric, colour, rescale, rescale_fine, degrade, contact_pixels  # noqa: E402
+from augment import geometric_with, colour, rescale, rescale_fine, degrade, contact_pixels  # noqa: E402
 from model import CellUNet, count_params, fine_input_weights  # noqa: E402
 from postprocess_ref import follow_flows, get_masks, finish, PQ, gt_classes  # noqa: E402
 from train import predict  # noqa: E402  (same inference as v1's validation)
@@ -89,6 +89,40 @@ def type_loss(logits, typ, cw):
     return l_known, l_unk
 
 
+def distill_loss(pf, pc, pt, t_f, t_c, t_t):
+    """The student's maps against a teacher's: flows by squared error (both in the network's units), cell
+    probability by cross-entropy to the teacher's probability, classes by KL(teacher || student) per pixel."""
+    lf = ((pf - t_f) ** 2).mean()
+    lc = F.binary_cross_entropy_with_logits(pc[:, 0], torch.sigmoid(t_c))
+    lt = (F.softmax(t_t, 1) * (F.log_softmax(t_t, 1) - F.log_softmax(pt, 1))).sum(1).mean()
+    return 0.5 * lf + lc + lt
+
+
+def add_teacher_maps(tr, ckpt, views, log):
+    """tr[s]['teacher'] = (flows, cell-probability logit, type logits) float16 of the checkpoint's network averaged over
+    `views` mirrored views, on every training tile; cached beside the training caches (keyed by file and views)."""
+    from datasets import CACHE
+    from tta_ref import predict_views
+    st = os.stat(ckpt)
+    path = os.path.join(CACHE, f'teacher-{os.path.basename(ckpt)}-{st.st_size}-{int(st.st_mtime)}-v{views}.npz')
+    if os.path.exists(path):
+        z = np.load(path)
+        for s in tr:
+            tr[s]['teacher'] = (z[s + '_f'], z[s + '_c'], z[s + '_t'])
+        log(f'teacher maps read from {path}')
+        return
+    net, ck = load_network(ckpt)
+    t0 = time.time()
+    out = {}
+    for s in tr:
+        f, c, t = predict_views(net, tr[s]['images'], ck['mean'], ck['std'], views)
+        tr[s]['teacher'] = (f.astype(np.float16), c.astype(np.float16), t.astype(np.float16))
+        out.update({s + '_f': tr[s]['teacher'][0], s + '_c': tr[s]['teacher'][1], s + '_t': tr[s]['teacher'][2]})
+    np.savez(path, **out)
+    log(f'teacher maps of {ckpt} over {views} views on {sum(len(tr[s]["images"]) for s in tr)} tiles '
+        f'in {time.time() - t0:.0f} s, cached in {path}')
+
+
 def save_compact(path, model, meta):
     sd = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
     torch.save({'model_fp16': sd, **meta}, path)
@@ -136,32 +170,48 @@ def load_compact(path, model):
 FINE = {'on': False, 'p20x': 0.35}  # --fine-input: the image at twice the maps' resolution (model.CellUNet fine_input)
 
 
-def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale):
+def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale, teacher=None):
     """One training sample from a region (its 40x pixels, model-resolution image and targets): scale jitter,
     a random crop of `crop` (or of the whole rescaled region if smaller), rotations/flips, colour and
-    degradation. Returns (image float, flows, type, foreground, contact); with FINE['on'] the image is 2x the maps."""
+    degradation. Returns (image float, flows, type, foreground, contact); with FINE['on'] the image is 2x the maps.
+    teacher: (flows [2,H,W], cell-probability logit [H,W], type logits [H,W,5]) of a teacher on this region
+    (--distill-from), moved by the same scale, crop and rotation as the targets and appended to the result."""
+    t_fl, t_maps = (teacher[0], list(teacher[1:])) if teacher is not None else (None, [])
     if FINE['on']:
         img, fl, (ty, ins) = rescale_fine(r, img40, img, flows, [ty, ins], scale_range, p_20x=FINE['p20x'])
     else:
-        img, fl, (ty, ins) = rescale(r, img40, img, flows, [ty, ins], scale_range)
+        fl_in = flows if t_fl is None else np.concatenate([flows, t_fl])
+        img, fl, maps = rescale(r, img40, img, fl_in, [ty, ins] + t_maps, scale_range)
+        (ty, ins), t_maps = maps[:2], maps[2:]
+        if t_fl is not None:
+            fl, t_fl = fl[:2], fl[2:]
     H, W = ty.shape
     c = min(crop, H, W)
     y, x_ = r.integers(0, H - c + 1), r.integers(0, W - c + 1)
     sl = (slice(y, y + c), slice(x_, x_ + c))
     f = 2 if FINE['on'] else 1
     isl = (slice(f * y, f * (y + c)), slice(f * x_, f * (x_ + c)))
-    img, fl, (ty, ins) = geometric(r, img[isl], fl[(slice(None),) + sl], [ty[sl], ins[sl]])
-    return degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0, contact_pixels(ins)
+    img, fl, (ty, ins), t_fl, t_maps = geometric_with(r, img[isl], fl[(slice(None),) + sl], [ty[sl], ins[sl]],
+                                                      None if t_fl is None else t_fl[(slice(None),) + sl],
+                                                      [m[sl] for m in t_maps])
+    out = (degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0, contact_pixels(ins))
+    if t_fl is None:
+        return out
+    return out + (t_fl, t_maps[0], np.ascontiguousarray(t_maps[1].transpose(2, 0, 1)))
 
 
 def make_sampler(tr, names, probs, crop, scale_range, od_scale):
-    """sample(rng) -> one augmented training crop (image u8, flows, type, foreground) from a set drawn by `probs`."""
+    """sample(rng) -> one augmented training crop (image u8, flows, type, foreground) from a set drawn by `probs`;
+    with the teacher's maps when the sets carry them (tr[s]['teacher'])."""
     def sample(r):
         s = names[r.choice(len(names), p=probs)]
         d = tr[s]
         i = r.integers(len(d['names']))
+        t = d.get('teacher')
         return augmented_crop(r, d['img40'][i], d['images'][i], d['flows'][i], d['type'][i], d['inst'][i],
-                              crop, scale_range, od_scale)
+                              crop, scale_range, od_scale,
+                              None if t is None else (t[0][i].astype(np.float32), t[1][i].astype(np.float32),
+                                                      t[2][i].transpose(1, 2, 0).astype(np.float32)))
     return sample
 
 
@@ -187,11 +237,13 @@ def make_source_sampler(src, names, probs, crop, scale_range, od_scale):
 
 def stack_crops(crops):
     """A list of sample() results -> (images u8 [N,H,W,3], flows [N,2,H,W], type int64, foreground float32, contact
-    float32) tensors."""
-    return (torch.from_numpy(np.stack([b[0] for b in crops])), torch.from_numpy(np.stack([b[1] for b in crops])),
-            torch.from_numpy(np.stack([b[2] for b in crops]).astype(np.int64)),
-            torch.from_numpy(np.stack([b[3] for b in crops]).astype(np.float32)),
-            torch.from_numpy(np.stack([b[4] for b in crops])))
+    float32) tensors, then the teacher's (flows, cell-probability logit, type logits) float32 when distilling."""
+    out = (torch.from_numpy(np.stack([b[0] for b in crops])), torch.from_numpy(np.stack([b[1] for b in crops])),
+           torch.from_numpy(np.stack([b[2] for b in crops]).astype(np.int64)),
+           torch.from_numpy(np.stack([b[3] for b in crops]).astype(np.float32)),
+           torch.from_numpy(np.stack([b[4] for b in crops])))
+    return out + tuple(torch.from_numpy(np.stack([b[k] for b in crops]).astype(np.float32))
+                       for k in range(5, len(crops[0])))
 
 
 class _CropStream(torch.utils.data.IterableDataset):
@@ -296,6 +348,12 @@ def main():
                          'not shipped): finish_v2.py, the card and the daemon have no fine-input path')
     ap.add_argument('--p-20x', type=float, default=0.35,
                     help='with --fine-input: share of crops that imitate a 20x slide (0.5 um/px upsampled 2x)')
+    ap.add_argument('--distill-from', default='',
+                    help='a teacher checkpoint: its maps (averaged over --distill-views views) on the training tiles '
+                         'become soft targets beside the labels (self-distillation when it is the starting network)')
+    ap.add_argument('--distill-views', type=int, default=8, choices=(1, 2, 4, 8))
+    ap.add_argument('--distill-weight', type=float, default=0.5,
+                    help='share of the loss taken by the teacher (the labels keep the rest)')
     ap.add_argument('--train-only', default='',
                     help='comma-separated parameter-name prefixes (e.g. type_head): train only those, the rest frozen '
                          'with BatchNorm statistics fixed (re-estimated first on --bn-batches batches when given)')
@@ -356,6 +414,8 @@ def main():
         else:
             allimg = np.concatenate([tr[s]['images'].reshape(-1, 3) for s in SETS]).astype(np.float64) / 255
             mean, std = allimg.mean(0).tolist(), allimg.std(0).tolist()
+    if a.distill_from:
+        add_teacher_maps(tr, a.distill_from, a.distill_views, log)
     dev = torch.device(a.device)
     model.to(dev)
     nparam = count_params(model)
@@ -437,7 +497,7 @@ def main():
         t0 = time.time()
         sums = np.zeros(5)
         for _ in range(a.steps_per_epoch):
-            img, yf, yt, yc, ycontact = next(batches) if batches is not None else stack_crops([sample(rng) for _ in range(a.batch)])
+            img, yf, yt, yc, ycontact, *teach = next(batches) if batches is not None else stack_crops([sample(rng) for _ in range(a.batch)])
             x = to_input(img.numpy(), mean, std).to(dev)
             yf, yt, yc = yf.to(dev) * 5.0, yt.to(dev), yc.to(dev)
             wf = 1.0 + a.contact_weight * ycontact.to(dev)
@@ -449,6 +509,8 @@ def main():
             lc = F.binary_cross_entropy_with_logits(pc[:, 0], yc)
             lk, lu = type_loss(pt, yt, cw)
             loss = 0.5 * lf + lc + lk + a.unknown_weight * lu
+            if teach:
+                loss = (1 - a.distill_weight) * loss + a.distill_weight * distill_loss(pf, pc, pt, *(t.to(dev) for t in teach))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -481,7 +543,9 @@ def main():
                  'setShares': dict(zip(names, np.round(probs, 3).tolist())), 'bnBatches': a.bn_batches,
                  'crop': a.crop, 'batch': a.batch, 'sources': a.sources, 'trainOnly': train_only,
                  'typeBranchFrom': a.type_branch_from, 'device': a.device, 'workers': a.workers,
-                 'contactWeight': a.contact_weight, 'fineInput': fine, 'p20x': a.p_20x if fine else None}
+                 'contactWeight': a.contact_weight, 'fineInput': fine, 'p20x': a.p_20x if fine else None,
+                 'distillFrom': a.distill_from or None, 'distillViews': a.distill_views if a.distill_from else None,
+                 'distillWeight': a.distill_weight if a.distill_from else None}
     stages = prev.get('stages', []) + [stage_rec]
     meta = {**ck_meta, 'stages': stages}
     save_compact(os.path.join(a.out, 'checkpoint-fp16.pt'), model, meta)

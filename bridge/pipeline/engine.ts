@@ -34,6 +34,11 @@ export interface EngineOptions {
 
 export interface EngineDefaults { inferenceWorkers: number; intraOpThreads: number; batchSize: number }
 
+/** Sessions a provider can run at once in one process (WebGPU: one, see engineDefaults). */
+export function maxInferenceWorkers(provider: string): number {
+  return provider === 'webgpu' ? 1 : 64;
+}
+
 /**
  * Defaults per execution provider.
  * - cpu: one session using every core (onnxruntime parallelises inside a run), batch 1.
@@ -46,11 +51,6 @@ export interface EngineDefaults { inferenceWorkers: number; intraOpThreads: numb
  * GPU sessions need few CPU threads (only for nodes that fall back to the CPU): the cores are left
  * to post-processing, which becomes the bottleneck.
  */
-/** Sessions a provider can run at once in one process (WebGPU: one, see engineDefaults). */
-export function maxInferenceWorkers(provider: string): number {
-  return provider === 'webgpu' ? 1 : 64;
-}
-
 export function engineDefaults(provider: string, cores: number = availableParallelism()): EngineDefaults {
   if (provider === 'cuda') return { inferenceWorkers: 2, intraOpThreads: Math.max(1, Math.min(4, Math.floor(cores / 4))), batchSize: 4 };
   if (provider === 'webgpu') return { inferenceWorkers: 1, intraOpThreads: Math.max(1, Math.min(4, Math.floor(cores / 4))), batchSize: 1 };

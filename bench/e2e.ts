@@ -60,7 +60,8 @@ export async function e2eBench(daemonArgs: string[], repeats: number, segmentArg
       // A daemon that died under the job (a native abort, say) shows up as a refused connection: say why.
       const s = await runSegment(daemon.url, out, segmentArgs).catch(async (err: Error) => {
         await new Promise((r) => setTimeout(r, 200));
-        throw new Error(daemon.death() ? `${err.message}\n${daemon.death()}` : err.message);
+        const death = daemon.death();
+        throw new Error(death ? `${err.message}\n${death}` : err.message);
       });
       const peakRssMB = sampler.stop();
       runs.push({ seconds: s.seconds, tiles: s.tiles, cells: s.cells, tilesPerSecond: r2(s.tilesPerSecond), cellsPerSecond: r2(s.cellsPerSecond), peakRssMB: r2(peakRssMB) });

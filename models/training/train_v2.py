@@ -99,28 +99,29 @@ def distill_loss(pf, pc, pt, t_f, t_c, t_t):
 
 
 def add_teacher_maps(tr, ckpt, views, log):
-    """tr[s]['teacher'] = (flows, cell-probability logit, type logits) float16 of the checkpoint's network averaged over
-    `views` mirrored views, on every training tile; cached beside the training caches (keyed by file and views)."""
+    """tr[s]['teacher'] = (flows [N,2,H,W], cell-probability logit [N,H,W], type logits [N,H,W,5]) float16 of the
+    checkpoint's network averaged over `views` mirrored views, on every training tile, the type logits channels-last
+    once here (as augmented_crop moves maps); cached beside the training caches (keyed by file and views).
+    stack_crops makes the crops float32."""
     from datasets import CACHE
     from tta_ref import predict_views
     st = os.stat(ckpt)
     path = os.path.join(CACHE, f'teacher-{os.path.basename(ckpt)}-{st.st_size}-{int(st.st_mtime)}-v{views}.npz')
     if os.path.exists(path):
         z = np.load(path)
-        for s in tr:
-            tr[s]['teacher'] = (z[s + '_f'], z[s + '_c'], z[s + '_t'])
+        maps = {s: (z[s + '_f'], z[s + '_c'], z[s + '_t']) for s in tr}
         log(f'teacher maps read from {path}')
-        return
-    net, ck = load_network(ckpt)
-    t0 = time.time()
-    out = {}
+    else:
+        net, ck = load_network(ckpt)
+        t0 = time.time()
+        maps = {s: tuple(m.astype(np.float16) for m in predict_views(net, tr[s]['images'], ck['mean'], ck['std'], views))
+                for s in tr}
+        np.savez(path, **{s + k: m for s in tr for k, m in zip(('_f', '_c', '_t'), maps[s])})
+        log(f'teacher maps of {ckpt} over {views} views on {sum(len(tr[s]["images"]) for s in tr)} tiles '
+            f'in {time.time() - t0:.0f} s, cached in {path}')
     for s in tr:
-        f, c, t = predict_views(net, tr[s]['images'], ck['mean'], ck['std'], views)
-        tr[s]['teacher'] = (f.astype(np.float16), c.astype(np.float16), t.astype(np.float16))
-        out.update({s + '_f': tr[s]['teacher'][0], s + '_c': tr[s]['teacher'][1], s + '_t': tr[s]['teacher'][2]})
-    np.savez(path, **out)
-    log(f'teacher maps of {ckpt} over {views} views on {sum(len(tr[s]["images"]) for s in tr)} tiles '
-        f'in {time.time() - t0:.0f} s, cached in {path}')
+        f, c, t = maps[s]
+        tr[s]['teacher'] = (f, c, np.ascontiguousarray(t.transpose(0, 2, 3, 1)))
 
 
 def save_compact(path, model, meta):
@@ -175,7 +176,8 @@ def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale, t
     a random crop of `crop` (or of the whole rescaled region if smaller), rotations/flips, colour and
     degradation. Returns (image float, flows, type, foreground, contact); with FINE['on'] the image is 2x the maps.
     teacher: (flows [2,H,W], cell-probability logit [H,W], type logits [H,W,5]) of a teacher on this region
-    (--distill-from), moved by the same scale, crop and rotation as the targets and appended to the result."""
+    (--distill-from, any float type), moved by the same scale, crop and rotation as the targets and appended to the
+    result (type logits back as [5,H,W])."""
     t_fl, t_maps = (teacher[0], list(teacher[1:])) if teacher is not None else (None, [])
     if FINE['on']:
         img, fl, (ty, ins) = rescale_fine(r, img40, img, flows, [ty, ins], scale_range, p_20x=FINE['p20x'])
@@ -209,9 +211,7 @@ def make_sampler(tr, names, probs, crop, scale_range, od_scale):
         i = r.integers(len(d['names']))
         t = d.get('teacher')
         return augmented_crop(r, d['img40'][i], d['images'][i], d['flows'][i], d['type'][i], d['inst'][i],
-                              crop, scale_range, od_scale,
-                              None if t is None else (t[0][i].astype(np.float32), t[1][i].astype(np.float32),
-                                                      t[2][i].transpose(1, 2, 0).astype(np.float32)))
+                              crop, scale_range, od_scale, None if t is None else (t[0][i], t[1][i], t[2][i]))
     return sample
 
 
@@ -386,6 +386,8 @@ def main():
     prev = torch.load(a.resume, map_location='cpu') if a.resume else {}
     type_branch = bool(prev.get('typeBranch')) or bool(a.type_branch_from)
     fine = bool(prev.get('fineInput')) or a.fine_input
+    if fine and a.distill_from:
+        raise SystemExit('--distill-from works on the 0.5 um/px image only: not with a fine-input network')
     FINE.update(on=fine, p20x=a.p_20x)
     model = CellUNet(ch, type_branch=type_branch, fine_input=fine)
     if a.resume:

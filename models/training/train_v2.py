@@ -98,10 +98,11 @@ def distill_loss(pf, pc, pt, t_f, t_c, t_t):
     return 0.5 * lf + lc + lt
 
 
-def add_teacher_maps(tr, ckpt, views, log):
+def add_teacher_maps(tr, ckpt, views, log, dev=torch.device('cpu')):
     """tr[s]['teacher'] = (flows [N,2,H,W], cell-probability logit [N,H,W], type logits [N,H,W,5]) float16 of the
     checkpoint's network averaged over `views` mirrored views, on every training tile, the type logits channels-last
     once here (as augmented_crop moves maps); cached beside the training caches (keyed by file and views).
+    The teacher runs on `dev` (a large teacher's 8 views take minutes per view on 2 CPU cores, seconds on a GPU).
     stack_crops makes the crops float32."""
     from datasets import CACHE
     from tta_ref import predict_views
@@ -113,6 +114,7 @@ def add_teacher_maps(tr, ckpt, views, log):
         log(f'teacher maps read from {path}')
     else:
         net, ck = load_network(ckpt)
+        net.to(dev)
         t0 = time.time()
         maps = {s: tuple(m.astype(np.float16) for m in predict_views(net, tr[s]['images'], ck['mean'], ck['std'], views))
                 for s in tr}
@@ -416,9 +418,9 @@ def main():
         else:
             allimg = np.concatenate([tr[s]['images'].reshape(-1, 3) for s in SETS]).astype(np.float64) / 255
             mean, std = allimg.mean(0).tolist(), allimg.std(0).tolist()
-    if a.distill_from:
-        add_teacher_maps(tr, a.distill_from, a.distill_views, log)
     dev = torch.device(a.device)
+    if a.distill_from:
+        add_teacher_maps(tr, a.distill_from, a.distill_views, log, dev)
     model.to(dev)
     nparam = count_params(model)
     log(f'CellUNet channels {ch} params {nparam}; mean {np.round(mean, 6).tolist()} std {np.round(std, 6).tolist()}')

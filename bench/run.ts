@@ -1,7 +1,7 @@
 /**
- * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e,scale,stability,tta] [-- --device cpu|webgpu|cuda]`: the benchmarks of issue #6
+ * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e,scale,stability,tta,precision,isolation] [-- --device cpu|webgpu|cuda]`: the benchmarks of issue #6
  * (and `scale`, issue 14: nginx + TLS in front of 1 vs 3 daemons; only when named in --only, or in full mode;
- * `stability`, issue 10, and `tta`, whole slide with 1/2/4(/8) views per tile: only when named in --only).
+ * `stability`, issue 10, `tta`, whole slide with 1/2/4(/8) views per tile, `precision` and `isolation`: only when named in --only).
  * Prints one JSON object per benchmark (stdout), writes each to bench/results/NAME.json, and ends with
  * the summary object (e2eOverModel, postprocOverModel, peakRssMB, rssGrowthPct, cellsPerSecond).
  * Progress goes to stderr. See bench/README.md.
@@ -21,6 +21,7 @@ import { configsBench } from './configs';
 import { scaleBench } from './scale';
 import { stabilityBench } from './stability';
 import { precisionBench } from './precision';
+import { isolationBench } from './isolation';
 
 const MODES = {
   quick: { modelTiles: 8, modelRuns: 64, postCandidates: 32, postTiles: 6, postRepeats: 3, transportSide: 4096, e2eRepeats: 5 },
@@ -177,6 +178,12 @@ async function main(): Promise<void> {
   if (only?.has('precision')) {
     const r = await precisionBench({ model: model.name, rounds: mode === 'quick' ? 3 : 5 });
     emit('precision', { ...env, ...r, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only precision` });
+  }
+
+  // Only on request: inference workers as threads against child processes, whole slide, alternating runs.
+  if (only?.has('isolation')) {
+    const r = await isolationBench({ model: model.name, rounds: mode === 'quick' ? 3 : 5 });
+    emit('isolation', { ...env, ...r, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only isolation` });
   }
 
   // Only on request: the whole slide with 1, 2, 4 (and, not --quick, 8) views per tile (test-time augmentation), side by side.

@@ -1,6 +1,7 @@
 /** Daemon settings with their defaults; every limit is documented in README.md ("Security, limits and faults"). */
 import type { DeviceRequest } from './inference/providers';
 import type { LogLevel } from './util/log';
+import type { WorkerIsolation } from './workers/pool';
 
 export interface ServerLimitsConfig {
   /** Largest WebSocket message (text or binary), bytes; larger ones close the connection (1009). */
@@ -63,6 +64,8 @@ export interface ServerConfig {
   allowedOrigins: string[];
   logLevel: LogLevel;
   inferenceWorkers?: number;
+  /** Inference workers as threads or child processes (default per provider: engineDefaults). */
+  inferenceIsolation?: WorkerIsolation;
   postprocessWorkers?: number;
   intraOpThreads?: number;
   /** Run each model's card `file` on the CPU too, not its int8 `cpuFile` (slower; for comparisons). */

@@ -13,7 +13,7 @@ import { maxTcpConnections, type ServerConfig } from './config';
 import { ModelRegistry } from './inference/model-registry';
 import { selectProvider, summariseError, type ProbeModel } from './inference/providers';
 import { loadableRunFile } from './inference/model-file';
-import { maxInferenceWorkers, TileEngine } from './pipeline/engine';
+import { engineDefaults, maxInferenceWorkers, TileEngine } from './pipeline/engine';
 import { ClientSession } from './session/client-session';
 import type { DaemonContext } from './session/daemon-context';
 import { createLogger, type Logger } from './util/log';
@@ -114,13 +114,14 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   log.info('execution provider', { provider: choice.name, deviceName: choice.deviceName });
   registry.useProvider(choice.name, config.fullPrecision);
   await verifyModels(registry, choice.name, log);
-  if (config.inferenceWorkers !== undefined && config.inferenceWorkers > maxInferenceWorkers(choice.name)) {
-    log.warn('inference workers capped', { provider: choice.name, asked: config.inferenceWorkers, running: maxInferenceWorkers(choice.name), why: 'two WebGPU sessions in one process abort it' });
+  const isolation = config.inferenceIsolation ?? engineDefaults(choice.name).inferenceIsolation;
+  if (config.inferenceWorkers !== undefined && config.inferenceWorkers > maxInferenceWorkers(choice.name, isolation)) {
+    log.warn('inference workers capped', { provider: choice.name, isolation, asked: config.inferenceWorkers, running: maxInferenceWorkers(choice.name, isolation), why: 'two WebGPU sessions in one process abort it' });
   }
   const engine = new TileEngine({
     provider: choice.name, inferenceWorkers: config.inferenceWorkers,
     postprocessWorkers: config.postprocessWorkers, intraOpThreads: config.intraOpThreads,
-    taskTimeoutMs: config.limits.taskTimeoutMs,
+    taskTimeoutMs: config.limits.taskTimeoutMs, inferenceIsolation: config.inferenceIsolation,
   });
   engine.inference.on('crash', (err: Error) => log.error('inference worker crashed; replaced', { error: err.message }));
   engine.postprocess.on('crash', (err: Error) => log.error('post-processing worker crashed; replaced', { error: err.message }));
@@ -266,7 +267,7 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   const hostForUrl = config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
   const url = `ws://${hostForUrl}:${port}/`;
   if (!identity.instance) identity.instance = `${identity.host}:${port}/${process.pid}`;
-  log.info('listening', { url, instance: identity.instance, provider: choice.name, models: registry.list().map((m) => `${m.name}:${m.status}`) });
+  log.info('listening', { url, instance: identity.instance, provider: choice.name, inference: { workers: engine.settings.inferenceWorkers, isolation: engine.settings.inferenceIsolation }, models: registry.list().map((m) => `${m.name}:${m.status}`) });
 
   let closing: Promise<void> | null = null;
   let endGrace: () => void = () => undefined;

@@ -81,6 +81,10 @@ describe('cellbridge CLI: --help from the option tables', function () {
       assert.equal(c.limits[key], Math.max(min, 1) * unit, o.name);
     }
     assert.throws(() => parseServeArgs(['--max-clients', '0'], {}), UsageError);
+    assert.equal(parseServeArgs([], {}).inferenceIsolation, undefined, 'the provider decides');
+    assert.equal(parseServeArgs(['--inference-isolation', 'process'], {}).inferenceIsolation, 'process');
+    assert.equal(parseServeArgs([], { CELLBRIDGE_INFERENCE_ISOLATION: 'thread' }).inferenceIsolation, 'thread');
+    assert.throws(() => parseServeArgs(['--inference-isolation', 'fork'], {}), /--inference-isolation must be thread or process/);
     assert.deepEqual([...DEVICES], DEVICE_CHOICES);
   });
 

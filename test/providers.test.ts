@@ -111,10 +111,10 @@ describe('execution provider selection', () => {
 });
 
 describe('engine defaults per provider', () => {
-  it('cpu: one session on every core; webgpu: one session; cuda: two sessions in flight; GPUs: few CPU threads', () => {
-    assert.deepEqual(engineDefaults('cpu', 16), { inferenceWorkers: 1, intraOpThreads: 16, batchSize: 1 });
-    assert.deepEqual(engineDefaults('webgpu', 16), { inferenceWorkers: 1, intraOpThreads: 4, batchSize: 1 });
-    assert.deepEqual(engineDefaults('cuda', 16), { inferenceWorkers: 2, intraOpThreads: 4, batchSize: 4 });
+  it('cpu: one session on every core, in a thread; webgpu and cuda: two sessions in flight; GPUs: few CPU threads, each session in its own process', () => {
+    assert.deepEqual(engineDefaults('cpu', 16), { inferenceWorkers: 1, intraOpThreads: 16, batchSize: 1, inferenceIsolation: 'thread' });
+    assert.deepEqual(engineDefaults('webgpu', 16), { inferenceWorkers: 2, intraOpThreads: 4, batchSize: 1, inferenceIsolation: 'process' });
+    assert.deepEqual(engineDefaults('cuda', 16), { inferenceWorkers: 2, intraOpThreads: 4, batchSize: 4, inferenceIsolation: 'process' });
     assert.equal(engineDefaults('cuda', 2).intraOpThreads, 1);
   });
 
@@ -134,10 +134,13 @@ describe('engine defaults per provider', () => {
     assert.throws(() => new TileEngine({ provider: 'cpu' }, { CELLBRIDGE_BATCH_SIZE: 'lots' }), /CELLBRIDGE_BATCH_SIZE/);
   });
 
-  it('webgpu never runs two sessions in one process (they abort it in Dawn on an H200): --inference-workers is capped at 1', () => {
-    assert.equal(maxInferenceWorkers('webgpu'), 1);
+  it('webgpu never runs two sessions in one process (they abort it in Dawn on an H200): --inference-workers is capped at 1 for threads, not for child processes', () => {
+    assert.equal(maxInferenceWorkers('webgpu', 'thread'), 1);
+    assert.equal(maxInferenceWorkers('webgpu', 'process'), 64);
+    assert.equal(maxInferenceWorkers('webgpu'), 64, 'the default: child processes');
     assert.equal(maxInferenceWorkers('cuda'), 64);
     assert.equal(maxInferenceWorkers('cpu'), 64);
+    assert.equal(maxInferenceWorkers('cpu', 'process'), 64);
   });
 });
 

@@ -131,3 +131,10 @@ export function ttaFlag(v: string | undefined): TtaViews | undefined {
   if (!isTtaViews(n)) throw new UsageError(`--tta must be 1, 2, 4 or 8, got "${v}"`);
   return n;
 }
+
+/** --inference-isolation: 'thread' or 'process' (undefined: the provider's default). */
+export function isolationFlag(v: string | undefined): 'thread' | 'process' | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (v !== 'thread' && v !== 'process') throw new UsageError(`--inference-isolation must be thread or process, got "${v}"`);
+  return v;
+}

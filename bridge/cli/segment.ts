@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS } from '../config';
 import { startDaemon, type Daemon } from '../server';
 import { createLogger } from '../util/log';
 import { DEVICE_CHOICES, type DeviceRequest } from '../inference/providers';
-import { intFlag, numFlag, parseCommand, readCa, ttaFlag, UsageError } from './args';
+import { intFlag, isolationFlag, numFlag, parseCommand, readCa, ttaFlag, UsageError } from './args';
 import type { TtaViews } from '../inference/tta';
 import { SEGMENT } from './specs';
 import { defaultModelsDir } from './paths';
@@ -101,6 +101,8 @@ export async function segment(argv: string[]): Promise<number> {
   if (jobPerRoi && !values.roi) throw new UsageError('--job-per-roi needs --roi ROI.geojson');
   const fullPrecision = parsed.values['full-precision'] === true;
   if (fullPrecision && values.server) throw new UsageError('--full-precision sets up the in-process daemon; for a running one, start it with cellbridge serve --full-precision');
+  const inferenceIsolation = isolationFlag(values['inference-isolation']);
+  if (inferenceIsolation && values.server) throw new UsageError('--inference-isolation sets up the in-process daemon; for a running one, start it with cellbridge serve --inference-isolation');
   const parallel = intFlag(values.parallel, 'parallel', 1, 256) ?? 1;
   const say = (line: string) => { if (!quiet) process.stderr.write(line + '\n'); };
   const ca = readCa(values.ca);
@@ -126,7 +128,7 @@ export async function segment(argv: string[]): Promise<number> {
   if (!url) {
     daemon = await startDaemon({
       host: '127.0.0.1', port: 0, modelsDir: resolve(values.models ?? defaultModelsDir()), defaultModel: values.model,
-      device, fullPrecision, allowedOrigins: [], logLevel: quiet ? 'error' : 'warn', limits: { ...DEFAULT_LIMITS }, token: undefined,
+      device, fullPrecision, inferenceIsolation, allowedOrigins: [], logLevel: quiet ? 'error' : 'warn', limits: { ...DEFAULT_LIMITS }, token: undefined,
     }, createLogger(quiet ? 'error' : 'warn'));
     url = daemon.url;
   }

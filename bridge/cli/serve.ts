@@ -5,7 +5,7 @@ import { DEVICE_CHOICES, describeChoice, type DeviceRequest } from '../inference
 import { runFileName } from '../inference/model-registry';
 import { isLoopback, startDaemon, type Daemon } from '../server';
 import { createLogger, isLogLevel, type Logger } from '../util/log';
-import { intFlag, parseCommand, UsageError } from './args';
+import { intFlag, isolationFlag, parseCommand, UsageError } from './args';
 import { SERVE, type OptionSpec } from './specs';
 import { defaultModelsDir } from './paths';
 
@@ -39,6 +39,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     allowedOrigins: origins ?? (env.CELLBRIDGE_ALLOW_ORIGIN ? env.CELLBRIDGE_ALLOW_ORIGIN.split(',').map((s) => s.trim()).filter(Boolean) : []),
     logLevel,
     inferenceWorkers: intFlag(values['inference-workers'], 'inference-workers', 1, 64),
+    inferenceIsolation: isolationFlag(values['inference-isolation'] ?? env.CELLBRIDGE_INFERENCE_ISOLATION),
     postprocessWorkers: intFlag(values['postprocess-workers'], 'postprocess-workers', 1, 256),
     intraOpThreads: intFlag(values.threads, 'threads', 1, 256),
     fullPrecision: parsed.values['full-precision'] === true || env.CELLBRIDGE_FULL_PRECISION === '1',

@@ -1,9 +1,12 @@
-/** Worker thread: owns onnxruntime sessions and turns tile pixels into output maps. */
-import { parentPort, workerData } from 'node:worker_threads';
+/**
+ * Inference worker (a thread, or a child process with --inference-isolation process): owns
+ * onnxruntime sessions and turns tile pixels into output maps.
+ */
 import * as ort from './ort';
 import type { ModelCard } from './model-card';
 import { extractMaps, prepareInput, type RawOutput, type TileOutputMaps } from './preprocess';
 import { serveWorker } from '../workers/pool';
+import { workerSide } from '../workers/process-worker';
 import { openSession } from './onnx-session';
 import { VIEWS, addViewMaps, emptyMapsLike, scaleMaps, viewRgb, type TtaViews } from './tta';
 
@@ -23,8 +26,9 @@ function mapsTransfer(maps: TileOutputMaps): ArrayBuffer[] {
   return [maps.dy.buffer, maps.dx.buffer, maps.typeLogits.buffer, ...(maps.cellprob ? [maps.cellprob.buffer] : [])] as ArrayBuffer[];
 }
 
-if (parentPort) {
-  const config = workerData as InferenceWorkerData;
+const side = workerSide();
+if (side) {
+  const config = side.data as InferenceWorkerData;
   const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
   const sessionFor = (onnxPath: string): Promise<ort.InferenceSession> => {
@@ -64,7 +68,7 @@ if (parentPort) {
     return maps;
   };
 
-  serveWorker<InferenceTask | InferenceBatchTask, InferenceResult | InferenceResult[]>(parentPort, async (task) => {
+  serveWorker<InferenceTask | InferenceBatchTask, InferenceResult | InferenceResult[]>(side.port, async (task) => {
     const session = await sessionFor(task.onnxPath);
     const started = performance.now();
     if (!('tiles' in task) && task.views !== undefined && task.views > 1) {

@@ -4,7 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { PoolTaskAborted, WorkerCrashed, WorkerPool } from '../workers/pool';
+import { PoolTaskAborted, PoolTaskTimeout, WorkerCrashed, WorkerPool, type WorkerIsolation } from '../workers/pool';
 import type { InferenceBatchTask, InferenceResult, InferenceTask, InferenceWorkerData } from '../inference/inference-worker';
 import { paddedSize } from '../inference/preprocess';
 import type { PostprocessResult, PostprocessTask } from './postprocess-worker';
@@ -30,32 +30,51 @@ export interface EngineOptions {
   batchSize?: number;
   /** A task (one tile or batch) running longer than this has its worker replaced and fails; 0/undefined = no limit. */
   taskTimeoutMs?: number;
+  /** Inference workers as threads or child processes. Default per provider, see engineDefaults. */
+  inferenceIsolation?: WorkerIsolation;
 }
 
-export interface EngineDefaults { inferenceWorkers: number; intraOpThreads: number; batchSize: number }
+export interface EngineDefaults { inferenceWorkers: number; intraOpThreads: number; batchSize: number; inferenceIsolation: WorkerIsolation }
 
-/** Sessions a provider can run at once in one process (WebGPU: one, see engineDefaults). */
-export function maxInferenceWorkers(provider: string): number {
-  return provider === 'webgpu' ? 1 : 64;
+/**
+ * Sessions a provider can run at once: WebGPU one per process (see engineDefaults), so one in all
+ * when the sessions are threads of the daemon; in child processes each has its own.
+ */
+export function maxInferenceWorkers(provider: string, isolation: WorkerIsolation = engineDefaults(provider, 1).inferenceIsolation): number {
+  return provider === 'webgpu' && isolation === 'thread' ? 1 : 64;
 }
 
 /**
  * Defaults per execution provider.
  * - cpu: one session using every core (onnxruntime parallelises inside a run), batch 1.
- * - webgpu: one session, batch 1 (batching measured slower under WebGPU, shared/reference/gpu.md).
- *   Never more than one: two sessions in two worker threads abort the whole process inside Dawn
- *   ("Command encoding already finished", SIGABRT at the first job; H200, onnxruntime-node 1.30,
- *   bench/README "WebGPU on an H200"). One session already runs CMU-1-Small-Region in 2.1 s.
+ * - webgpu: two sessions, each in its own child process, batch 1 (batching measured slower under
+ *   WebGPU, shared/reference/gpu.md). Never two in one process: two sessions in two worker threads
+ *   abort the whole process inside Dawn ("Command encoding already finished", SIGABRT at the first
+ *   job; H200, onnxruntime-node 1.30, bench/README "WebGPU on an H200"), so with threads WebGPU runs
+ *   one. In two processes they ran CMU-1-Small-Region in 1.28–1.43 s once warm against 2.43–2.83 s
+ *   for one (three: 1.18–1.21 s; bench/README "Inference in child processes").
  * - cuda: two sessions, batches of up to 4 waiting tiles (PyTorch on the same GPU gained 1.8x
  *   from batch 8; not measured with onnxruntime-node CUDA yet).
  * GPU sessions need few CPU threads (only for nodes that fall back to the CPU): the cores are left
  * to post-processing, which becomes the bottleneck.
+ * GPU sessions run in child processes ('process'): a GPU driver or execution provider that aborts
+ * (WebGPU did, above) then ends one inference worker, which is replaced and its tiles retried, not
+ * the daemon with every client's jobs. The CPU provider stays in a thread: it has not aborted here,
+ * and a thread saves the copy of each tile's maps through the IPC pipe.
  */
 export function engineDefaults(provider: string, cores: number = availableParallelism()): EngineDefaults {
-  if (provider === 'cuda') return { inferenceWorkers: 2, intraOpThreads: Math.max(1, Math.min(4, Math.floor(cores / 4))), batchSize: 4 };
-  if (provider === 'webgpu') return { inferenceWorkers: 1, intraOpThreads: Math.max(1, Math.min(4, Math.floor(cores / 4))), batchSize: 1 };
-  return { inferenceWorkers: 1, intraOpThreads: cores, batchSize: 1 };
+  const gpuThreads = Math.max(1, Math.min(4, Math.floor(cores / 4)));
+  if (provider === 'cuda') return { inferenceWorkers: 2, intraOpThreads: gpuThreads, batchSize: 4, inferenceIsolation: 'process' };
+  if (provider === 'webgpu') return { inferenceWorkers: 2, intraOpThreads: gpuThreads, batchSize: 1, inferenceIsolation: 'process' };
+  return { inferenceWorkers: 1, intraOpThreads: cores, batchSize: 1, inferenceIsolation: 'thread' };
 }
+
+/**
+ * An inference task whose worker died (not one that ran past the time limit) runs once more on the
+ * replacement worker: a driver's one-off abort costs a tile's time, not the job. A second death on
+ * the same task fails it (a tile that kills every worker must not crash-loop the pool).
+ */
+export class InferenceCrashedTwice extends WorkerCrashed {}
 
 function envBatchSize(env: NodeJS.ProcessEnv): number | undefined {
   const v = env.CELLBRIDGE_BATCH_SIZE;
@@ -92,15 +111,18 @@ export class TileEngine {
   constructor(readonly options: EngineOptions, env: NodeJS.ProcessEnv = process.env) {
     const cores = availableParallelism();
     const d = engineDefaults(options.provider, cores);
+    const isolation = options.inferenceIsolation ?? d.inferenceIsolation;
     this.settings = {
-      inferenceWorkers: Math.min(options.inferenceWorkers ?? d.inferenceWorkers, maxInferenceWorkers(options.provider)),
+      inferenceWorkers: Math.min(options.inferenceWorkers ?? d.inferenceWorkers, maxInferenceWorkers(options.provider, isolation)),
       intraOpThreads: options.intraOpThreads ?? d.intraOpThreads,
       batchSize: options.batchSize ?? envBatchSize(env) ?? d.batchSize,
       postprocessWorkers: options.postprocessWorkers ?? Math.max(1, cores - 1),
+      inferenceIsolation: isolation,
     };
     const data: InferenceWorkerData = { provider: options.provider, intraOpThreads: this.settings.intraOpThreads };
     this.inference = new WorkerPool(join(__dirname, '../inference/inference-worker.js'), {
       name: 'inference', size: this.settings.inferenceWorkers, workerData: data, taskTimeoutMs: options.taskTimeoutMs,
+      isolation: this.settings.inferenceIsolation,
     });
     this.postprocess = new WorkerPool(join(__dirname, 'postprocess-worker.js'), {
       name: 'post-processing', size: this.settings.postprocessWorkers, taskTimeoutMs: options.taskTimeoutMs,
@@ -115,7 +137,7 @@ export class TileEngine {
     if (!model.card || !model.onnxPath) return Promise.reject(new Error(`model ${model.name} is not ready: ${model.error}`));
     if (this.settings.batchSize <= 1 || views > 1) {
       const task: InferenceTask = { model: model.name, onnxPath: model.onnxPath, card: model.card, rgb, width, height, ...(views > 1 ? { views } : {}) };
-      return this.inference.run(task, [rgb.buffer as ArrayBuffer], signal) as Promise<InferenceResult>;
+      return this.runInference(task, signal) as Promise<InferenceResult>;
     }
     if (signal?.aborted) return Promise.reject(new PoolTaskAborted());
     const { pw, ph } = paddedSize(model.card.input, width, height);
@@ -152,10 +174,10 @@ export class TileEngine {
       this.batchesInFlight++;
       const m = first.model;
       const run = batch.length === 1
-        ? this.inference.run({ model: m.name, onnxPath: m.onnxPath, card: m.card, ...first.tile }, [first.tile.rgb.buffer as ArrayBuffer])
+        ? this.runInference({ model: m.name, onnxPath: m.onnxPath, card: m.card, ...first.tile })
           .then((r) => [r as InferenceResult])
-        // Copied, not transferred: if the model refuses a batch, the tiles are retried one by one.
-        : this.inference.run({ model: m.name, onnxPath: m.onnxPath, card: m.card, tiles: batch.map((p) => p.tile) })
+        // If the model refuses a batch, the tiles are retried one by one.
+        : this.runInference({ model: m.name, onnxPath: m.onnxPath, card: m.card, tiles: batch.map((p) => p.tile) })
           .then((r) => r as InferenceResult[]);
       void run.then(
         (results) => { batch.forEach((p, i) => p.resolve(results[i])); },
@@ -173,6 +195,29 @@ export class TileEngine {
           for (const p of batch) p.reject(err);
         },
       ).finally(() => { this.batchesInFlight--; this.pump(); });
+    }
+  }
+
+  /** Inference tasks retried after their worker died (see InferenceCrashedTwice). */
+  crashRetries = 0;
+
+  /**
+   * One inference task, run once more if its worker dies (InferenceCrashedTwice). The tile's pixels
+   * are copied to the worker, not transferred, so that they are still here for the second try
+   * (~200 KB per 256² tile against tens of milliseconds of inference).
+   */
+  private async runInference(task: InferenceTask | InferenceBatchTask, signal?: AbortSignal): Promise<InferenceResult | InferenceResult[]> {
+    try {
+      return await this.inference.run(task, [], signal);
+    } catch (err) {
+      if (!(err instanceof WorkerCrashed) || err instanceof PoolTaskTimeout || signal?.aborted) throw err;
+      this.crashRetries++;
+      try {
+        return await this.inference.run(task, [], signal);
+      } catch (again) {
+        if (!(again instanceof WorkerCrashed) || again instanceof PoolTaskTimeout) throw again;
+        throw new InferenceCrashedTwice('inference', `${again.message} (a second time for this tile: it was retried once)`);
+      }
     }
   }
 

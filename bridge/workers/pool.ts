@@ -8,10 +8,13 @@
  * - A task that cannot be sent (postMessage throws: not structured-cloneable) fails at once with
  *   TaskNotSent; the worker stays free for the next task.
  * - `health()` says whether the pool can run work (see PoolHealth).
+ * - Workers are threads, or (isolation 'process') child processes: a native abort then ends one
+ *   worker, not the daemon (process-worker.ts).
  */
 import { Worker, type TransferListItem } from 'node:worker_threads';
 import { EventEmitter } from 'node:events';
 import type { PoolHealthInfo } from '../../protocol';
+import { ProcessWorker, type WorkerPort } from './process-worker';
 
 export class PoolTaskAborted extends Error {
   constructor() { super('task aborted'); this.name = 'AbortError'; }
@@ -48,9 +51,18 @@ export function tagOwner(signal: AbortSignal, owner: string): void {
 export const TEST_CRASH_ENV = 'CELLBRIDGE_TEST_CRASH_ON_TILE';
 /** Test-only, like TEST_CRASH_ENV: the N-th post-processing task makes its worker spin forever (a wedged worker). */
 export const TEST_HANG_ENV = 'CELLBRIDGE_TEST_HANG_ON_TILE';
+/**
+ * Test-only, like TEST_CRASH_ENV, for the inference pool: 'N' makes the N-th inference task (1-based,
+ * counted since start-up, retries included) abort its worker natively (process.abort(): SIGABRT, as a
+ * crashing execution provider does); 'N+' does so for the N-th and every later task. In a worker
+ * thread that ends the daemon: use it with --inference-isolation process.
+ */
+export const TEST_ABORT_ENV = 'CELLBRIDGE_TEST_ABORT_ON_INFERENCE';
 const TEST_CRASH_POOL = 'post-processing';
+const TEST_ABORT_POOL = 'inference';
 const TEST_CRASH_MARKER = '__cellbridgeTestCrash';
 const TEST_HANG_MARKER = '__cellbridgeTestHang';
+const TEST_ABORT_MARKER = '__cellbridgeTestAbort';
 const READY_KEY = '__cellbridgeWorkerReady';
 const READY = { [READY_KEY]: true } as const;
 
@@ -64,8 +76,11 @@ interface Task<I, O> {
   onAbort?: () => void;
 }
 
+/** What the pool needs of a worker: node:worker_threads' Worker or a ProcessWorker. */
+type PoolWorker = Pick<Worker, 'postMessage' | 'terminate' | 'unref' | 'on'> | ProcessWorker;
+
 interface Slot<I, O> {
-  worker: Worker;
+  worker: PoolWorker;
   task: Task<I, O> | null;
   timer: NodeJS.Timeout | null;
   /** The worker has loaded its script (serveWorker said so): only then do tasks and their time limit start. */
@@ -80,9 +95,14 @@ type WorkerReply<O> = { ok: true; result: O } | { ok: false; error: string; code
 export interface PoolOptions {
   size: number;
   workerData?: unknown;
-  /** Node's resourceLimits for each worker. */
+  /** Node's resourceLimits for each worker (a process worker takes maxOldGenerationSizeMb only). */
   resourceLimits?: { maxOldGenerationSizeMb?: number; maxYoungGenerationSizeMb?: number };
   name: string;
+  /**
+   * 'thread' (default): worker threads. 'process': child processes, so that native code aborting
+   * (SIGABRT) ends one worker, which is replaced, instead of the daemon; messages are copied.
+   */
+  isolation?: WorkerIsolation;
   /** A task still running after this long has its worker terminated and replaced; 0/undefined = no limit. */
   taskTimeoutMs?: number;
   /**
@@ -91,6 +111,8 @@ export interface PoolOptions {
    */
   stallMs?: number;
 }
+
+export type WorkerIsolation = 'thread' | 'process';
 
 /** A pool whose workers were replaced this often within a minute is crash-looping: respawns slow down and health() says so. */
 const CRASH_LOOP = 5;
@@ -107,6 +129,8 @@ export class WorkerPool<I, O> extends EventEmitter {
   private dispatched = 0;
   private readonly crashOn: number;
   private readonly hangOn: number;
+  /** TEST_ABORT_ENV: the first task number that aborts its worker, and whether later ones do too. */
+  private readonly abortOn: { from: number; onward: boolean };
   /** When workers were replaced (performance.now()), the last minute's. */
   private replacedAt: number[] = [];
 
@@ -118,6 +142,8 @@ export class WorkerPool<I, O> extends EventEmitter {
     };
     this.crashOn = testN(TEST_CRASH_ENV);
     this.hangOn = testN(TEST_HANG_ENV);
+    const abort = /^([1-9][0-9]*)(\+?)$/.exec(options.name === TEST_ABORT_POOL ? process.env[TEST_ABORT_ENV] ?? '' : '');
+    this.abortOn = { from: abort ? Number(abort[1]) : 0, onward: abort?.[2] === '+' };
     for (let i = 0; i < options.size; i++) this.slots.push(this.spawn());
   }
 
@@ -204,11 +230,13 @@ export class WorkerPool<I, O> extends EventEmitter {
     return task;
   }
 
+  /** 'thread' or 'process' (PoolOptions.isolation). */
+  get isolation(): WorkerIsolation { return this.options.isolation ?? 'thread'; }
+
   private spawn(): Slot<I, O> {
-    const worker = new Worker(this.script, {
-      workerData: this.options.workerData,
-      resourceLimits: this.options.resourceLimits,
-    });
+    const worker: PoolWorker = this.isolation === 'process'
+      ? new ProcessWorker(this.script, { workerData: this.options.workerData, resourceLimits: this.options.resourceLimits })
+      : new Worker(this.script, { workerData: this.options.workerData, resourceLimits: this.options.resourceLimits });
     const slot: Slot<I, O> = { worker, task: null, timer: null, ready: false, spawnedAt: performance.now(), taskSince: 0 };
     worker.on('message', (reply: WorkerReply<O> | typeof READY) => {
       if ((reply as typeof READY)[READY_KEY] === true) { slot.ready = true; this.pump(); return; }
@@ -224,8 +252,9 @@ export class WorkerPool<I, O> extends EventEmitter {
       this.pump();
     });
     worker.on('error', (err) => this.onCrash(slot, err));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.onCrash(slot, new Error(`worker exited with code ${code}`));
+    worker.on('exit', (code: number | string) => {
+      // A process worker ended by a signal reports the signal's name (SIGABRT: a native abort).
+      if (!this.closed) this.onCrash(slot, new Error(typeof code === 'string' ? `worker process killed by ${code}` : `worker exited with code ${code}`));
     });
     worker.unref();
     return slot;
@@ -284,6 +313,7 @@ export class WorkerPool<I, O> extends EventEmitter {
       try {
         if (n === this.crashOn) slot.worker.postMessage({ [TEST_CRASH_MARKER]: true });
         else if (n === this.hangOn) slot.worker.postMessage({ [TEST_HANG_MARKER]: true });
+        else if (this.abortOn.from > 0 && (n === this.abortOn.from || (this.abortOn.onward && n > this.abortOn.from))) slot.worker.postMessage({ [TEST_ABORT_MARKER]: true });
         else slot.worker.postMessage(task.input, task.transfer);
       } catch (err) {
         // Nothing reached the worker: it stays free, only this task fails.
@@ -297,13 +327,20 @@ export class WorkerPool<I, O> extends EventEmitter {
   }
 }
 
-/** Helper for worker scripts: answer each message with the handler's result. */
+/**
+ * Helper for worker scripts: answer each message with the handler's result. `port`: the thread's
+ * parentPort or, in a process worker, what workerSide() returns.
+ */
 export function serveWorker<I, O>(
-  port: import('node:worker_threads').MessagePort,
+  port: WorkerPort,
   handler: (input: I) => Promise<{ result: O; transfer?: TransferListItem[] }>,
 ): void {
   port.postMessage(READY);
-  port.on('message', async (input: I) => {
+  port.on('message', async (value: unknown) => {
+    const input = value as I;
+    if (typeof input === 'object' && input !== null && (input as Record<string, unknown>)[TEST_ABORT_MARKER] === true) {
+      process.abort(); // test only (TEST_ABORT_ENV): what a crashing native library does
+    }
     if (typeof input === 'object' && input !== null && (input as Record<string, unknown>)[TEST_CRASH_MARKER] === true) {
       setImmediate(() => { throw new Error(`test crash (${TEST_CRASH_ENV})`); });
       return;

@@ -1,0 +1,68 @@
+/**
+ * Inference in child processes (--inference-isolation process, the default on GPUs): a native abort
+ * in an inference worker (SIGABRT, as WebGPU's Dawn did on an H200) ends that worker, not the daemon.
+ * The worker is replaced and its tile runs once more, so the job completes with the same cells; a tile
+ * that kills every worker fails its job with ModelFailed and a message that says so. The aborts are
+ * real (process.abort() in the worker process, CELLBRIDGE_TEST_ABORT_ON_INFERENCE).
+ */
+import assert from 'node:assert/strict';
+import { ErrorCodes } from '../protocol';
+import { startDaemon, type RunningDaemon } from './helpers/daemon';
+import { makeSyntheticModelsDir } from './helpers/synthetic-model';
+import { gridScene } from './helpers/synthetic-scene';
+import { cellKeys, RawPeer, runSceneJob } from './hardening-helpers.test';
+
+const logLines = (d: RunningDaemon) => d.stderr.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe('inference isolation: a native abort ends a worker process, not the daemon', function () {
+  const scene = gridScene(300, 300, 21);
+  const daemons: RunningDaemon[] = [];
+  after(async () => { await Promise.all(daemons.map((d) => d.stop())); });
+
+  async function daemon(isolation: string, abortOn?: string): Promise<RunningDaemon> {
+    const d = await startDaemon({
+      modelsDir: makeSyntheticModelsDir(),
+      args: ['--device', 'cpu', '--model', 'synthetic', '--inference-isolation', isolation],
+      env: abortOn ? { CELLBRIDGE_TEST_ABORT_ON_INFERENCE: abortOn } : {},
+    });
+    daemons.push(d);
+    return d;
+  }
+
+  it('the inference worker aborts on the 2nd tile: replaced, the tile retried, the job completes with the cells of a clean run', async () => {
+    const [faulty, clean] = await Promise.all([daemon('process', '2'), daemon('thread')]);
+    const listening = logLines(faulty).find((e) => e.event === 'listening')!;
+    assert.deepEqual(listening.inference, { workers: 1, isolation: 'process' });
+    assert.deepEqual(logLines(clean).find((e) => e.event === 'listening')!.inference, { workers: 1, isolation: 'thread' });
+
+    const [hit, reference] = await Promise.all([runSceneJob(faulty.url, scene), runSceneJob(clean.url, scene)]);
+    assert.equal(hit.completed.status, 'completed', JSON.stringify(hit.completed));
+    assert.ok(reference.completed.cells > 30, `${reference.completed.cells} cells`);
+    assert.equal(hit.completed.cells, reference.completed.cells);
+    assert.deepEqual(cellKeys(hit), cellKeys(reference), 'the same cells as without the abort');
+    const crashes = logLines(faulty).filter((e) => e.event === 'inference worker crashed; replaced');
+    assert.equal(crashes.length, 1, JSON.stringify(crashes));
+    assert.match(String(crashes[0].error), /killed by SIGABRT/);
+    assert.equal(faulty.process.exitCode, null, 'the daemon is still up');
+    assert.equal(faulty.process.signalCode, null);
+
+    // The replacement worker serves the next job as the first did.
+    const next = await runSceneJob(faulty.url, scene);
+    assert.deepEqual(cellKeys(next), cellKeys(reference));
+  });
+
+  it('every inference worker aborts from the 2nd tile on: the job fails with ModelFailed, saying so; the daemon answers', async () => {
+    const d = await daemon('process', '2+');
+    const failed = await runSceneJob(d.url, scene);
+    assert.equal(failed.completed.status, 'failed');
+    assert.equal(failed.completed.error!.code, ErrorCodes.ModelFailed);
+    assert.match(failed.completed.error!.message, /inference worker crashed \(worker process killed by SIGABRT\).*retried once/);
+    assert.equal(d.process.exitCode, null, 'the daemon is still up');
+    const p = await RawPeer.open(d.url);
+    await p.initialize();
+    const health = await p.request('h', 'server/health');
+    const inference = health.result.pools.find((x: { name: string }) => x.name === 'inference');
+    assert.ok(inference.replacedLastMinute >= 2, JSON.stringify(inference));
+    await p.close();
+  });
+});

@@ -14,6 +14,7 @@ import { ModelRegistry } from './inference/model-registry';
 import { selectProvider, summariseError, type ProbeModel } from './inference/providers';
 import { loadableRunFile } from './inference/model-file';
 import { engineDefaults, maxInferenceWorkers, TileEngine } from './pipeline/engine';
+import { IsolatedChecks } from './inference/isolated-checks';
 import { ClientSession } from './session/client-session';
 import type { DaemonContext } from './session/daemon-context';
 import { createLogger, type Logger } from './util/log';
@@ -61,12 +62,12 @@ export function probeOf(registry: ModelRegistry): ProbeModel | null {
  * Loads every ready model once with the chosen provider, so a corrupt file is reported now, not mid-job.
  * A `cpuFile` that does not load is only a lost speed-up: the model runs its `file` instead, with a warning.
  */
-async function verifyModels(registry: ModelRegistry, provider: string, log: Logger): Promise<void> {
+async function verifyModels(registry: ModelRegistry, provider: string, log: Logger, checks: IsolatedChecks): Promise<void> {
   for (const m of registry.list()) {
     if (m.status !== 'ready' || !m.onnxPath || !m.card) continue;
     try {
       const file = await loadableRunFile(m, provider, (reason) =>
-        log.warn('model cpuFile could not be loaded; running its full-precision file', { model: m.name, reason }));
+        log.warn('model cpuFile could not be loaded; running its full-precision file', { model: m.name, reason }), checks.checkFile);
       if (file !== m.onnxPath) registry.useFullPrecision(m.name);
     } catch (err) {
       const reason = `model file could not be loaded: ${summariseError(err)}`;
@@ -81,11 +82,11 @@ async function verifyModels(registry: ModelRegistry, provider: string, log: Logg
  * file itself is broken (it does not load even on the CPU) marks that model failed and probes with
  * the next one: a corrupt model must not stop the daemon, nor pass for a provider problem.
  */
-async function chooseProvider(config: ServerConfig, registry: ModelRegistry, log: Logger) {
+async function chooseProvider(config: ServerConfig, registry: ModelRegistry, log: Logger, checks: IsolatedChecks) {
   for (;;) {
     const probe = probeOf(registry);
     try {
-      return await selectProvider(config.device, probe);
+      return await selectProvider(config.device, probe, { probe: checks.probe });
     } catch (err) {
       if (!probe) throw err;
       const m = registry.list().find((r) => r.onnxPath === probe.path)!;
@@ -109,11 +110,18 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   }
   const registry = new ModelRegistry(config.modelsDir, config.defaultModel);
   for (const m of registry.list()) if (m.status === 'failed') log.error('model failed', { model: m.name, reason: m.error });
-  const choice = await chooseProvider(config, registry, log);
-  for (const s of choice.skipped) log.warn('execution provider skipped', s);
-  log.info('execution provider', { provider: choice.name, deviceName: choice.deviceName });
-  registry.useProvider(choice.name, config.fullPrecision);
-  await verifyModels(registry, choice.name, log);
+  // The test inferences run in a child process: a provider that aborts is skipped, not fatal.
+  const checks = new IsolatedChecks();
+  let choice: Awaited<ReturnType<typeof chooseProvider>>;
+  try {
+    choice = await chooseProvider(config, registry, log, checks);
+    for (const s of choice.skipped) log.warn('execution provider skipped', s);
+    log.info('execution provider', { provider: choice.name, deviceName: choice.deviceName });
+    registry.useProvider(choice.name, config.fullPrecision);
+    await verifyModels(registry, choice.name, log, checks);
+  } finally {
+    await checks.close();
+  }
   const isolation = config.inferenceIsolation ?? engineDefaults(choice.name).inferenceIsolation;
   if (config.inferenceWorkers !== undefined && config.inferenceWorkers > maxInferenceWorkers(choice.name, isolation)) {
     log.warn('inference workers capped', { provider: choice.name, isolation, asked: config.inferenceWorkers, running: maxInferenceWorkers(choice.name, isolation), why: 'two WebGPU sessions in one process abort it' });

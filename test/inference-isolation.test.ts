@@ -6,8 +6,9 @@
  * real (process.abort() in the worker process, CELLBRIDGE_TEST_ABORT_ON_INFERENCE).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { ErrorCodes } from '../protocol';
-import { startDaemon, type RunningDaemon } from './helpers/daemon';
+import { CLI, startDaemon, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
 import { gridScene } from './helpers/synthetic-scene';
 import { cellKeys, RawPeer, runSceneJob } from './hardening-helpers.test';
@@ -64,5 +65,34 @@ describe('inference isolation: a native abort ends a worker process, not the dae
     const inference = health.result.pools.find((x: { name: string }) => x.name === 'inference');
     assert.ok(inference.replacedLastMinute >= 2, JSON.stringify(inference));
     await p.close();
+  });
+});
+
+describe('start-up test inferences in a child process: a provider or model file that aborts is reported, not fatal', function () {
+  it('the provider probe aborts: the daemon exits 1 (not by a signal) naming the provider and SIGABRT', () => {
+    const r = spawnSync(process.execPath, [CLI, 'serve', '--port', '0', '--device', 'cpu', '--models', makeSyntheticModelsDir(), '--model', 'synthetic'], {
+      encoding: 'utf8', timeout: 60_000, env: { ...process.env, CELLBRIDGE_TEST_ABORT_ON_CHECK: '1' },
+    });
+    assert.equal(r.signal, null, 'not killed by a signal');
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /execution provider "cpu" is not available here \(cpu: the test inference ended the process it ran in \(worker process killed by SIGABRT\)\)/);
+  });
+
+  it('the model file\'s first load aborts: that model is failed with the reason, the daemon serves', async () => {
+    const d = await startDaemon({
+      modelsDir: makeSyntheticModelsDir(), args: ['--device', 'cpu', '--model', 'synthetic'], env: { CELLBRIDGE_TEST_ABORT_ON_CHECK: '2' },
+    });
+    try {
+      const failed = logLines(d).find((e) => e.event === 'model failed');
+      assert.equal(failed?.model, 'synthetic');
+      assert.match(String(failed?.reason), /model file could not be loaded: the test inference ended the process it ran in \(worker process killed by SIGABRT\)/);
+      const p = await RawPeer.open(d.url);
+      const init = await p.initialize();
+      assert.equal(init.result.models[0].status, 'failed');
+      await p.close();
+      assert.equal(d.process.exitCode, null);
+    } finally {
+      await d.stop();
+    }
   });
 });

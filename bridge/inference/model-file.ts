@@ -7,7 +7,7 @@ import * as ort from './ort';
 import type { RegisteredModel } from './model-registry';
 import { summariseError } from './providers';
 
-type Card = NonNullable<RegisteredModel['card']>;
+export type Card = NonNullable<RegisteredModel['card']>;
 
 /** Loads the file with the provider and checks it has the card's input and outputs; throws with the reason. */
 export async function checkModelFile(path: string, card: Card, provider: string): Promise<void> {
@@ -24,15 +24,15 @@ export async function checkModelFile(path: string, card: Card, provider: string)
  * `onFallback(reason)`. Throws when the file to run does not load.
  */
 export async function loadableRunFile(m: Pick<RegisteredModel, 'onnxPath' | 'filePath' | 'card'>, provider: string,
-  onFallback: (reason: string) => void): Promise<string> {
+  onFallback: (reason: string) => void, check: typeof checkModelFile = checkModelFile): Promise<string> {
   if (!m.onnxPath || !m.card) throw new Error('the model has no file to run');
   try {
-    await checkModelFile(m.onnxPath, m.card, provider);
+    await check(m.onnxPath, m.card, provider);
     return m.onnxPath;
   } catch (err) {
     if (m.onnxPath === m.filePath || !m.filePath) throw err;
     onFallback(summariseError(err));
-    await checkModelFile(m.filePath, m.card, provider);
+    await check(m.filePath, m.card, provider);
     return m.filePath;
   }
 }

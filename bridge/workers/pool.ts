@@ -58,8 +58,10 @@ export const TEST_HANG_ENV = 'CELLBRIDGE_TEST_HANG_ON_TILE';
  * thread that ends the daemon: use it with --inference-isolation process.
  */
 export const TEST_ABORT_ENV = 'CELLBRIDGE_TEST_ABORT_ON_INFERENCE';
+/** Test-only, as TEST_ABORT_ENV for the start-up's test inferences ('provider check' pool, always a process). */
+export const TEST_ABORT_CHECK_ENV = 'CELLBRIDGE_TEST_ABORT_ON_CHECK';
 const TEST_CRASH_POOL = 'post-processing';
-const TEST_ABORT_POOL = 'inference';
+const TEST_ABORT_POOLS: Record<string, string> = { inference: TEST_ABORT_ENV, 'provider check': TEST_ABORT_CHECK_ENV };
 const TEST_CRASH_MARKER = '__cellbridgeTestCrash';
 const TEST_HANG_MARKER = '__cellbridgeTestHang';
 const TEST_ABORT_MARKER = '__cellbridgeTestAbort';
@@ -142,7 +144,8 @@ export class WorkerPool<I, O> extends EventEmitter {
     };
     this.crashOn = testN(TEST_CRASH_ENV);
     this.hangOn = testN(TEST_HANG_ENV);
-    const abort = /^([1-9][0-9]*)(\+?)$/.exec(options.name === TEST_ABORT_POOL ? process.env[TEST_ABORT_ENV] ?? '' : '');
+    const abortEnv = TEST_ABORT_POOLS[options.name];
+    const abort = /^([1-9][0-9]*)(\+?)$/.exec(abortEnv ? process.env[abortEnv] ?? '' : '');
     this.abortOn = { from: abort ? Number(abort[1]) : 0, onward: abort?.[2] === '+' };
     for (let i = 0; i < options.size; i++) this.slots.push(this.spawn());
   }

@@ -57,7 +57,10 @@ export class ProcessWorker extends EventEmitter {
 
   /** Ends the process (SIGKILL: a wedged native call ignores gentler signals). */
   terminate(): Promise<number> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.ref(); // an unref'd child would let node exit before its 'exit' event settles this
+      this.child.kill('SIGKILL');
+    }
     return this.exited;
   }
 

@@ -11,7 +11,9 @@ import { ErrorCodes } from '../protocol';
 import { CLI, startDaemon, type RunningDaemon } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
 import { gridScene } from './helpers/synthetic-scene';
-import { cellKeys, RawPeer, runSceneJob } from './hardening-helpers.test';
+import { CellBridgeClient } from '../bridge/client/client';
+import { cropScene } from './helpers/synthetic-scene';
+import { cellKeys, RawPeer, runSceneJob, sceneJob, sleep } from './hardening-helpers.test';
 
 const logLines = (d: RunningDaemon) => d.stderr.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
 
@@ -93,6 +95,33 @@ describe('start-up test inferences in a child process: a provider or model file 
       assert.equal(d.process.exitCode, null);
     } finally {
       await d.stop();
+    }
+  });
+});
+
+describe('Ctrl-C with inference in child processes', function () {
+  it('SIGINT to the whole process group (a terminal\'s Ctrl-C) mid-job: the inference processes live on, the job completes in the grace period, exit 0', async () => {
+    const scene = gridScene(300, 300, 25);
+    const d = await startDaemon({
+      modelsDir: makeSyntheticModelsDir(), detached: true,
+      args: ['--device', 'cpu', '--model', 'synthetic', '--inference-isolation', 'process', '--shutdown-grace-s', '20'],
+    });
+    try {
+      const client = await CellBridgeClient.connect(d.url);
+      let sent = 0;
+      const outcome = client.runJob(sceneJob(scene, { options: { pixelFormat: 'rgb8', maxTilesInFlight: 2 } }), async (t) => {
+        if (++sent === 3) process.kill(-d.process.pid!, 'SIGINT'); // the daemon and its inference process
+        if (sent >= 3) await sleep(30); // tiles keep coming during the grace period
+        return cropScene(scene, t.x, t.y, t.width, t.height);
+      });
+      const done = await outcome;
+      await client.close().catch(() => undefined);
+      assert.equal(done.completed.status, 'completed', JSON.stringify(done.completed));
+      assert.ok(done.completed.cells > 30);
+      assert.equal(await new Promise((r) => d.process.exitCode !== null ? r(d.process.exitCode) : d.process.once('exit', (code) => r(code))), 0);
+      assert.ok(!d.stderr.some((l) => /worker crashed/.test(l)), d.stderr.filter((l) => /crash/.test(l)).join('\n'));
+    } finally {
+      if (d.process.exitCode === null) process.kill(-d.process.pid!, 'SIGKILL');
     }
   });
 });

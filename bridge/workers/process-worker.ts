@@ -107,6 +107,11 @@ export function workerSide(): { port: WorkerPort; data: unknown } | null {
   if (typeof process.send !== 'function' || raw === undefined) return null;
   // The daemon went away: nothing is left to work for (and no one would reap this process).
   process.on('disconnect', () => process.exit(0));
+  // A terminal's Ctrl-C (SIGINT) and systemd's stop (SIGTERM) reach the whole process group: the daemon
+  // decides when its workers end (graceful shutdown lets running jobs finish, then SIGKILL or the
+  // disconnect above), so these signals must not end this worker under a job still running.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => undefined);
   const port: WorkerPort = {
     postMessage: (value) => { process.send!(value); },
     on: (_event, listener) => process.on('message', listener),

@@ -122,12 +122,16 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
   const i = card.input;
   const probe = { path: m.onnxPath, inputName: i.name, dims: i.layout === 'NCHW' ? [1, i.channels, i.modelSize, i.modelSize] : [1, i.modelSize, i.modelSize, i.channels] };
   let provider: string;
+  // As the daemon: the test inferences in a child process (a provider that aborts is skipped, not fatal).
+  const { IsolatedChecks } = require('../inference/isolated-checks') as typeof import('../inference/isolated-checks');
+  const checks = new IsolatedChecks();
   try {
-    const choice = await selectProvider(options.device, probe);
+    const choice = await selectProvider(options.device, probe, { probe: checks.probe });
     for (const sk of choice.skipped) options.log?.(`[eval] execution provider ${sk.provider} skipped: ${sk.reason}`);
     provider = choice.name;
     options.log?.(`[eval] execution provider: ${choice.name}${choice.deviceName ? ` (${choice.deviceName})` : ''}`);
   } catch (e) {
+    await checks.close();
     if (e instanceof ProviderUnavailable) throw new SetupError(e.message);
     throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
   }
@@ -136,9 +140,11 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
   try {
     // The daemon's rule and fallback (server.verifyModels): an int8 cpuFile that does not load runs the card's file.
     m.registered.onnxPath = await loadableRunFile({ ...m.registered, onnxPath: runFileFor(m.registered, provider, options.fullPrecision === true) },
-      provider, (reason) => options.log?.(`[eval] model cpuFile could not be loaded (${reason}); running its full-precision file`));
+      provider, (reason) => options.log?.(`[eval] model cpuFile could not be loaded (${reason}); running its full-precision file`), checks.checkFile);
   } catch (e) {
     throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
+  } finally {
+    await checks.close();
   }
   const modelFile = path.basename(m.registered.onnxPath!);
   options.log?.(`[eval] model file: ${modelFile}`);

@@ -198,9 +198,6 @@ export class TileEngine {
     }
   }
 
-  /** Inference tasks retried after their worker died (see InferenceCrashedTwice). */
-  crashRetries = 0;
-
   /**
    * One inference task, run once more if its worker dies (InferenceCrashedTwice). The tile's pixels
    * are copied to the worker, not transferred, so that they are still here for the second try
@@ -211,7 +208,6 @@ export class TileEngine {
       return await this.inference.run(task, [], signal);
     } catch (err) {
       if (!(err instanceof WorkerCrashed) || err instanceof PoolTaskTimeout || signal?.aborted) throw err;
-      this.crashRetries++;
       try {
         return await this.inference.run(task, [], signal);
       } catch (again) {

@@ -113,7 +113,8 @@ export function workerSide(): { port: WorkerPort; data: unknown } | null {
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => undefined);
   const port: WorkerPort = {
-    postMessage: (value) => { process.send!(value); },
+    // A send that fails means the daemon is gone (the disconnect above follows): end quietly, not with an EPIPE stack.
+    postMessage: (value) => { process.send!(value, undefined, {}, (err: Error | null) => { if (err) process.exit(0); }); },
     on: (_event, listener) => process.on('message', listener),
   };
   return { port, data: JSON.parse(raw) as unknown };

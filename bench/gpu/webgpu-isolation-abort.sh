@@ -2,6 +2,7 @@
 # Session 13, on the lent H200 through the device tool (carry [".device", "dist/bridge", "dist/protocol"]; .device
 # holds the pack of bench/README "WebGPU on an H200": node, production node_modules, the Vulkan/GL loaders
 # as .deb, setup.sh, and CMU-1-Small-Region.svs). Run from the repository root: bash bench/gpu/webgpu-isolation-abort.sh
+# The tree fits the 64 MiB with bench/gpu/slim-tree.sh out (then back after the call).
 # (Run when WebGPU still defaulted to one session: add --inference-workers 1 to the serve lines to repeat it exactly.)
 source .device/setup.sh
 mkdir -p ../shared/data/wsi && cp .device/CMU-1-Small-Region.svs ../shared/data/wsi/

@@ -9,44 +9,21 @@
  *   node dist/bench/isolation.js [--model NAME] [--rounds 3]
  *   npm run bench -- --only isolation          (the default model)
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { emit, machine, median, note, r2, r3, SVS } from './common';
-import { compareRuns, segmentWithCli, type CellPoint } from './stability';
-
-type Isolation = 'thread' | 'process';
-interface Run { seconds: number; cells: CellPoint[]; model: string }
-
-function segmentOnce(out: string, model: string | undefined, isolation: Isolation): Run {
-  const extra = [...(model ? ['--model', model] : []), '--inference-isolation', isolation];
-  const { summary, cells } = segmentWithCli(SVS, out, extra, `--inference-isolation ${isolation}`);
-  return { seconds: summary.seconds, cells, model: summary.model };
-}
+import { emit, machine, median, r2, r3 } from './common';
+import { alternatingSegmentRuns, compareRuns } from './stability';
 
 export async function isolationBench(opts: { model?: string; rounds?: number } = {}) {
   const rounds = opts.rounds ?? 3;
-  const dir = mkdtempSync(join(tmpdir(), 'cellbridge-isolation-'));
-  const seconds: Record<Isolation, number[]> = { thread: [], process: [] };
-  const last: Partial<Record<Isolation, Run>> = {};
-  try {
-    for (let k = 0; k <= rounds; k++) {
-      for (const which of ['thread', 'process'] as const) {
-        const run = segmentOnce(join(dir, `${which}.geojson`), opts.model, which);
-        note(`isolation ${which} ${k === 0 ? 'warm-up' : `round ${k}/${rounds}`}: ${run.seconds} s, ${run.cells.length} cells`);
-        if (k > 0) seconds[which].push(run.seconds);
-        last[which] = run;
-      }
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const model = opts.model ? ['--model', opts.model] : [];
+  const { seconds, last } = alternatingSegmentRuns('isolation', {
+    thread: [...model, '--inference-isolation', 'thread'], process: [...model, '--inference-isolation', 'process'],
+  }, rounds);
   const t = median(seconds.thread), p = median(seconds.process);
   return {
-    model: last.thread!.model, image: 'CMU-1-Small-Region.svs', provider: 'cpu', rounds,
+    model: last.thread.model, image: 'CMU-1-Small-Region.svs', provider: 'cpu', rounds,
     seconds: { thread: r2(t), process: r2(p) }, processOverThread: r3(p / t), perRound: seconds,
-    cells: compareRuns(last.thread!.cells, last.process!.cells, 2),
+    cells: compareRuns(last.thread.cells, last.process.cells, 2),
   };
 }
 

@@ -104,6 +104,34 @@ export function segmentWithCli(image: string, out: string, extra: string[], what
   return { summary: JSON.parse(r.stdout.trim().split('\n').pop()!), cells: cellsOf(JSON.parse(readFileSync(out, 'utf8'))) };
 }
 
+export interface SegmentRun { seconds: number; cells: CellPoint[]; model: string }
+
+/**
+ * The whole slide with each variant's extra `cellbridge segment` arguments, the variants alternating
+ * for `rounds` rounds after one warm-up run of each (so that a machine's drift hits them alike): each
+ * variant's job seconds per round (warm-up left out) and its last run. `what` names the benchmark in
+ * the progress lines.
+ */
+export function alternatingSegmentRuns<K extends string>(what: string, variants: Record<K, string[]>, rounds: number): { seconds: Record<K, number[]>; last: Record<K, SegmentRun> } {
+  const names = Object.keys(variants) as K[];
+  const dir = mkdtempSync(join(tmpdir(), `cellbridge-${what}-`));
+  const seconds = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
+  const last = {} as Record<K, SegmentRun>;
+  try {
+    for (let k = 0; k <= rounds; k++) {
+      for (const name of names) {
+        const { summary, cells } = segmentWithCli(SVS, join(dir, `${name}.geojson`), variants[name], `${what} ${name}`);
+        note(`${what} ${name} ${k === 0 ? 'warm-up' : `round ${k}/${rounds}`}: ${summary.seconds} s, ${cells.length} cells`);
+        if (k > 0) seconds[name].push(summary.seconds);
+        last[name] = { seconds: summary.seconds, cells, model: summary.model };
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { seconds, last };
+}
+
 /** A lossless tiled TIFF copy of the slide's full-resolution pixels that declares `mpp` µm/px. */
 export async function copyWithPixelSize(slide: string, mpp: number, out: string): Promise<number | null> {
   // sharp's xres/yres are pixels per mm; with resolutionUnit 'cm' the tags hold pixels per cm.

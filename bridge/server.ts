@@ -13,7 +13,7 @@ import { maxTcpConnections, type ServerConfig } from './config';
 import { ModelRegistry } from './inference/model-registry';
 import { selectProvider, summariseError, type ProbeModel } from './inference/providers';
 import { loadableRunFile } from './inference/model-file';
-import { engineDefaults, maxInferenceWorkers, TileEngine } from './pipeline/engine';
+import { TileEngine } from './pipeline/engine';
 import { IsolatedChecks } from './inference/isolated-checks';
 import { ClientSession } from './session/client-session';
 import type { DaemonContext } from './session/daemon-context';
@@ -122,15 +122,17 @@ export async function startDaemon(config: ServerConfig, log: Logger = createLogg
   } finally {
     await checks.close();
   }
-  const isolation = config.inferenceIsolation ?? engineDefaults(choice.name).inferenceIsolation;
-  if (config.inferenceWorkers !== undefined && config.inferenceWorkers > maxInferenceWorkers(choice.name, isolation)) {
-    log.warn('inference workers capped', { provider: choice.name, isolation, asked: config.inferenceWorkers, running: maxInferenceWorkers(choice.name, isolation), why: 'two WebGPU sessions in one process abort it' });
-  }
   const engine = new TileEngine({
     provider: choice.name, inferenceWorkers: config.inferenceWorkers,
     postprocessWorkers: config.postprocessWorkers, intraOpThreads: config.intraOpThreads,
     taskTimeoutMs: config.limits.taskTimeoutMs, inferenceIsolation: config.inferenceIsolation,
   });
+  if (config.inferenceWorkers !== undefined && config.inferenceWorkers > engine.settings.inferenceWorkers) {
+    log.warn('inference workers capped', {
+      provider: choice.name, isolation: engine.settings.inferenceIsolation, asked: config.inferenceWorkers,
+      running: engine.settings.inferenceWorkers, why: 'two WebGPU sessions in one process abort it',
+    });
+  }
   engine.inference.on('crash', (err: Error) => log.error('inference worker crashed; replaced', { error: err.message }));
   engine.postprocess.on('crash', (err: Error) => log.error('post-processing worker crashed; replaced', { error: err.message }));
   const planner = new WorkerPool<PlanTask, PlanResult>(join(__dirname, 'session/plan-worker.js'), {

@@ -3,6 +3,7 @@ import { isTtaViews, type TtaViews } from '../inference/tta';
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { CommandSpec, OptionSpec } from './specs';
+import type { WorkerIsolation } from '../workers/pool';
 
 export class UsageError extends Error {
   constructor(message: string, readonly command?: CommandSpec) { super(message); }
@@ -133,7 +134,7 @@ export function ttaFlag(v: string | undefined): TtaViews | undefined {
 }
 
 /** --inference-isolation: 'thread' or 'process' (undefined: the provider's default). */
-export function isolationFlag(v: string | undefined): 'thread' | 'process' | undefined {
+export function isolationFlag(v: string | undefined): WorkerIsolation | undefined {
   if (v === undefined || v === '') return undefined;
   if (v !== 'thread' && v !== 'process') throw new UsageError(`--inference-isolation must be thread or process, got "${v}"`);
   return v;

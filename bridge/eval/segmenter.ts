@@ -125,24 +125,25 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
   // As the daemon: the test inferences in a child process (a provider that aborts is skipped, not fatal).
   const { IsolatedChecks } = require('../inference/isolated-checks') as typeof import('../inference/isolated-checks');
   const checks = new IsolatedChecks();
-  try {
-    const choice = await selectProvider(options.device, probe, { probe: checks.probe });
-    for (const sk of choice.skipped) options.log?.(`[eval] execution provider ${sk.provider} skipped: ${sk.reason}`);
-    provider = choice.name;
-    options.log?.(`[eval] execution provider: ${choice.name}${choice.deviceName ? ` (${choice.deviceName})` : ''}`);
-  } catch (e) {
-    await checks.close();
-    if (e instanceof ProviderUnavailable) throw new SetupError(e.message);
-    throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
-  }
   const { runFileFor } = require('../inference/model-registry') as typeof import('../inference/model-registry');
   const { loadableRunFile } = require('../inference/model-file') as typeof import('../inference/model-file');
   try {
-    // The daemon's rule and fallback (server.verifyModels): an int8 cpuFile that does not load runs the card's file.
-    m.registered.onnxPath = await loadableRunFile({ ...m.registered, onnxPath: runFileFor(m.registered, provider, options.fullPrecision === true) },
-      provider, (reason) => options.log?.(`[eval] model cpuFile could not be loaded (${reason}); running its full-precision file`), checks.checkFile);
-  } catch (e) {
-    throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
+    try {
+      const choice = await selectProvider(options.device, probe, { probe: checks.probe });
+      for (const sk of choice.skipped) options.log?.(`[eval] execution provider ${sk.provider} skipped: ${sk.reason}`);
+      provider = choice.name;
+      options.log?.(`[eval] execution provider: ${choice.name}${choice.deviceName ? ` (${choice.deviceName})` : ''}`);
+    } catch (e) {
+      if (e instanceof ProviderUnavailable) throw new SetupError(e.message);
+      throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
+    }
+    try {
+      // The daemon's rule and fallback (server.verifyModels): an int8 cpuFile that does not load runs the card's file.
+      m.registered.onnxPath = await loadableRunFile({ ...m.registered, onnxPath: runFileFor(m.registered, provider, options.fullPrecision === true) },
+        provider, (reason) => options.log?.(`[eval] model cpuFile could not be loaded (${reason}); running its full-precision file`), checks.checkFile);
+    } catch (e) {
+      throw new SetupError(`model "${model}" could not be run: ${summariseError(e)}`);
+    }
   } finally {
     await checks.close();
   }
@@ -151,9 +152,6 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
   const engine = new TileEngine({ provider, intraOpThreads: options.intraOpThreads, postprocessWorkers: options.postprocessWorkers });
   const views = viewsFor(card.input, options.views);
   const ie = { engine, model: m.registered, views };
-  // The pools unref their worker threads (the daemon's server keeps it alive); without a ref'd handle
-  // Node would exit silently while waiting for a worker's reply.
-  const keepAlive = setInterval(() => undefined, 1 << 30);
   return {
     name: model,
     classNames: card.classes.map((c) => c.name),
@@ -168,7 +166,6 @@ export async function modelSegmenter(modelsDir: string, model: string, micronsPe
       return { labels: r.labels, classOfLabel: r.classOfLabel };
     },
     close: async () => {
-      clearInterval(keepAlive);
       await engine.close();
     },
   };

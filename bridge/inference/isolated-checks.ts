@@ -31,16 +31,12 @@ export class IsolatedChecks {
 
   private async run(task: ProviderCheckTask): Promise<void> {
     this.lastCrash = '';
-    // The pool's worker does not keep node alive (unref), and at start-up nothing else does yet.
-    const hold = setInterval(() => undefined, 60_000);
     try {
       await this.pool.run(task);
     } catch (err) {
       if (err instanceof PoolTaskTimeout) throw new Error(`the test inference did not finish within ${CHECK_TIMEOUT_MS / 1000} s`);
       if (err instanceof WorkerCrashed) throw new Error(`the test inference ended the process it ran in (${this.lastCrash || err.message})`);
       throw err;
-    } finally {
-      clearInterval(hold);
     }
   }
 }

@@ -135,6 +135,12 @@ export class WorkerPool<I, O> extends EventEmitter {
   private readonly abortOn: { from: number; onward: boolean };
   /** When workers were replaced (performance.now()), the last minute's. */
   private replacedAt: number[] = [];
+  /**
+   * Ref'd while tasks are queued or running, so that a caller awaiting run() keeps node alive; the
+   * workers themselves are unref'd, so an idle pool does not (the daemon's server keeps it alive).
+   */
+  private readonly keepAlive = setInterval(() => undefined, 1 << 30);
+  private unsettled = 0;
 
   constructor(private readonly script: string, private readonly options: PoolOptions) {
     super();
@@ -147,6 +153,7 @@ export class WorkerPool<I, O> extends EventEmitter {
     const abortEnv = TEST_ABORT_POOLS[options.name];
     const abort = /^([1-9][0-9]*)(\+?)$/.exec(abortEnv ? process.env[abortEnv] ?? '' : '');
     this.abortOn = { from: abort ? Number(abort[1]) : 0, onward: abort?.[2] === '+' };
+    this.keepAlive.unref();
     for (let i = 0; i < options.size; i++) this.slots.push(this.spawn());
   }
 
@@ -177,11 +184,17 @@ export class WorkerPool<I, O> extends EventEmitter {
   run(input: I, transfer: TransferListItem[] = [], signal?: AbortSignal): Promise<O> {
     if (this.closed) return Promise.reject(new Error(`${this.options.name} pool is closed`));
     if (signal?.aborted) return Promise.reject(new PoolTaskAborted());
+    if (this.unsettled++ === 0) this.keepAlive.ref();
+    const settled = () => { if (--this.unsettled === 0) this.keepAlive.unref(); };
     return new Promise<O>((resolve, reject) => {
-      const task: Task<I, O> = { input, transfer, resolve, reject, signal, owner: (signal && owners.get(signal)) ?? '' };
+      const task: Task<I, O> = {
+        input, transfer, signal, owner: (signal && owners.get(signal)) ?? '',
+        resolve: (out) => { settled(); resolve(out); },
+        reject: (err) => { settled(); reject(err); },
+      };
       if (signal) {
         task.onAbort = () => {
-          if (this.unqueue(task)) reject(new PoolTaskAborted());
+          if (this.unqueue(task)) task.reject(new PoolTaskAborted());
           // A task already running finishes; its result is simply ignored by the caller.
         };
         signal.addEventListener('abort', task.onAbort, { once: true });
@@ -198,6 +211,7 @@ export class WorkerPool<I, O> extends EventEmitter {
     this.turn.length = 0;
     this.queuedCount = 0;
     for (const s of this.slots) if (s.timer) clearTimeout(s.timer);
+    clearInterval(this.keepAlive);
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 

@@ -16,8 +16,10 @@ export interface RunningDaemon {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `cli`: another build's cli.js (bench/attacks.ts measures main's daemon with it). */
-/** detached: the daemon leads its own process group (a terminal's Ctrl-C reaches the group: kill(-pid)). */
+/**
+ * `cli`: another build's cli.js (bench/attacks.ts measures main's daemon with it). `detached`: the daemon
+ * leads its own process group (a terminal's Ctrl-C reaches the group: kill(-pid)).
+ */
 export async function startDaemon(opts: { modelsDir?: string; args?: string[]; env?: NodeJS.ProcessEnv; cli?: string; detached?: boolean } = {}): Promise<RunningDaemon> {
   const args = [opts.cli ?? CLI, 'serve', '--port', '0', '--log-level', 'info', ...(opts.modelsDir ? ['--models', opts.modelsDir] : []), ...(opts.args ?? [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env }, detached: opts.detached });

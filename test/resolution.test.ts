@@ -64,6 +64,23 @@ describe('resolution: the daemon\'s one decision (level, tolerance, resampling)'
     assert.deepEqual([g1.extent, g1.stride, g1.half], [512, 384, 64]);
   });
 
+  it('enlarging (a 0.25 µm/px model on a 0.499 µm/px slide): no tile is larger than the model reads', () => {
+    // round(512 * 0.501) = 257 full-res px would be 513 model px: the extent steps back to 256.
+    const downsample = 0.25 / 0.499;
+    const spec = { imageWidth: 2220, imageHeight: 2967, downsample, tileSize: 512, overlap: 128 };
+    const g = gridOf(spec);
+    assert.equal(g.extent, 256);
+    const roi = parseRoi('r', { type: 'Polygon', coordinates: [[[0, 0], [2220, 0], [2220, 2967], [0, 2967], [0, 0]]] });
+    const tiles = planTiles(spec, [roi]);
+    assert.ok(tiles.length > 100);
+    assert.equal(Math.max(...tiles.map((t) => Math.max(t.outputWidth, t.outputHeight))), 511, "256 / 0.501 px");
+    let coreArea = 0;
+    for (const t of tiles) coreArea += (t.core[2] - t.core[0]) * (t.core[3] - t.core[1]);
+    assert.equal(coreArea, 2220 * 2967);
+    // The same rule leaves every other grid as it was (shrinking: 0.5 µm/px model on 0.2273 µm/px).
+    assert.equal(gridOf({ ...spec, downsample: 0.5 / 0.2273 }).extent, Math.round(512 * 0.5 / 0.2273));
+  });
+
   it('resamples with centre-aligned pixels: flat stays flat, a ramp stays symmetric', async () => {
     const w = 40, h = 4;
     const flat = new Uint8Array(w * h * 3).fill(77);

@@ -34,7 +34,10 @@ export interface Grid { stride: number; extent: number; half: number; cols: numb
 
 export function gridOf(spec: GridSpec): Grid {
   const k = spec.align ?? 1;
-  const extent = k * Math.max(1, Math.round((spec.tileSize * spec.downsample) / k));
+  let extent = k * Math.max(1, Math.round((spec.tileSize * spec.downsample) / k));
+  // Rounding the extent up to whole (level) pixels can make a tile one model px larger than the model reads when the
+  // daemon enlarges (downsample < 1: a 0.25 µm/px model on a 0.499 µm/px slide gave 513 px): one step back then.
+  while (extent > k && roundHalfUp(extent / spec.downsample) > spec.tileSize) extent -= k;
   const stride = k * Math.max(1, Math.round(((spec.tileSize - spec.overlap) * spec.downsample) / k));
   const half = k * Math.floor((extent - stride) / (2 * k));
   return { stride, extent, half, cols: Math.ceil(spec.imageWidth / stride), rows: Math.ceil(spec.imageHeight / stride) };

@@ -2,7 +2,8 @@
  * The training tools' pure helpers that session 10's findings rest on (models/README, "Where the missed
  * nuclei go", "Contact-weighted flow loss"): augment.contact_pixels (which pixels the contact-weighted
  * flow loss weighs), augment.geometric_with (a teacher's maps follow the targets, stage d1) and
- * errors.tile_errors (how an unmatched nucleus is counted: merged, not found, poor),
+ * errors.tile_errors (how an unmatched nucleus is counted: merged, not found, poor) and errors.recall_by_area
+ * (the recall by nucleus size of session 14's fit-on-training-images analysis),
  * run with the Python the training runs on, on hand-made label maps whose answers are known.
  */
 import assert from 'node:assert/strict';
@@ -90,5 +91,18 @@ pred[17:20, 1:4] = 4                                   # a false positive
 fg = pred > 0
 print(json.dumps(tile_errors(gt, pred, fg, typ)))`) as Record<string, number | number[]>;
     assert.deepEqual(out, { gt: 5, tp: 1, merged: 2, notFound: 1, notFoundBelowThreshold: 1, poor: 1, fp: 3, notFoundByClass: [0, 0, 0, 0, 1] });
+  });
+
+  it('recall_by_area: matched and true nuclei per area bin (<10, 10-20, 20-40, 40-80, 80-160, >=160 px)', () => {
+    const out = python(`
+import json, numpy as np
+from errors import recall_by_area
+gt = np.zeros((40, 40), int); pred = np.zeros((40, 40), int)
+gt[0:3, 0:3] = 1                                   # 9 px, missed
+gt[5:9, 0:4] = 2; pred[5:9, 0:4] = 1               # 16 px, found
+gt[10:16, 0:6] = 3                                  # 36 px, missed
+gt[20:33, 20:33] = 4; pred[20:33, 20:33] = 2       # 169 px, found
+print(json.dumps(recall_by_area(gt, pred)))`) as number[];
+    assert.deepEqual(out, [0, 1, 0, 0, 0, 1, /* totals */ 1, 1, 1, 0, 0, 1]);
   });
 });

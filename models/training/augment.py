@@ -135,6 +135,30 @@ def rescale_fine(rng, img40, img, flows, maps, scale_range=(0.75, 1.33), p=0.85,
     return out, flows[:, idx][:, :, idx], [m[idx][:, idx] for m in maps]
 
 
+def rescale_native(rng, img40, flows, maps, scale_range=(0.75, 1.33), p=0.85, p_20x=0.35):
+    """As rescale, for a network whose image and maps are both at 0.25 um/px (model.CellUNet fine_output): the
+    40x tile and its 40x targets. Mostly the image is the 40x original resampled with a random kernel (a 40x slide);
+    with probability p_20x it is first brought to 0.5 um/px (antialiased) and upsampled 2x with nearest, bilinear or
+    bicubic (a 20x slide read at 0.25 um/px: no detail beyond 0.5 um/px), so that 20x slides stay in the training
+    distribution. Targets by nearest neighbour on the same grid."""
+    n_in = img40.shape[0]
+    s = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1])))) if rng.random() < p else 1.0
+    n = max(32, 2 * int(round(n_in * s / 2)))
+    k = KERNELS[rng.choice(len(KERNELS), p=KERNEL_P)]
+    src = Image.fromarray(img40)
+    if rng.random() < p_20x:
+        src = src.resize((n // 2, n // 2), Image.BILINEAR if k == Image.NEAREST else k)
+        out = np.array(src.resize((n, n), UPSAMPLERS[rng.integers(len(UPSAMPLERS))]), np.uint8)
+    elif n == n_in:
+        out = img40
+    else:
+        out = np.array(src.resize((n, n), k), np.uint8)
+    if n == n_in:
+        return out, flows, maps
+    idx = _nearest_index(n, n_in)
+    return out, flows[:, idx][:, :, idx], [m[idx][:, idx] for m in maps]
+
+
 def degrade(rng, x):
     """float 0..255 image -> blur or sharpen, JPEG re-compression, sensor noise (each sometimes)."""
     u = rng.random()

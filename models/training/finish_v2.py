@@ -201,7 +201,10 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
     torch.set_num_threads(2)
     net, ck = load_network(ckpt)
     mean, std = ck['mean'], ck['std']
-    va = {s: split_val(s, load_set(s, 'train'))[1] for s in SETS}
+    # a fine-output network (train_v2 --fine-output) reads and predicts at 0.25 um/px: its held-out tiles at 40x
+    fine_out = bool(ck.get('fineOutput'))
+    factor = 1 if fine_out else 2
+    va = {s: split_val(s, load_set(s, 'train', factor=factor))[1] for s in SETS}
     # Tuning and calibration see what the daemon will compute: the mean over the card's views (tta_ref.py).
     preds = {s: predict_views(net, va[s]['images'], mean, std, views) for s in SETS}
     log(f'validation predictions with {views} view(s) per tile')
@@ -209,6 +212,8 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
     # following per threshold is the expensive part, and on the shared CPU the full grid took 11 min.
     import tune as tune_mod
     tune_mod.THRESHOLDS, tune_mod.MIN_SIZES, tune_mod.FLOW_THRESHOLDS = (0.0,), (8, 10, 12), (0.0, 0.4, 0.8)
+    if fine_out:  # 4x the pixels per nucleus
+        tune_mod.MIN_SIZES = (20, 30, 40, 50)
     grids = {}
     for s in SETS:
         _, grids[s] = tune(preds[s], va[s]['inst'], eval_type(va[s]['type']), lambda m: None)
@@ -216,14 +221,17 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
 
     def comb(k):
         return sum(SCORE_W[s] * grids[s][k]['bPQ_tileMean'] for s in SETS) + grids['consep'][k]['mPQ3']
-    best = max(keys, key=lambda k: (round(comb(k), 3), k[0] == 0.0, k[2] == 0.0, -abs(k[1] - 10)))
+    best = max(keys, key=lambda k: (round(comb(k), 3), k[0] == 0.0, k[2] == 0.0, -abs(k[1] - 4 ** (2 - factor) * 10)))
     post = post_dict(best)
     for k in sorted(keys):
         log(f'tune {k}: score {comb(k):.4f} ' + ' '.join(f'{s} bPQ {grids[s][k]["bPQ_tileMean"]:.4f}' for s in SETS)
             + f' consep mPQ3 {grids["consep"][k]["mPQ3"]:.4f}')
     log(f'chosen postprocess: {post}')
     validation = {s: summary(grids[s][best]) for s in SETS}
-    outline, outline_grid = tune_outline(preds, va, post, log)
+    if fine_out:  # the maps are at the 40x tiles' own resolution: no finer grid to outline on
+        outline, outline_grid = None, {}
+    else:
+        outline, outline_grid = tune_outline(preds, va, post, log)
     recs, images = cell_records(preds['consep'], va['consep']['inst'], va['consep']['type'], post, va['consep']['names'])
     cal = calibrate(recs, images, log)
 
@@ -260,6 +268,19 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
         'parameters': count_params(net),
     }
     card = make_card(mean, std, post, prov, ck.get('mpp', 0.5))
+    if fine_out:
+        # 5 poolings of the 0.25 um/px image (space-to-depth + 4); tiles and their overlap cover the same tissue as
+        # the 0.5 um/px model's
+        card['input'].update(multipleOf=32, readSize=512, modelSize=512)
+        card['tiling']['overlap'] = 128
+        prov['validation']['resolution'] = '0.25 um/px'
+        prov['intendedUse'] = {**INTENDED_USE, 'resolution': '0.25 um/px (40x); the daemon upsamples 20x slides 2x '
+                                                            '(trained with such upsampled tiles too)'}
+        prov['trainingData'] = prov['trainingData'].replace('40x tiles downscaled 2x to 0.5 um/px',
+                                                            '40x tiles at 0.25 um/px')
+        prov['architecture'] += (f'; reads the 0.25 um/px image through a 2x2 space-to-depth step and adds a 0.25 um/px '
+                                 f'top of {ck["fineOutput"]} channels whose 1x1 heads correct the maps upsampled 2x '
+                                 f'(bilinear): all outputs at 0.25 um/px')
     card['name'] = NAME
     card['postprocess']['outlineThreshold'] = outline
     card['version'] = version or ('2.1.0' if ck.get('channels', [16])[0] != 16 else '2.0.0')
@@ -267,14 +288,14 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
         # The daemon's default for jobs that do not choose (options.testTimeAugmentation); tuned and calibrated with it.
         card['input']['testTimeAugmentation'] = views
     width = '-'.join(str(c) for c in ck.get('channels', []))
-    card['description'] = (f'Cell Bridge H&E nucleus model v2: U-Net ({width}, {count_params(net) / 1e6:.2f} M parameters) trained on CoNSeP + MoNuSeg + CPM-15 at 0.5 um/px '
+    card['description'] = (f'Cell Bridge H&E nucleus model v2: U-Net ({width}, {count_params(net) / 1e6:.2f} M parameters) trained on CoNSeP + MoNuSeg + CPM-15 at {ck.get("mpp", 0.5)} um/px '
                            'with resampling/blur/JPEG/stain invariance augmentation; Cellpose-style flows + cell probability + '
                            '4-class type head (Other, Inflammatory, Epithelial, Spindle; classes learnt from colorectal '
                            'tissue only, calibrated by temperature scaling). Research use.')
     with open(os.path.join(out, 'card.json'), 'w') as fh:
         json.dump(card, fh, indent=2)
         fh.write('\n')
-    test = load_split('test', 2)
+    test = load_split('test', factor)
     ref_index = int(np.argmax([len(np.unique(i)) for i in test['inst'][:16]]))
     x = test['images'][ref_index].astype(np.float32).transpose(2, 0, 1)[None] / 255.0
     x = (x - np.array(mean, np.float32)[None, :, None, None]) / np.array(std, np.float32)[None, :, None, None]

@@ -19,8 +19,16 @@ class CellUNet(nn.Module):
     type_branch, the type head reads its own copy of the last decoder block (dec_type), so that the class head can
     be trained on a frozen trunk without moving the outlines (flows and cellprob keep reading dec[-1])."""
 
-    def __init__(self, ch=(16, 32, 64, 128, 128), n_types=5, type_branch=False, fine_input=False):
+    def __init__(self, ch=(16, 32, 64, 128, 128), n_types=5, type_branch=False, fine_input=False, fine_output=0):
         super().__init__()
+        # fine_output (needs fine_input): the maps too come at the image's resolution (0.25 um/px). A light top of
+        # `fine_output` channels reads the fine image and the body's last map upsampled; its 1x1 heads add a
+        # correction to the body's own maps upsampled bilinearly. The correction starts at zero, so the network
+        # starts as the body (a trained 0.5 um/px network) and learns what the finer grid adds: thin and small
+        # nuclei that the 0.5 um/px grid merges or loses (models/README "A 0.25 um/px output").
+        if fine_output and not fine_input:
+            raise ValueError('fine_output needs fine_input')
+        self.fine_output = fine_output
         # fine_input: the image comes at twice the maps' resolution (0.25 um/px for maps at 0.5) and is folded
         # into 12 channels (2x2 space-to-depth) before the first convolution: the network sees the 40x detail at
         # the cost of a wider first layer, and everything after it runs on the same grid as without.
@@ -38,8 +46,15 @@ class CellUNet(nn.Module):
         self.flows = nn.Conv2d(cin, 2, 1)
         self.cellprob = nn.Conv2d(cin, 1, 1)
         self.type_head = nn.Conv2d(cin, n_types, 1)
+        if fine_output:
+            self.top_enc = conv_bn_relu(3, fine_output)
+            self.top_dec = Block(cin + fine_output, fine_output)
+            self.top_heads = nn.Conv2d(fine_output, 3 + n_types, 1)
+            nn.init.zeros_(self.top_heads.weight)
+            nn.init.zeros_(self.top_heads.bias)
 
     def forward(self, x):
+        fine = x
         if self.fine_input:
             x = F.pixel_unshuffle(x, 2)
         skips = []
@@ -55,7 +70,13 @@ class CellUNet(nn.Module):
             last_in = torch.cat([x, s], 1)
             x = blk(last_in)
         t = x if self.dec_type is None else self.dec_type(last_in)
-        return self.flows(x), self.cellprob(x), self.type_head(t)
+        maps = (self.flows(x), self.cellprob(x), self.type_head(t))
+        if not self.fine_output:
+            return maps
+        y = self.top_dec(torch.cat([F.interpolate(x, scale_factor=2.0, mode='nearest'), self.top_enc(fine)], 1))
+        delta = self.top_heads(y)
+        up = [F.interpolate(m, scale_factor=2.0, mode='bilinear', align_corners=False) for m in maps]
+        return up[0] + delta[:, :2], up[1] + delta[:, 2:3], up[2] + delta[:, 3:]
 
 
 def fine_input_weights(sd):

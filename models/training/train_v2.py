@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import load_set, split_val, SETS, UNKNOWN, VAL_IMAGES  # noqa: E402
-from augment import geometric_with, colour, rescale, rescale_fine, degrade, contact_pixels  # noqa: E402
+from augment import geometric_with, colour, rescale, rescale_fine, rescale_native, degrade, contact_pixels  # noqa: E402
 from model import CellUNet, count_params, fine_input_weights  # noqa: E402
 from postprocess_ref import follow_flows, get_masks, finish, PQ, gt_classes  # noqa: E402
 from train import predict  # noqa: E402  (same inference as v1's validation)
@@ -46,8 +46,15 @@ def eval_type(typ):
     return np.where(typ == UNKNOWN, 0, typ)
 
 
-def segment_tile(flows, cellprob, tlog, thr=0.0, min_size=10):
+# Validation post-processing per map resolution: at 0.5 um/px the v1/v2 defaults; at 0.25 um/px (fine_output) the
+# same clustering (Cellpose's own defaults, made for nuclei 15-30 px across, which 40x nuclei are) and a minimum size
+# of 30 fine pixels (10 at 0.5 um/px is 40 fine pixels; smaller and thinner nuclei are what the finer grid is for).
+VAL_MIN_SIZE = {'value': 10}
+
+
+def segment_tile(flows, cellprob, tlog, thr=0.0, min_size=None):
     """One tile's (labels, class per label) from the model maps: the validation's post-processing."""
+    min_size = VAL_MIN_SIZE['value'] if min_size is None else min_size
     mask = cellprob > thr
     ys, xs, py, px = follow_flows(flows * mask[None] / 5.0, mask, 200)
     raw = get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4)
@@ -60,7 +67,7 @@ def add_tile(pq, inst, typ, lab, cls):
     pq.add(g, gt_classes(g, eval_type(typ)), lab, cls)
 
 
-def evaluate(preds, inst, typ, thr=0.0, min_size=10):
+def evaluate(preds, inst, typ, thr=0.0, min_size=None):
     flows, cellprob, tlog = preds
     pq = PQ()
     for i in range(len(inst)):
@@ -151,7 +158,7 @@ def load_network(path, channels=(16, 32, 64, 128, 128)):
     its recorded channel widths (else `channels`) and type branch decide the architecture."""
     ck = torch.load(path, map_location='cpu')
     net = CellUNet(tuple(ck.get('channels', channels)), type_branch=bool(ck.get('typeBranch')),
-                   fine_input=bool(ck.get('fineInput')))
+                   fine_input=bool(ck.get('fineInput')), fine_output=int(ck.get('fineOutput', 0)))
     net.load_state_dict(float_weights(ck))
     return net.eval(), ck
 
@@ -170,7 +177,10 @@ def load_compact(path, model):
     return ck
 
 
-FINE = {'on': False, 'p20x': 0.35}  # --fine-input: the image at twice the maps' resolution (model.CellUNet fine_input)
+# --fine-input: the image at twice the maps' resolution (model.CellUNet fine_input); --fine-output: image and maps
+# both at 0.25 um/px (the 40x tiles and 40x targets)
+FINE = {'on': False, 'p20x': 0.35, 'out': False}
+AUG = {'clean': 0.0}  # --clean-share: the share of crops without scale, colour and degradation augmentation
 
 
 def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale, teacher=None):
@@ -181,7 +191,12 @@ def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale, t
     (--distill-from, any float type), moved by the same scale, crop and rotation as the targets and appended to the
     result (type logits back as [5,H,W])."""
     t_fl, t_maps = (teacher[0], list(teacher[1:])) if teacher is not None else (None, [])
-    if FINE['on']:
+    clean = AUG['clean'] > 0 and r.random() < AUG['clean'] and teacher is None and not FINE['on']
+    if clean:  # --clean-share: the tile as it is (rotations and flips only)
+        fl = flows
+    elif FINE['out']:
+        img, fl, (ty, ins) = rescale_native(r, img40, flows, [ty, ins], scale_range, p_20x=FINE['p20x'])
+    elif FINE['on']:
         img, fl, (ty, ins) = rescale_fine(r, img40, img, flows, [ty, ins], scale_range, p_20x=FINE['p20x'])
     else:
         fl_in = flows if t_fl is None else np.concatenate([flows, t_fl])
@@ -193,12 +208,12 @@ def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale, t
     c = min(crop, H, W)
     y, x_ = r.integers(0, H - c + 1), r.integers(0, W - c + 1)
     sl = (slice(y, y + c), slice(x_, x_ + c))
-    f = 2 if FINE['on'] else 1
+    f = 2 if FINE['on'] and not FINE['out'] else 1
     isl = (slice(f * y, f * (y + c)), slice(f * x_, f * (x_ + c)))
     img, fl, (ty, ins), t_fl, t_maps = geometric_with(r, img[isl], fl[(slice(None),) + sl], [ty[sl], ins[sl]],
                                                       None if t_fl is None else t_fl[(slice(None),) + sl],
                                                       [m[sl] for m in t_maps])
-    out = (degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0, contact_pixels(ins))
+    out = (img.astype(np.float32) if clean else degrade(r, colour(r, img, od_scale)), fl, ty, ins > 0, contact_pixels(ins))
     if t_fl is None:
         return out
     return out + (t_fl, t_maps[0], np.ascontiguousarray(t_maps[1].transpose(2, 0, 1)))
@@ -348,6 +363,13 @@ def main():
                          'channels); from a checkpoint without it, the first convolution is spread over the sub-pixels '
                          '(model.fine_input_weights: the same function on the 2x2 box average at the start). Experimental (stage f1, '
                          'not shipped): finish_v2.py, the card and the daemon have no fine-input path')
+    ap.add_argument('--fine-output', type=int, default=0,
+                    help='channels of a 0.25 um/px top (implies --fine-input): maps at the 40x tiles\' resolution, '
+                         'trained on 40x targets; from a 0.5 um/px checkpoint it starts as that network upsampled')
+    ap.add_argument('--clean-share', type=float, default=0.0,
+                    help='share of training crops without scale jitter, colour or degradation (rotations/flips only)')
+    ap.add_argument('--no-start-val', action='store_true',
+                    help='skip the validation of the starting weights (the last validation decides; saves a GPU call time)')
     ap.add_argument('--p-20x', type=float, default=0.35,
                     help='with --fine-input: share of crops that imitate a 20x slide (0.5 um/px upsampled 2x)')
     ap.add_argument('--distill-from', default='',
@@ -380,18 +402,23 @@ def main():
         print(line, flush=True)
         lines.append(line)
 
+    prev = torch.load(a.resume, map_location='cpu') if a.resume else {}
+    fine_out = int(prev.get('fineOutput', 0)) or a.fine_output
+    factor = 1 if fine_out else 2  # targets at 0.25 um/px for a fine-output network
+    if fine_out:
+        VAL_MIN_SIZE['value'] = 30
     tr, va = {}, {}
     for s in SETS:
-        tr[s], va[s] = split_val(s, load_set(s, 'train'))
+        tr[s], va[s] = split_val(s, load_set(s, 'train', factor=factor))
         log(f'{s}: train tiles {len(tr[s]["names"])}, val tiles {len(va[s]["names"])} (images {VAL_IMAGES[s]})')
 
-    prev = torch.load(a.resume, map_location='cpu') if a.resume else {}
     type_branch = bool(prev.get('typeBranch')) or bool(a.type_branch_from)
-    fine = bool(prev.get('fineInput')) or a.fine_input
+    fine = bool(prev.get('fineInput')) or a.fine_input or bool(fine_out)
     if fine and a.distill_from:
         raise SystemExit('--distill-from works on the 0.5 um/px image only: not with a fine-input network')
-    FINE.update(on=fine, p20x=a.p_20x)
-    model = CellUNet(ch, type_branch=type_branch, fine_input=fine)
+    FINE.update(on=fine, p20x=a.p_20x, out=bool(fine_out))
+    AUG['clean'] = a.clean_share
+    model = CellUNet(ch, type_branch=type_branch, fine_input=fine, fine_output=fine_out)
     if a.resume:
         sd = float_weights(prev)
         if fine and not prev.get('fineInput'):
@@ -400,6 +427,10 @@ def main():
         if type_branch and not prev.get('typeBranch'):
             sd.update(type_branch_weights(float_weights(torch.load(a.type_branch_from, map_location='cpu')), len(model.dec) - 1))
             log(f'type branch: last decoder block and type head copied from {a.type_branch_from}')
+        if fine_out and not prev.get('fineOutput'):
+            # the top's weights are new; its heads start at zero (the network starts as the resumed one, upsampled)
+            sd.update({k: v for k, v in model.state_dict().items() if k.startswith('top_')})
+            log(f'fine output: a 0.25 um/px top of {fine_out} channels, its correction zero at the start')
         model.load_state_dict(sd)
         mean, std = prev['mean'], prev['std']
         log(f'resumed from {a.resume} (stages so far: {[st["stage"] for st in prev.get("stages", [])]})'
@@ -485,19 +516,26 @@ def main():
 
     if a.bn_batches > 0 and not train_only:
         log(f'validation with BatchNorm statistics re-estimated on {a.bn_batches} fixed augmented batches')
-    res0, sc0, m0 = validate()
-    log(f'val at start: score {sc0:.4f} ' + json.dumps({s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}))
-    best = (sc0, 0)
-    ck_meta = {'mean': mean, 'std': std, 'channels': list(ch), 'mpp': 0.5, 'factor': 2, 'typeBranch': type_branch,
-               'fineInput': fine}
-    torch.save({'model': cpu_state(m0), 'epoch': 0, **ck_meta}, os.path.join(run_dir, 'best.pt'))
-    history = [{'epoch': 0, 'val': {s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}, 'val_score': round(sc0, 4)}]
+    ck_meta = {'mean': mean, 'std': std, 'channels': list(ch), 'mpp': 0.25 if fine_out else 0.5, 'factor': factor,
+               'typeBranch': type_branch, 'fineInput': fine, 'fineOutput': fine_out}
+    if a.no_start_val:
+        best, history = (-np.inf, 0), []
+        log('no validation of the starting weights (--no-start-val): the last validation is the best so far')
+    else:
+        res0, sc0, m0 = validate()
+        log(f'val at start: score {sc0:.4f} ' + json.dumps({s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}))
+        best = (sc0, 0)
+        torch.save({'model': cpu_state(m0), 'epoch': 0, **ck_meta}, os.path.join(run_dir, 'best.pt'))
+        history = [{'epoch': 0, 'val': {s: {'bPQ': res0[s]['bPQ_tileMean'], 'mPQ3': res0[s]['mPQ3']} for s in SETS}, 'val_score': round(sc0, 4)}]
     step, ep = 0, 0
     stop = False
     batches = crop_batches(sample, a.batch, a.workers, a.seed) if a.workers > 0 else None
     while not stop:
         ep += 1
         model.train(not train_only)  # a frozen trunk keeps its BatchNorm statistics
+        if train_only and fine_out and any(t.startswith('top_') for t in train_only):
+            for mod in (model.top_enc, model.top_dec):  # a new top learns its own statistics
+                mod.train()
         t0 = time.time()
         sums = np.zeros(5)
         for _ in range(a.steps_per_epoch):
@@ -547,7 +585,8 @@ def main():
                  'setShares': dict(zip(names, np.round(probs, 3).tolist())), 'bnBatches': a.bn_batches,
                  'crop': a.crop, 'batch': a.batch, 'sources': a.sources, 'trainOnly': train_only,
                  'typeBranchFrom': a.type_branch_from, 'device': a.device, 'workers': a.workers,
-                 'contactWeight': a.contact_weight, 'fineInput': fine, 'p20x': a.p_20x if fine else None,
+                 'contactWeight': a.contact_weight, 'fineInput': fine, 'fineOutput': fine_out, 'cleanShare': a.clean_share,
+                 'p20x': a.p_20x if fine else None,
                  'distillFrom': a.distill_from or None, 'distillViews': a.distill_views if a.distill_from else None,
                  'distillWeight': a.distill_weight if a.distill_from else None}
     stages = prev.get('stages', []) + [stage_rec]

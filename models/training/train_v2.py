@@ -417,6 +417,8 @@ def main():
     if fine and a.distill_from:
         raise SystemExit('--distill-from works on the 0.5 um/px image only: not with a fine-input network')
     FINE.update(on=fine, p20x=a.p_20x, out=bool(fine_out))
+    if a.clean_share and (fine or a.distill_from):
+        raise SystemExit('--clean-share works on the 0.5 um/px image without a teacher only (stage c1)')
     AUG['clean'] = a.clean_share
     model = CellUNet(ch, type_branch=type_branch, fine_input=fine, fine_output=fine_out)
     if a.resume:

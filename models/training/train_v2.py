@@ -368,6 +368,9 @@ def main():
                          'trained on 40x targets; from a 0.5 um/px checkpoint it starts as that network upsampled')
     ap.add_argument('--clean-share', type=float, default=0.0,
                     help='share of training crops without scale jitter, colour or degradation (rotations/flips only)')
+    ap.add_argument('--train-tiles', type=int, default=0,
+                    help='train on the first N training tiles of each set only (0 = all): a check that the network '
+                         'can fit a few tiles (with errors.py --on train --max-tiles N)')
     ap.add_argument('--no-start-val', action='store_true',
                     help='skip the validation of the starting weights (the last validation decides; saves a GPU call time)')
     ap.add_argument('--p-20x', type=float, default=0.35,
@@ -410,6 +413,8 @@ def main():
     tr, va = {}, {}
     for s in SETS:
         tr[s], va[s] = split_val(s, load_set(s, 'train', factor=factor))
+        if a.train_tiles:  # the overfitting check: can the network fit a handful of tiles at all?
+            tr[s] = {k: v[:a.train_tiles] for k, v in tr[s].items()}
         log(f'{s}: train tiles {len(tr[s]["names"])}, val tiles {len(va[s]["names"])} (images {VAL_IMAGES[s]})')
 
     type_branch = bool(prev.get('typeBranch')) or bool(a.type_branch_from)
@@ -587,7 +592,7 @@ def main():
                  'setShares': dict(zip(names, np.round(probs, 3).tolist())), 'bnBatches': a.bn_batches,
                  'crop': a.crop, 'batch': a.batch, 'sources': a.sources, 'trainOnly': train_only,
                  'typeBranchFrom': a.type_branch_from, 'device': a.device, 'workers': a.workers,
-                 'contactWeight': a.contact_weight, 'fineInput': fine, 'fineOutput': fine_out, 'cleanShare': a.clean_share,
+                 'contactWeight': a.contact_weight, 'trainTiles': a.train_tiles or None, 'fineInput': fine, 'fineOutput': fine_out, 'cleanShare': a.clean_share,
                  'p20x': a.p_20x if fine else None,
                  'distillFrom': a.distill_from or None, 'distillViews': a.distill_views if a.distill_from else None,
                  'distillWeight': a.distill_weight if a.distill_from else None}

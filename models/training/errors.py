@@ -112,31 +112,31 @@ def main():
     from postprocess_ref import PQ
     torch.set_num_threads(2)
     sets = a.sets.split(',')
-    va = {s: split_val(s, load_set(s, 'train'))[0 if a.on == 'train' else 1] for s in sets}
+    tiles = {s: split_val(s, load_set(s, 'train'))[0 if a.on == 'train' else 1] for s in sets}
     if a.max_tiles:
-        va = {s: {k: v[:a.max_tiles] for k, v in d.items()} for s, d in va.items()}
+        tiles = {s: {k: v[:a.max_tiles] for k, v in d.items()} for s, d in tiles.items()}
     report = {}
     for path in a.checkpoints:
         net, ck = (None, None) if path == 'oracle' else load_network(path)
         report[path] = {}
         for s in sets:
             if net is None:
-                flows, cellprob, tlog = oracle_maps(va[s])
+                flows, cellprob, tlog = oracle_maps(tiles[s])
             else:
-                flows, cellprob, tlog = predict(net, va[s]['images'], ck['mean'], ck['std'])
+                flows, cellprob, tlog = predict(net, tiles[s]['images'], ck['mean'], ck['std'])
             tot, pq = {}, PQ()
-            for i in range(len(va[s]['inst'])):
+            for i in range(len(tiles[s]['inst'])):
                 lab, cls = segment_tile(flows[i], cellprob[i], tlog[i])
-                add_tile(pq, va[s]['inst'][i], va[s]['type'][i], lab, cls)
-                e = tile_errors(va[s]['inst'][i], lab, cellprob[i] > 0.0, va[s]['type'][i])
-                e['byArea'] = recall_by_area(va[s]['inst'][i], lab)
+                add_tile(pq, tiles[s]['inst'][i], tiles[s]['type'][i], lab, cls)
+                e = tile_errors(tiles[s]['inst'][i], lab, cellprob[i] > 0.0, tiles[s]['type'][i])
+                e['byArea'] = recall_by_area(tiles[s]['inst'][i], lab)
                 for k, v in e.items():
                     tot[k] = (np.add(tot[k], v).tolist() if isinstance(v, list) else tot[k] + v) if k in tot else v
             found, total = np.array(tot.pop('byArea')).reshape(2, -1)
             tot['recallByArea'] = np.round(found / np.maximum(total, 1), 3).tolist()
             tot['nucleiByArea'] = total.astype(int).tolist()
             tot['bPQ_tileMean'] = round(pq.result()['bPQ_tileMean'], 4)
-            report[path][s] = {'on': a.on, 'tiles': len(va[s]['inst']), **tot}
+            report[path][s] = {'on': a.on, 'tiles': len(tiles[s]['inst']), **tot}
             print(json.dumps({'checkpoint': path, 'set': s, **report[path][s]}), flush=True)
     print(json.dumps(report, indent=1))
 

@@ -221,7 +221,8 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
 
     def comb(k):
         return sum(SCORE_W[s] * grids[s][k]['bPQ_tileMean'] for s in SETS) + grids['consep'][k]['mPQ3']
-    best = max(keys, key=lambda k: (round(comb(k), 3), k[0] == 0.0, k[2] == 0.0, -abs(k[1] - 4 ** (2 - factor) * 10)))
+    usual_min_size = 40 if fine_out else 10  # ties go to the usual minimum size (10 px at 0.5 um/px = 40 at 0.25)
+    best = max(keys, key=lambda k: (round(comb(k), 3), k[0] == 0.0, k[2] == 0.0, -abs(k[1] - usual_min_size)))
     post = post_dict(best)
     for k in sorted(keys):
         log(f'tune {k}: score {comb(k):.4f} ' + ' '.join(f'{s} bPQ {grids[s][k]["bPQ_tileMean"]:.4f}' for s in SETS)

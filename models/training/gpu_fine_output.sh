@@ -35,11 +35,11 @@ rm -f "$OUT/h1/training-log-h1.txt"  # the same lines as log.txt
 # Cut short before its last validation: the last weights (fp16, no optimizer state) instead of the compact checkpoint.
 if [ ! -f "$OUT/h1/checkpoint-fp16.pt" ] && [ -f "$RUN/last.pt" ]; then
   $PY -c "
-import torch, sys
-ck = torch.load('$RUN/last.pt', map_location='cpu')
-ck.pop('opt', None)
-ck['model'] = {k: (v.half() if v.is_floating_point() else v) for k, v in ck['model'].items()}
-torch.save(ck, '$OUT/h1/last-fp16.pt')
+import sys
+sys.path.insert(0, '$P')
+from train_v2 import load_network, save_compact
+net, ck = load_network('$RUN/last.pt')
+save_compact('$OUT/h1/last-fp16.pt', net, {k: v for k, v in ck.items() if k not in ('model', 'model_fp16', 'opt')})
 print('saved the last weights (not validated) as last-fp16.pt')
 "
 fi

@@ -191,7 +191,7 @@ def augmented_crop(r, img40, img, flows, ty, ins, crop, scale_range, od_scale, t
     (--distill-from, any float type), moved by the same scale, crop and rotation as the targets and appended to the
     result (type logits back as [5,H,W])."""
     t_fl, t_maps = (teacher[0], list(teacher[1:])) if teacher is not None else (None, [])
-    clean = AUG['clean'] > 0 and r.random() < AUG['clean'] and teacher is None and not FINE['on']
+    clean = AUG['clean'] > 0 and r.random() < AUG['clean']  # main() allows it without fine input or teacher only
     if clean:  # --clean-share: the tile as it is (rotations and flips only)
         fl = flows
     elif FINE['out']:

@@ -173,6 +173,8 @@ export interface PostprocessOverrides {
   fillHoles: boolean;
   flowThreshold: number;
   maxSizeFraction: number;
+  /** (2.3) Drop cells whose mean cell probability is below this (model units; null = keep all). */
+  meanCellprobThreshold: number | null;
 }
 
 export interface StartJobParams {

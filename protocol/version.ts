@@ -5,8 +5,9 @@
  * refused with VersionMismatch (it would resize the pixels itself).
  * 2.1: options.testTimeAugmentation and the plan's testTimeAugmentation (views of each tile averaged).
  * 2.2: ModelInfo.file (the ONNX file that runs the model: an int8 copy on the CPU).
+ * 2.3: options.postprocess.meanCellprobThreshold (faint-cell filter; null turns the card's off).
  */
-export const PROTOCOL_VERSION = '2.2';
+export const PROTOCOL_VERSION = '2.3';
 export const PROTOCOL_MAJOR = 2;
 
 export function isCompatibleProtocol(version: unknown): boolean {

@@ -111,7 +111,7 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
     const p = await RawPeer.open(daemon.url);
     const r = await p.request(1, 'initialize', { clientInfo: { name: 'raw' }, protocolVersion: '3.0' });
     assert.equal(r.error.code, ErrorCodes.VersionMismatch);
-    assert.match(r.error.message, /3\.0.*2\.2/);
+    assert.match(r.error.message, /3\.0.*2\.3/);
     p.close();
   });
 
@@ -119,7 +119,7 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
     const p = await RawPeer.open(daemon.url);
     const r = await p.request(1, 'initialize', { clientInfo: { name: 'qupath-cellbridge' }, protocolVersion: '1.0' });
     assert.equal(r.error.code, ErrorCodes.VersionMismatch);
-    assert.match(r.error.message, /1\.0.*2\.2/);
+    assert.match(r.error.message, /1\.0.*2\.3/);
     assert.match(r.error.message, /daemon alone resizes.*install the QuPath scripts/);
     p.close();
   });
@@ -137,6 +137,8 @@ describe('bad input gets clear errors, and the daemon keeps serving', function (
       [{ ...goodJob(), options: { pixelFormat: 'jpeg' } }, /pixelFormat/],
       [{ ...goodJob(), options: { postprocess: { niter: -3 } } }, /postprocess\.niter/],
       [{ ...goodJob(), options: { postprocess: { bogus: 1 } } }, /postprocess\.bogus/],
+      [{ ...goodJob(), options: { postprocess: { meanCellprobThreshold: '1' } } }, /postprocess\.meanCellprobThreshold" must be a number -50\.\.50, or null/],
+      [{ ...goodJob(), options: { postprocess: { meanCellprobThreshold: 99 } } }, /postprocess\.meanCellprobThreshold/],
       [[1, 2, 3], /object/],
     ];
     let id = 10;

@@ -101,4 +101,12 @@ describe('outlines on the slide grid (postprocess/outline.ts)', () => {
     const { cellProbability: _, ...outputs } = card.outputs;
     assert.throws(() => validateCard({ ...card, outputs, postprocess: { ...card.postprocess, outlineThreshold: 0 } }, 'x'), /outlineThreshold needs outputs.cellProbability/);
   });
+
+  it('the card check: meanCellprobThreshold (faint-cell filter) is a number or null and needs a cellProbability output', () => {
+    const card = JSON.parse(require('node:fs').readFileSync(path.join(__dirname, '..', '..', 'models', 'cellbridge-he-v2', 'card.json'), 'utf8'));
+    for (const v of [null, 0.9, -1]) assert.equal(validateCard({ ...card, postprocess: { ...card.postprocess, meanCellprobThreshold: v } }, 'x').name, card.name);
+    assert.throws(() => validateCard({ ...card, postprocess: { ...card.postprocess, meanCellprobThreshold: '0.9' } }, 'x'), /meanCellprobThreshold must be a number or null/);
+    const { cellProbability: _, ...outputs } = card.outputs;
+    assert.throws(() => validateCard({ ...card, outputs, postprocess: { ...card.postprocess, outlineThreshold: null, meanCellprobThreshold: 0.9 } }, 'x'), /meanCellprobThreshold needs outputs.cellProbability/);
+  });
 });

@@ -53,6 +53,10 @@ export function validateCard(raw: unknown, where: string): ModelCard {
     need(isNum(p.outlineThreshold), 'postprocess.outlineThreshold must be a number or null');
     need(o.cellProbability !== undefined, 'postprocess.outlineThreshold needs outputs.cellProbability');
   }
+  if (p.meanCellprobThreshold !== undefined && p.meanCellprobThreshold !== null) {
+    need(isNum(p.meanCellprobThreshold), 'postprocess.meanCellprobThreshold must be a number or null');
+    need(o.cellProbability !== undefined, 'postprocess.meanCellprobThreshold needs outputs.cellProbability');
+  }
   need(Number.isInteger(c.tiling?.overlap) && c.tiling.overlap >= 0 && c.tiling.overlap < (i.readSize ?? 0), 'tiling.overlap must be an integer in [0, readSize)');
   if (problems.length > 0) throw new CardError(`${where}: invalid model card: ${problems.join('; ')}`);
   return c as ModelCard;

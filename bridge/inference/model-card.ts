@@ -102,6 +102,11 @@ export interface PostprocessDefaults {
   /** Drop masks larger than this fraction of the tile (Cellpose 0.4). */
   maxSizeFraction?: number;
   /**
+   * Drop cells whose mean cellprob over their pixels (the output's own units) is below this, after the
+   * class vote (bridge/postprocess/faint.ts; needs a cellProbability output). Absent or null: keep all.
+   */
+  meanCellprobThreshold?: number | null;
+  /**
    * Outlines at the slide's resolution: when the slide is at least 1.5x finer than the model, each
    * outline is redrawn on the finer grid where the upsampled cellprob logit crosses this value
    * (bridge/postprocess/outline.ts; needs a cellProbability output). Absent or null: outlines on the

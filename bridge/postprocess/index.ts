@@ -33,3 +33,4 @@ export { voteClasses, dropBackgroundVoted, type ClassVotes } from './classify';
 export { traceOuterContours, ringArea, type OuterContours } from './contours';
 export { labelTile, postprocessTile, newStageTimings, type StageTimings, type FineLabels } from './tile';
 export { outlineFactor, refineLabels, MAX_OUTLINE_FACTOR } from './outline';
+export { dropFaintCells } from './faint';

@@ -6,6 +6,7 @@ import { keepLargestParts, removeSmall, removeSmallAndFillHoles, renumber } from
 import { dropBackgroundVoted, voteClasses, type ClassVotes } from './classify';
 import { traceOuterContours } from './contours';
 import { refineLabels } from './outline';
+import { dropFaintCells } from './faint';
 
 function checkMaps(maps: TileMaps): void {
   const n = maps.width * maps.height;
@@ -20,7 +21,8 @@ function checkMaps(maps: TileMaps): void {
 /**
  * The label map as the reference pipelines define it (contract steps 1-5, or Cellpose's compute_masks
  * plus the vote): foreground, flow following, clustering, [cellpose: flow-error check], small-mask
- * removal and hole filling, class vote, background-voted instances dropped; labels renumbered 1..n
+ * removal and hole filling, class vote, background-voted instances dropped, [meanCellprobThreshold
+ * set and a cellprob map: faint cells dropped (faint.ts)]; labels renumbered 1..n
  * keeping their order. Instances may still consist of several parts here (as in the references).
  */
 export function labelTile(maps: TileMaps, opts: PostprocessOptions, timings?: StageTimings): { labels: Int32Array; n: number } {
@@ -47,6 +49,10 @@ export function labelTile(maps: TileMaps, opts: PostprocessOptions, timings?: St
   let n = removeSmallAndFillHoles(labels, W, H, opts.minSize, opts.fillHoles);
   const vote = voteClasses(labels, n, maps.typeLogits, maps.typeChannels, maps.typeKind, false);
   if (dropBackgroundVoted(labels, vote.classIndex) > 0) n = renumber(labels);
+  const faint = opts.meanCellprobThreshold;
+  if (faint !== undefined && faint !== null && maps.cellprob && dropFaintCells(labels, n, maps.cellprob, faint) > 0) {
+    n = renumber(labels);
+  }
   lap('masks');
   return { labels, n };
 }

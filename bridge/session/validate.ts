@@ -129,6 +129,7 @@ const POSTPROCESS_KEYS: { [K in keyof PostprocessOverrides]: [check: (v: unknown
   fillHoles: [(v) => typeof v === 'boolean', 'true or false'],
   flowThreshold: [(v) => numIn(v, 0, 100), 'a number 0..100'],
   maxSizeFraction: [(v) => finiteNum(v) && v > 0 && v <= 1, 'a number > 0 and <= 1'],
+  meanCellprobThreshold: [(v) => v === null || numIn(v, -50, 50), 'a number -50..50, or null (keep faint cells)'],
 };
 
 function checkOptions(o: Record<string, unknown>): JobOptions {

@@ -60,7 +60,8 @@ def main():
                                cellprob_threshold=pp['cellprobThreshold'], seed_min=pp['seedMinCount'],
                                claim_min=pp['claimMinCount'], grow=pp['growIterations'], min_size=pp['minSize'],
                                fill_holes=pp['fillHoles'], max_size_fraction=pp.get('maxSizeFraction', 0.4),
-                               flow_threshold=pp.get('flowThreshold', 0.0))
+                               flow_threshold=pp.get('flowThreshold', 0.0),
+                               mean_cellprob_threshold=pp.get('meanCellprobThreshold'))
         g = d['inst'][i].astype(np.int32)
         low.add(g, gt_classes(g, d['type'][i]), lab, cls)
         gi = np.array(Image.open(os.path.join(DATA_ROOT, a.split, 'instances', name + '.png'))).astype(np.int32)

@@ -72,6 +72,8 @@ def make_card(mean, std, post, prov, mpp=0.5):
             'minSize': post.get('minSize', 10), 'fillHoles': True, 'maxSizeFraction': 0.4,
             # the tuned flow-error check (Cellpose's flow_threshold), when tuning chose one
             **({'flowThreshold': post['flowThreshold']} if post.get('flowThreshold') else {}),
+            # the tuned faint-cell filter (bridge/postprocess/faint.ts), when tuning chose one
+            **({'meanCellprobThreshold': post['meanCellprobThreshold']} if post.get('meanCellprobThreshold') is not None else {}),
         },
         'tiling': {'overlap': 64},
         'provenance': prov,

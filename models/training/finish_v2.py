@@ -36,6 +36,11 @@ from tune import tune, post_dict, summary  # noqa: E402
 from tta_ref import predict_views  # noqa: E402
 
 NAME = 'cellbridge-he-v2'
+
+
+def tune_key_order(k):
+    """Sort order of tuning keys, whose last field may be None (no faint-cell filter: first)."""
+    return tuple(float('-inf') if v is None else v for v in k)
 CLASS_NAMES = ['Other', 'Inflammatory', 'Epithelial', 'Spindle']
 
 
@@ -61,7 +66,8 @@ def cell_records(preds, inst, typ, post, names=None):
     for i in range(len(inst)):
         lab, cls = postprocess(flows[i], cellprob[i], tlog[i], niter=200, flow_scale=5.0,
                                cellprob_threshold=post['cellprobThreshold'], min_size=post['minSize'],
-                               flow_threshold=post.get('flowThreshold', 0.0))
+                               flow_threshold=post.get('flowThreshold', 0.0),
+                               mean_cellprob_threshold=post.get('meanCellprobThreshold'))
         g = inst[i].astype(np.int32)
         gc = gt_classes(g, typ[i])
         pairs, _, _ = match(g, lab)
@@ -97,7 +103,8 @@ def tune_outline(preds, va, post, log):
                 if int(k) < len(gc):
                     gc[int(k)] = int(v)
             lab, cls = postprocess(flows[i], cellprob[i], tlog[i], cellprob_threshold=post['cellprobThreshold'],
-                                   min_size=post['minSize'], flow_threshold=post.get('flowThreshold', 0.0))
+                                   min_size=post['minSize'], flow_threshold=post.get('flowThreshold', 0.0),
+                                   mean_cellprob_threshold=post.get('meanCellprobThreshold'))
             for t in OUTLINE_THRESHOLDS:
                 fine = np.repeat(np.repeat(lab, 2, 0), 2, 1) if t is None else refine_outlines(lab, cellprob[i], 2, t)
                 pqs[t].add(g, gc, fine, cls)
@@ -212,6 +219,8 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
     # following per threshold is the expensive part, and on the shared CPU the full grid took 11 min.
     import tune as tune_mod
     tune_mod.THRESHOLDS, tune_mod.MIN_SIZES, tune_mod.FLOW_THRESHOLDS = (0.0,), (8, 10, 12), (0.0, 0.4, 0.8)
+    # faint-cell filter (session 16): on w2's held-out maps a mean cellprob logit of 0.8-0.9 scored best (+0.025)
+    tune_mod.MEAN_CELLPROB_THRESHOLDS = (None, 0.5, 0.7, 0.8, 0.9, 1.0, 1.2)
     if fine_out:  # 4x the pixels per nucleus
         tune_mod.MIN_SIZES = (20, 30, 40, 50)
     grids = {}
@@ -222,9 +231,9 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
     def comb(k):
         return sum(SCORE_W[s] * grids[s][k]['bPQ_tileMean'] for s in SETS) + grids['consep'][k]['mPQ3']
     usual_min_size = 40 if fine_out else 10  # ties go to the usual minimum size (10 px at 0.5 um/px = 40 at 0.25)
-    best = max(keys, key=lambda k: (round(comb(k), 3), k[0] == 0.0, k[2] == 0.0, -abs(k[1] - usual_min_size)))
+    best = max(keys, key=lambda k: (round(comb(k), 3), k[0] == 0.0, k[2] == 0.0, k[3] is None, -abs(k[1] - usual_min_size)))
     post = post_dict(best)
-    for k in sorted(keys):
+    for k in sorted(keys, key=tune_key_order):
         log(f'tune {k}: score {comb(k):.4f} ' + ' '.join(f'{s} bPQ {grids[s][k]["bPQ_tileMean"]:.4f}' for s in SETS)
             + f' consep mPQ3 {grids["consep"][k]["mPQ3"]:.4f}')
     log(f'chosen postprocess: {post}')
@@ -311,7 +320,7 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
         fh.write('\n'.join(lines) + '\n')
     jl = os.path.join(out, log_name + '.json')
     j = json.load(open(jl)) if os.path.exists(jl) else {}
-    j['finish'] = {'tuningGrid': {str(k): {'score': round(comb(k), 4), **{s: summary(grids[s][k]) for s in SETS}} for k in sorted(keys)},
+    j['finish'] = {'tuningGrid': {str(k): {'score': round(comb(k), 4), **{s: summary(grids[s][k]) for s in SETS}} for k in sorted(keys, key=tune_key_order)},
                    'chosenPostprocess': post, 'validation': validation, 'calibration': cal,
                    'outlineGrid': outline_grid, 'chosenOutlineThreshold': outline}
     json.dump(j, open(jl, 'w'), indent=1)

@@ -141,19 +141,35 @@ def drop_labels(labels, drop):
 
 def postprocess(flows, cellprob, type_logits, niter=200, flow_scale=5.0, cellprob_threshold=0.0,
                 seed_min=10, claim_min=2, grow=5, min_size=10, fill_holes=True, max_size_fraction=0.4,
-                flow_threshold=0.0):
+                flow_threshold=0.0, mean_cellprob_threshold=None):
     """flows [2,H,W] (network output, 5x field), cellprob [H,W] logits, type [5,H,W]. Returns
     (labels int32 [H,W], classes per label index)."""
     mask = cellprob > cellprob_threshold
     dP = flows * mask[None] / flow_scale
     ys, xs, py, px = follow_flows(dP, mask, niter)
     lab = get_masks(ys, xs, py, px, mask.shape, seed_min, claim_min, grow, max_size_fraction)
-    return finish(lab, flows, type_logits, flow_scale, min_size, fill_holes, flow_threshold)
+    return finish(lab, flows, type_logits, flow_scale, min_size, fill_holes, flow_threshold,
+                  cellprob=cellprob, mean_cellprob_threshold=mean_cellprob_threshold)
 
 
-def finish(lab, flows, type_logits, flow_scale=5.0, min_size=10, fill_holes=True, flow_threshold=0.0, errors=None):
+def faint_cells(lab, cellprob, threshold):
+    """drop[id] (id 0 = background, never): cells whose mean cell probability over their pixels is below
+    `threshold` (the map's own units), as the bridge's dropFaintCells. Cellpose's pixel threshold decides
+    where a cell may be; this decides whether a whole cell is confident enough to keep (session 16: the
+    small, faint cells on background are most of the false positives)."""
+    n = int(lab.max())
+    area = np.bincount(lab.ravel(), minlength=n + 1)
+    total = np.bincount(lab.ravel(), weights=cellprob.ravel().astype(np.float64), minlength=n + 1)
+    drop = total / np.maximum(area, 1) < threshold
+    drop[0] = False
+    return drop
+
+
+def finish(lab, flows, type_logits, flow_scale=5.0, min_size=10, fill_holes=True, flow_threshold=0.0, errors=None,
+           cellprob=None, mean_cellprob_threshold=None):
     """Flow-error check (if flow_threshold > 0), small-mask removal, hole filling, class vote and
-    removal of background-voted masks. `errors`: precomputed flow_errors(lab, ...)."""
+    removal of background-voted masks, then (with a cellprob map and mean_cellprob_threshold not None)
+    removal of faint cells. `errors`: precomputed flow_errors(lab, ...)."""
     if flow_threshold and flow_threshold > 0:
         e = flow_errors(lab, flows, flow_scale) if errors is None else errors
         lab = drop_labels(lab, e > flow_threshold)
@@ -163,6 +179,11 @@ def finish(lab, flows, type_logits, flow_scale=5.0, min_size=10, fill_holes=True
     if bg[1:].any():
         lab = drop_labels(lab, bg)
         cls = np.concatenate([[0], cls[1:][~bg[1:]]])
+    if mean_cellprob_threshold is not None and cellprob is not None and lab.max() > 0:
+        faint = faint_cells(lab, cellprob, mean_cellprob_threshold)
+        if faint.any():
+            lab = drop_labels(lab, faint)
+            cls = np.concatenate([[0], cls[1:][~faint[1:]]])
     return lab, cls
 
 

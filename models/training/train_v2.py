@@ -52,13 +52,13 @@ def eval_type(typ):
 VAL_MIN_SIZE = {'value': 10}
 
 
-def segment_tile(flows, cellprob, tlog, thr=0.0, min_size=None):
+def segment_tile(flows, cellprob, tlog, thr=0.0, min_size=None, mean_cellprob_threshold=None):
     """One tile's (labels, class per label) from the model maps: the validation's post-processing."""
     min_size = VAL_MIN_SIZE['value'] if min_size is None else min_size
     mask = cellprob > thr
     ys, xs, py, px = follow_flows(flows * mask[None] / 5.0, mask, 200)
     raw = get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4)
-    return finish(raw, flows, tlog, 5.0, min_size, True)
+    return finish(raw, flows, tlog, 5.0, min_size, True, cellprob=cellprob, mean_cellprob_threshold=mean_cellprob_threshold)
 
 
 def add_tile(pq, inst, typ, lab, cls):

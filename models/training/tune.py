@@ -1,4 +1,4 @@
-"""Tune the card's post-processing defaults (cellprobThreshold, minSize, flowThreshold) on the held-out
+"""Tune the card's post-processing defaults (cellprobThreshold, minSize, flowThreshold, meanCellprobThreshold) on the held-out
 train images with the Python reference post-processing, scoring like the project's eval
 (bPQ = mean over tiles of per-tile binary PQ, + mean PQ of Inflammatory/Epithelial/Spindle).
 
@@ -21,6 +21,8 @@ from postprocess_ref import follow_flows, get_masks, finish, flow_errors, PQ, gt
 THRESHOLDS = (-0.5, 0.0, 0.5)
 MIN_SIZES = (5, 8, 10, 12, 15)
 FLOW_THRESHOLDS = (0.0, 0.4, 0.8)
+# None = no faint-cell filter (v1 and v2 up to 2.2.0); finish_v2 searches a grid
+MEAN_CELLPROB_THRESHOLDS = (None,)
 
 
 def score(r):
@@ -40,26 +42,32 @@ def tune(preds, inst, typ, log=print):
             errs.append(flow_errors(lab, flows[i], 5.0))
         for ft in FLOW_THRESHOLDS:
             for ms in MIN_SIZES:
-                pq = PQ()
-                for i in range(len(inst)):
-                    lab, cls = finish(raw[i], flows[i], tlog[i], 5.0, ms, True, ft, errs[i])
-                    g = inst[i].astype(np.int32)
-                    pq.add(g, gt_classes(g, typ[i]), lab, cls)
-                r = pq.result()
-                grid[(thr, ms, ft)] = r
-                log(f'val cellprobThreshold {thr:+.1f} minSize {ms:2d} flowThreshold {ft:.1f}: score {score(r):.4f} '
-                    f'bPQ(tile mean) {r["bPQ_tileMean"]:.4f} PQ(dataset) {r["binary"]["PQ"]:.4f} '
-                    f'Inf {r["Inflammatory"]["PQ"]:.4f} Epi {r["Epithelial"]["PQ"]:.4f} Spi {r["Spindle"]["PQ"]:.4f}')
-    # best score; ties (to 3 decimals) prefer threshold 0, no flow check, minSize near 10
-    best = max(grid, key=lambda k: (round(score(grid[k]), 3), k[0] == 0.0, k[2] == 0.0, -abs(k[1] - 10)))
+                for mc in MEAN_CELLPROB_THRESHOLDS:
+                    pq = PQ()
+                    for i in range(len(inst)):
+                        lab, cls = finish(raw[i], flows[i], tlog[i], 5.0, ms, True, ft, errs[i],
+                                          cellprob=cellprob[i], mean_cellprob_threshold=mc)
+                        g = inst[i].astype(np.int32)
+                        pq.add(g, gt_classes(g, typ[i]), lab, cls)
+                    r = pq.result()
+                    grid[(thr, ms, ft, mc)] = r
+                    log(f'val cellprobThreshold {thr:+.1f} minSize {ms:2d} flowThreshold {ft:.1f} meanCellprobThreshold {mc}: '
+                        f'score {score(r):.4f} bPQ(tile mean) {r["bPQ_tileMean"]:.4f} PQ(dataset) {r["binary"]["PQ"]:.4f} '
+                        f'Inf {r["Inflammatory"]["PQ"]:.4f} Epi {r["Epithelial"]["PQ"]:.4f} Spi {r["Spindle"]["PQ"]:.4f}')
+    # best score; ties (to 3 decimals) prefer threshold 0, no flow check, no faint-cell filter, minSize near 10
+    best = max(grid, key=lambda k: (round(score(grid[k]), 3), k[0] == 0.0, k[2] == 0.0, k[3] is None, -abs(k[1] - 10)))
     return best, grid
 
 
 def post_dict(best):
-    thr, ms, ft = best
+    """The card's postprocess fields of a tuning key (cellprobThreshold, minSize, flowThreshold[, meanCellprobThreshold])."""
+    thr, ms, ft = best[:3]
+    mc = best[3] if len(best) > 3 else None
     d = {'cellprobThreshold': thr, 'minSize': ms}
     if ft > 0:
         d['flowThreshold'] = ft
+    if mc is not None:
+        d['meanCellprobThreshold'] = mc
     return d
 
 

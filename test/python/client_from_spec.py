@@ -17,7 +17,7 @@ import sys
 
 import websockets
 
-PROTOCOL_VERSION = "2.2"  # protocol/README.md, title
+PROTOCOL_VERSION = "2.3"  # protocol/README.md, title
 
 
 async def main(url, pixels_path, width, height, image_name, mpp, out_path):

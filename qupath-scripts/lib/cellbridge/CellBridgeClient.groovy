@@ -27,7 +27,7 @@ import java.util.concurrent.atomic.AtomicInteger
  */
 class CellBridgeClient implements Closeable {
 
-    static final String PROTOCOL_VERSION = '2.2'
+    static final String PROTOCOL_VERSION = '2.3'
     static final String CLIENT_NAME = 'qupath-cellbridge'
     static final String CLIENT_VERSION = '0.1.0'
 

@@ -9,7 +9,8 @@
  * Command line:
  *   QuPath script -p /path/project.qpproj -a model=cellbridge-he-v1 -a server=gpu-box:8765 -a roi=all Run_for_project.groovy
  * Arguments (-a key=value): server, token, model, roi=all|selected|image, objectType=cell|detection,
- *   pixelSize (µm/px to assume for images without one), minArea, simplify, maxTilesInFlight, save=true|false.
+ *   pixelSize (µm/px to assume for images without one), minArea, simplify, maxTilesInFlight, save=true|false,
+ *   tta=1|2|4|8, keepFaint=true|false.
  */
 // ---- Cell Bridge bootstrap (the same lines in each Cell Bridge script; see README.md) ----------------------
 // Finds the Cell Bridge scripts folder and loads the shared code in its lib/ folder.

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, REPO_ROOT, SHARED_DATA } from './helpers/daemon';
 import { makeSyntheticModelsDir } from './helpers/synthetic-model';
+import { ringCentroid } from './helpers/geojson-centroid';
 
 const run = promisify(execFile);
 const WSI = join(SHARED_DATA, 'wsi');
@@ -118,6 +119,26 @@ describe('cellbridge segment on real slides', function () {
     assert.equal(r.stderr, '');
     assert.equal(r.stdout.trim().split('\n').length, 1);
     assert.equal(JSON.parse(r.stdout).status, 'completed');
+  });
+
+  it('--keep-faint: the real v2 model keeps the faint cells its card drops, and the other cells stay where they were', async function () {
+    // CMU-1's granular layer and dermis: the 320² window where 2.3.0's faint-cell filter drops the most cells
+    // (45 of ~180; models/README "A faint-cell filter").
+    const roi = join(tmp, 'faint.geojson');
+    writeFileSync(roi, JSON.stringify({ type: 'Polygon', coordinates: [[[960, 1600], [1280, 1600], [1280, 1920], [960, 1920], [960, 1600]]] }));
+    const cells: Record<string, [number, number][]> = {};
+    for (const [name, flags] of [['filtered', []], ['kept', ['--keep-faint']]] as const) {
+      const out = join(tmp, `faint-${name}.geojson`);
+      const r = await cellbridge(['segment', join(WSI, 'CMU-1-Small-Region.svs'), '--roi', roi, '--device', 'cpu', '--quiet', ...flags, '--out', out]);
+      assert.equal(r.code, 0, r.stderr);
+      const fc = JSON.parse(readFileSync(out, 'utf8')) as { features: { geometry: { coordinates: number[][][] } }[] };
+      cells[name] = fc.features.map((f) => ringCentroid(f.geometry.coordinates[0]));
+    }
+    const { filtered, kept } = cells;
+    assert.ok(filtered.length > 100, `${filtered.length} cells with the filter`);
+    assert.ok(kept.length >= filtered.length + 25, `--keep-faint: ${kept.length} against ${filtered.length}`);
+    const near = filtered.filter(([x, y]) => kept.some(([u, v]) => (x - u) ** 2 + (y - v) ** 2 <= 1));
+    assert.ok(near.length >= 0.98 * filtered.length, `${near.length} of ${filtered.length} filtered cells also in the --keep-faint run`);
   });
 
   it('a 40x image with the real v2 model: outlines on the 2x finer grid (outlineThreshold), same cells as without it', async function () {

@@ -170,7 +170,7 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
     let giveConfig!: (text: string) => void;
     let noConfig!: (err: Error) => void;
     const configText = new Promise<string>((res, rej) => { giveConfig = res; noConfig = rej; });
-    const scenarios = ['classpath', 'unit', 'detect', 'detections', 'tta', 'askPixelSize', 'missingPixelSize', 'cancel', 'unknownModel', 'emptyRoi',
+    const scenarios = ['classpath', 'unit', 'detect', 'detections', 'tta', 'keepFaint', 'askPixelSize', 'missingPixelSize', 'cancel', 'unknownModel', 'emptyRoi',
       'versionMismatch', 'absent'];
     const hasSvs = existsSync(SVS);
     if (hasSvs) scenarios.push('detect:svs');
@@ -341,6 +341,16 @@ for (const rt of groovyRuntimes()) describe(`QuPath scripts on ${rt.label} (real
       // No cell count here: the synthetic model reads its flows from the pixels, so it is not
       // mirror-equivariant and its 2 views cancel each other's flows; test/tta.test.ts checks a real model.
       assert.ok(s.log.some((l: string) => /2 views of each tile averaged \(tta=2\)/.test(l)), s.log.join('\n'));
+    });
+
+    it('keepFaint=true: the daemon accepts options.postprocess.meanCellprobThreshold = null (protocol 2.3) and the job completes', () => {
+      const s = results.keepFaint;
+      scenarioOk(s, 'keepFaint');
+      assert.equal(s.report.status, 'completed', s.report.message);
+      // The synthetic model's card has no faint-cell filter: turning it off changes nothing here
+      // (test/cli-segment.test.ts shows the real model keeping its faint cells).
+      assert.equal(s.report.cells, results.detect.report.cells);
+      assert.ok(s.log.some((l: string) => /faint cells kept \(keepFaint=true\)/.test(l)), s.log.join('\n'));
     });
 
     it('an image without pixel size: asks for one and uses it, or says how to state it', () => {

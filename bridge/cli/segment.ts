@@ -77,6 +77,8 @@ interface JobSettings {
   mpp?: number;
   simplify?: number;
   tta?: TtaViews;
+  /** --keep-faint: turn the card's faint-cell filter off for these jobs. */
+  keepFaint: boolean;
   say(line: string): void;
   /** Progress lines per tile (single job) or only start and end (batch). */
   verbose: boolean;
@@ -112,6 +114,7 @@ export async function segment(argv: string[]): Promise<number> {
     mpp: values.mpp ? numFlag(values.mpp, 'mpp', 1e-6) : undefined,
     simplify: values.simplify ? numFlag(values.simplify, 'simplify', 0) : undefined,
     tta: ttaFlag(values.tta),
+    keepFaint: parsed.values['keep-faint'] === true,
   };
 
   // Every image is opened before the first job: an unreadable file stops the run before any work.
@@ -222,6 +225,7 @@ async function runSegmentJob(client: CellBridgeClient, slide: SlideReader, job: 
         ...(s.mpp !== undefined ? { assumeMicronsPerPixel: s.mpp } : {}),
         ...(s.simplify !== undefined ? { simplifyTolerance: s.simplify } : {}),
         ...(s.tta !== undefined ? { testTimeAugmentation: s.tta } : {}),
+        ...(s.keepFaint ? { postprocess: { meanCellprobThreshold: null } } : {}),
       },
     }, async (tile) => {
       // Full resolution (the plan's readDownsample is 1: no levels offered), unresized: the daemon resamples.

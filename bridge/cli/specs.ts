@@ -127,6 +127,7 @@ export const SEGMENT: CommandSpec = {
     { name: 'tiles-in-flight', type: 'string', value: 'N', default: '6', help: 'tiles read ahead of the model' },
     { name: 'simplify', type: 'string', value: 'PX', default: '0', help: 'outline simplification tolerance, full-resolution px (0 = exact pixel-edge outlines)' },
     { name: 'tta', type: 'string', value: '1|2|4|8', default: 'the model card\'s, else 1', help: 'test-time augmentation: the model sees each tile in this many mirrored/transposed views and averages them (more accurate, that many times the inference time)' },
+    { name: 'keep-faint', type: 'boolean', help: 'keep the faint cells the model\'s faint-cell filter leaves out (card postprocess.meanCellprobThreshold; mostly specks, some pale real nuclei); needs a daemon of protocol 2.3 or later' },
     { name: 'quiet', short: 'q', type: 'boolean', help: 'print only the JSON summary line (and errors): no progress, no provider warnings' },
     HELP,
   ],

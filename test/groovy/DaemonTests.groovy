@@ -167,6 +167,10 @@ scenarios.each { String name ->
                 // tta=2 reaches the daemon as options.testTimeAugmentation; the plan says what was used
                 out[name] = runWorkflow(settingsFor(['tta=2']), newHost())
                 break
+            case 'keepFaint':
+                // keepFaint=true reaches the daemon as options.postprocess.meanCellprobThreshold = null
+                out[name] = runWorkflow(settingsFor(['keepFaint=true']), newHost())
+                break
             case 'askPixelSize':
                 // the image has no pixel size: the host is asked, its answer is used
                 def host = newHost(mpp: null, pixelSizeAnswer: config.modelMpp as Double)

@@ -66,6 +66,11 @@ t.check('settings: bad values give a message naming the key') {
     t.ok(e5.message.contains('tta=3') && e5.message.contains('1, 2, 4 or 8'), e5.message)
     t.eq(Settings.resolve(['tta=8'], null, [:], new Properties()).tta, 8)
     t.eq(Settings.resolve([], null, [:], new Properties()).tta, 0)
+    t.eq(Settings.resolve(['keepFaint=true'], null, [:], new Properties()).keepFaint, true)
+    t.eq(Settings.resolve(['keepFaint=no'], null, [:], new Properties()).keepFaint, false)
+    t.eq(Settings.resolve([], null, [:], new Properties()).keepFaint, false)
+    // the option that turns the filter off must reach the daemon as a JSON null, not be left out
+    t.eq(Json.write([postprocess: [meanCellprobThreshold: null]]), '{"postprocess":{"meanCellprobThreshold":null}}')
 }
 
 t.check('frames: ARGB32 header and pixels are big-endian, as the protocol lays out') {

@@ -130,6 +130,11 @@ class DetectionWorkflow {
         if (settings.tta > 0) {
             options.testTimeAugmentation = settings.tta
         }
+        if (settings.keepFaint) {
+            // null (written as JSON null) turns the model card's faint-cell filter off for this job
+            options.postprocess = [meanCellprobThreshold: null]
+            log('faint cells kept (keepFaint=true)')
+        }
         Map image = [name: name, width: info.width, height: info.height, micronsPerPixel: mpp]
         if (info.downsamples) {
             image.downsamples = info.downsamples

@@ -17,7 +17,7 @@ class Settings {
                                       'maxTilesInFlight', 'connectTimeoutSeconds', 'idleTimeoutSeconds',
                                       'minArea', 'simplify', 'save',
                                       'install', 'autostart', 'startTimeoutSeconds', 'node', 'daemonArgs',
-                                      'daemonLog', 'caCertificate', 'parallel', 'tta', ].asImmutable()
+                                      'daemonLog', 'caCertificate', 'parallel', 'tta', 'keepFaint', ].asImmutable()
     static final List<String> ROI_MODES = ['selected', 'all', 'image'].asImmutable()
 
     /** WebSocket URL of the daemon, e.g. ws://127.0.0.1:8765/ */
@@ -42,6 +42,8 @@ class Settings {
     double simplify = 0
     /** Test-time augmentation: views of each tile the model averages (1, 2, 4, 8); 0: the model's own default. */
     int tta = 0
+    /** Keep the faint cells the model's faint-cell filter leaves out (postprocess.meanCellprobThreshold null; protocol 2.3). */
+    boolean keepFaint = false
     /** Save the image after detection in batch mode (QuPath's command line without -s). */
     boolean save = true
     /** Cell Bridge install folder (holding dist/bridge/cli.js), to start the daemon from; null: look in the default places. */
@@ -151,6 +153,7 @@ class Settings {
             s.tta = Integer.parseInt(t)
         }
         s.save = values.save ? !(values.save.toLowerCase(Locale.ROOT) in ['false', 'no', '0']) : true
+        s.keepFaint = values.keepFaint ? (values.keepFaint.trim().toLowerCase(Locale.ROOT) in ['true', 'yes', '1']) : false
         s.install = values.install ? new File(expandHome(values.install)) : null
         s.autostart = values.autostart ? !(values.autostart.toLowerCase(Locale.ROOT) in ['false', 'no', '0']) : true
         s.startTimeoutSeconds = values.startTimeoutSeconds ?

@@ -2,10 +2,11 @@
  * Faint-cell filter: drops whole cells whose mean cell probability is below a threshold.
  *
  * Cellpose's pixel threshold (cellprobThreshold) decides where a cell may be; this decides whether a
- * cell as a whole is confident enough to report. On the default model's held-out images most false
- * positives are small cells on background whose pixels only just pass the pixel threshold; dropping
- * cells with a mean logit under ~0.9 removed them and raised binary PQ on every data set (session 16,
- * models/README.md). Python reference: `faint_cells` in models/training/postprocess_ref.py.
+ * cell as a whole is confident enough to report. On the default model's held-out images half of the
+ * false positives are small cells on background; dropping cells with a mean logit under 0.9 removed
+ * more false cells than true ones on every held-out set (session 16, models/README.md "A faint-cell
+ * filter"; on CoNSeP's test tiles the two balanced). Python reference: `faint_cells` in
+ * models/training/postprocess_ref.py.
  */
 
 /**

@@ -36,12 +36,12 @@ from tune import tune, post_dict, summary  # noqa: E402
 from tta_ref import predict_views  # noqa: E402
 
 NAME = 'cellbridge-he-v2'
+CLASS_NAMES = ['Other', 'Inflammatory', 'Epithelial', 'Spindle']
 
 
 def tune_key_order(k):
     """Sort order of tuning keys, whose last field may be None (no faint-cell filter: first)."""
     return tuple(float('-inf') if v is None else v for v in k)
-CLASS_NAMES = ['Other', 'Inflammatory', 'Epithelial', 'Spindle']
 
 
 class Calibrated(nn.Module):

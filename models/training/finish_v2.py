@@ -194,6 +194,12 @@ INTENDED_USE = {
     'probabilities': 'Prob: <class> is calibrated on held-out CoNSeP cells (temperature scaling, see calibration); '
                      'on other tissue it is not calibrated and tends to be over-confident.',
 }
+# provenance.intendedUse.faintCells, only when tuning chose the faint-cell filter
+FAINT_CELLS_USE = ('cells whose mean cell probability is below postprocess.meanCellprobThreshold are left out (tuned '
+                   'on the held-out images): mostly specks and fragments, but also some faint real nuclei (pale '
+                   'flattened or thin, out-of-focus ones); counts that must include every faint nucleus should turn it '
+                   'off (job option postprocess.meanCellprobThreshold null, cellbridge segment --keep-faint, QuPath '
+                   'keepFaint=true)')
 
 
 def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, version=None):
@@ -273,7 +279,7 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
                        'metric': 'bPQ = mean over tiles of per-tile binary PQ; per-class PQ summed over tiles; IoU > 0.5; '
                                  'Python reference post-processing at model resolution'},
         'calibration': cal,
-        'intendedUse': INTENDED_USE,
+        'intendedUse': {**INTENDED_USE, **({'faintCells': FAINT_CELLS_USE} if post.get('meanCellprobThreshold') is not None else {})},
         'onnxBytes': os.path.getsize(onnx_path),
         'parameters': count_params(net),
     }
@@ -284,8 +290,9 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
         card['input'].update(multipleOf=32, readSize=512, modelSize=512)
         card['tiling']['overlap'] = 128
         prov['validation']['resolution'] = '0.25 um/px'
-        prov['intendedUse'] = {**INTENDED_USE, 'resolution': '0.25 um/px (40x); the daemon upsamples 20x slides 2x '
-                                                            '(trained with such upsampled tiles too)'}
+        prov['intendedUse'] = {**prov['intendedUse'],
+                               'resolution': '0.25 um/px (40x); the daemon upsamples 20x slides 2x (trained with such '
+                                             'upsampled tiles too)'}
         prov['trainingData'] = prov['trainingData'].replace('40x tiles downscaled 2x to 0.5 um/px',
                                                             '40x tiles at 0.25 um/px')
         prov['architecture'] += (f'; reads the 0.25 um/px image through a 2x2 space-to-depth step and adds a 0.25 um/px '

@@ -9,6 +9,8 @@
  * models/training/postprocess_ref.py.
  */
 
+import { clearLabels } from './masks';
+
 /**
  * Zeroes every label 1..n whose mean `cellprob` (the map's own units: logit or probability) over its
  * pixels is below `threshold`. Labels are not renumbered here. Returns how many labels were dropped.
@@ -32,7 +34,6 @@ export function dropFaintCells(labels: Int32Array, n: number, cellprob: Float32A
       dropped++;
     }
   }
-  if (dropped === 0) return 0;
-  for (let i = 0; i < labels.length; i++) if (drop[labels[i]]) labels[i] = 0;
+  if (dropped > 0) clearLabels(labels, drop);
   return dropped;
 }

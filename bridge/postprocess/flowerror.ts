@@ -1,4 +1,4 @@
-import { maxLabel } from './masks';
+import { clearLabels, maxLabel } from './masks';
 
 /**
  * Cellpose's flow-error check (remove_bad_flow_masks): the flow field each mask implies is
@@ -25,7 +25,7 @@ export function flowErrorFilter(
   let removed = 0;
   const drop = new Uint8Array(errors.length);
   for (let l = 1; l < errors.length; l++) if (errors[l] > threshold) { drop[l] = 1; removed++; }
-  if (removed) for (let i = 0; i < labels.length; i++) if (drop[labels[i]]) labels[i] = 0;
+  if (removed) clearLabels(labels, drop);
   return removed;
 }
 

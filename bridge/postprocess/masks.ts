@@ -18,6 +18,11 @@ export function renumber(labels: Int32Array): number {
   return n;
 }
 
+/** Sets to 0 every pixel whose label l has drop[l] set (labels are not renumbered). */
+export function clearLabels(labels: Int32Array, drop: Uint8Array): void {
+  for (let i = 0; i < labels.length; i++) if (drop[labels[i]]) labels[i] = 0;
+}
+
 export function maxLabel(labels: Int32Array): number {
   let max = 0;
   for (let i = 0; i < labels.length; i++) if (labels[i] > max) max = labels[i];

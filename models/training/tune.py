@@ -61,8 +61,7 @@ def tune(preds, inst, typ, log=print):
 
 def post_dict(best):
     """The card's postprocess fields of a tuning key (cellprobThreshold, minSize, flowThreshold[, meanCellprobThreshold])."""
-    thr, ms, ft = best[:3]
-    mc = best[3] if len(best) > 3 else None
+    thr, ms, ft, mc = best
     d = {'cellprobThreshold': thr, 'minSize': ms}
     if ft > 0:
         d['flowThreshold'] = ft

@@ -93,6 +93,9 @@ describe('eval on real CoNSeP tiles (oracle)', function () {
   });
 });
 
+/** The default model's CoNSeP test figures, kept for the baseline comparison below (null until measured). */
+let modelOnConsep: { bPQ: number; Fd: number } | null = null;
+
 describe('eval with the daemon pipeline (model mode)', function () {
   // whatever models/default.json ships: the quality bar holds for the default model
   const MODEL = defaultModelName(path.join(REPO, 'models'));
@@ -133,6 +136,10 @@ describe('eval with the daemon pipeline (model mode)', function () {
     assert.ok(j.bPQ >= 0.45, `bPQ ${j.bPQ}`);
     for (const c of ['Inflammatory', 'Epithelial', 'Spindle']) assert.ok(j.perClass[c].PQ > 0.3, `${c} PQ ${j.perClass[c].PQ}`);
     assert.ok(j.bPQ_CI[0] <= j.bPQ && j.bPQ <= j.bPQ_CI[1]);
+    // detection F1 of centroids within 3 µm (HoVer-Net's F_d), its counts adding up to the split's nuclei
+    assert.ok(j.Fd > 0.6 && j.Fd_CI[0] <= j.Fd && j.Fd <= j.Fd_CI[1], `Fd ${j.Fd} ${j.Fd_CI}`);
+    assert.equal(j.detection.tp + j.detection.fn, Object.values<{ trueCount: number }>(j.perClass).reduce((a, c) => a + c.trueCount, 0));
+    modelOnConsep = { bPQ: j.bPQ, Fd: j.Fd };
     // per whole image (16 tiles stitched back each): same bar for binary PQ, per-class figures both ways
     assert.equal(j.images.count, 14);
     // CoNSeP's layout: every image has 24-px overlaps (16 x 256² tiles over 1000²) on which the tiles agree
@@ -161,6 +168,59 @@ describe('eval with the daemon pipeline (model mode)', function () {
     assert.ok(j.bPQ >= 0.56, `bPQ ${j.bPQ}`);
     assert.equal(j.images.count, 14);
     assert.ok(j.images.bPQ >= 0.56, `per-image bPQ ${j.images.bPQ}`);
+  });
+});
+
+// QuPath's own Cell detection (no deep learning) scored on the same tiles: the baseline the issue compares with.
+describe('eval: QuPath Cell detection (watershed) as a baseline, on the headless QuPath 0.6 classes', function () {
+  const HEADLESS = path.resolve(REPO, '../shared/qupath-headless');
+  before(function () {
+    if (!existsSync(DATA)) { console.log(`      ${SKIP}`); this.skip(); }
+    if (!existsSync(path.join(HEADLESS, 'lib'))) { console.log(`      ${HEADLESS} absent (headless QuPath classes of shared/): skipping`); this.skip(); }
+    if (spawnSync('java', ['-version']).status !== 0) { console.log('      no java on PATH: skipping'); this.skip(); }
+  });
+
+  it('--qupath-watershed scores its nuclei with the binary metrics only (it has no classes)', function () {
+    this.timeout(120_000);
+    const r = runCli(['--qupath-watershed', '--limit', '4', '--no-images', '--iterations', '100'], 110_000);
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json();
+    assert.equal(j.model, 'qupath-watershed');
+    assert.equal(j.mode, 'qupath-watershed');
+    assert.equal(j.binaryOnly, true);
+    assert.equal(j.mPQ, null);
+    assert.deepEqual(j.perClass, {});
+    assert.deepEqual(j.watershed, {});
+    assert.ok(j.detection.tp > 20 && j.detection.fp > 0 && j.detection.fn > 0, JSON.stringify(j.detection));
+    assert.ok(j.bPQ > 0.05 && j.bPQ < 0.6, `bPQ ${j.bPQ}`);
+    assert.match(r.stderr, /QuPath Cell detection \(WatershedCellDetection\)/);
+    // a higher hematoxylin threshold finds fewer nuclei
+    const hi = runCli(['--qupath-watershed', '--watershed-threshold', '0.4', '--limit', '4', '--no-images', '--iterations', '100'], 110_000).json();
+    assert.deepEqual(hi.watershed, { threshold: 0.4 });
+    assert.equal(hi.model, 'qupath-watershed (threshold 0.4)');
+    assert.ok(hi.detection.tp + hi.detection.fp < j.detection.tp + j.detection.fp, `${JSON.stringify(hi.detection)} vs ${JSON.stringify(j.detection)}`);
+  });
+
+  it('the default model beats it on the whole CoNSeP test split, in outlines (bPQ) and in finding nuclei (F_d)', function () {
+    if (!modelOnConsep) { console.log('      the default model\'s CoNSeP run did not complete above: skipping'); this.skip(); }
+    this.timeout(300_000);
+    const r = runCli(['--qupath-watershed', '--no-images', '--iterations', '100'], 290_000);
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json();
+    assert.equal(j.tiles, 224);
+    const m = modelOnConsep!;
+    assert.ok(m.bPQ > j.bPQ + 0.15, `model bPQ ${m.bPQ}, watershed ${j.bPQ}`);
+    assert.ok(m.Fd > j.Fd + 0.1, `model Fd ${m.Fd}, watershed ${j.Fd}`);
+  });
+
+  it('setup problems: the options without --qupath-watershed, or no QuPath runtime, exit 2 with a message', () => {
+    const a = runCli(['--watershed-threshold', '0.2']);
+    assert.equal(a.code, 2);
+    assert.match(a.stderr, /go with --qupath-watershed/);
+    const b = runCli(['--qupath-watershed', '--qupath-headless', path.join(tmpdir(), 'no-such-qupath'), '--limit', '1']);
+    assert.equal(b.code, 2);
+    assert.match(b.stderr, /needs the headless QuPath runtime: .*no-such-qupath.*lib is missing/);
+    assert.doesNotMatch(b.stderr, /\n\s+at /);
   });
 });
 

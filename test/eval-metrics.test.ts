@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import {
-  binaryPq, bootstrapIntervals, datasetMetrics, matchInstances, mulberry32, percentile, pqFromCounts, rSquared,
+  binaryPq, bootstrapIntervals, centroids, datasetMetrics, detectionCounts, detectionF1, matchInstances, mulberry32, percentile, pqFromCounts, rSquared,
   tileStats, type TileStats,
 } from '../bridge/eval/metrics';
 import { erodeLabels } from '../bridge/eval/oracle';
@@ -183,6 +183,50 @@ function syntheticTiles(n: number, seed: number): TileStats[] {
     return { id: `s${i}`, binary, perClass };
   });
 }
+
+describe('eval metrics: detection F1 (centroids within a radius)', () => {
+  it('centroids are the mean pixel coordinates, in id order', () => {
+    assert.deepEqual(centroids(GT1, 8), [{ id: 1, x: 0.5, y: 0.5 }, { id: 2, x: 5.5, y: 0.5 }, { id: 3, x: 1.5, y: 3 }]);
+    assert.deepEqual(centroids(EMPTY, 2), []);
+  });
+
+  it('pairs by minimum total distance (not greedily), then keeps pairs within the radius', () => {
+    // one row: GT at x = 0 and 3, predictions at x = 2 and 5. Greedy would take the closest pair (3, 2: 1 px)
+    // and leave 0 and 5 (5 px) apart; the assignment takes (0, 2) and (3, 5), 2 px each.
+    const gt = Int32Array.from([1, 0, 0, 2, 0, 0, 0, 0]);
+    const pred = Int32Array.from([0, 0, 7, 0, 0, 9, 0, 0]);
+    assert.deepEqual(detectionCounts(gt, pred, 8, 2.5), { tp: 2, fp: 0, fn: 0 });
+    assert.deepEqual(detectionCounts(gt, pred, 8, 1.5), { tp: 0, fp: 2, fn: 2 });
+    assert.deepEqual(detectionCounts(gt, pred, 8, 2), { tp: 2, fp: 0, fn: 0 }, 'a pair exactly at the radius counts');
+  });
+
+  it('of the hand-made tile 1: all three nuclei found within 1.5 px; GT 2 (the centroid of its prediction 1 px off) lost at 0.75 px', () => {
+    // GT 1 (0.5, 0.5) - P5 (0.5, 0.5): 0; GT 2 (5.5, 0.5) - P6 (4.5, 0.5): 1; GT 3 (1.5, 3) - P7 (2, 3): 0.5; P8 (7, 2.5) left.
+    assert.deepEqual(detectionCounts(GT1, PRED1, 8, 1.5), { tp: 3, fp: 1, fn: 0 });
+    assert.deepEqual(detectionCounts(GT1, PRED1, 8, 0.75), { tp: 2, fp: 2, fn: 1 });
+    assert.deepEqual(detectionCounts(EMPTY, EMPTY, 2, 3), { tp: 0, fp: 0, fn: 0 });
+    assert.deepEqual(detectionCounts(GT2, new Int32Array(8), 4, 3), { tp: 0, fp: 0, fn: 2 }, 'nothing predicted: every nucleus missed');
+  });
+
+  it('F_d sums counts over tiles: 2 TP / (2 TP + FP + FN); undefined without any instance', () => {
+    const stats = [
+      tileStats('t1', GT1, lookup(GT1_CLASS), PRED1, lookup(PRED1_CLASS), 2, { width: 8, radius: 1.5 }),
+      tileStats('t2', GT2, lookup(GT2_CLASS), PRED2, lookup(PRED2_CLASS), 2, { width: 4, radius: 1.5 }),
+      tileStats('t3', EMPTY, lookup(new Map()), EMPTY, lookup(new Map()), 2, { width: 2, radius: 1.5 }),
+    ];
+    // t2: GT 1 (0.5, 0.5) - P9 (0.8, 0.4): TP; GT 2 (3, 0.5) FN.  In all: TP 4, FP 1, FN 1.
+    const m = datasetMetrics(stats, 2);
+    assert.deepEqual(m.detection, { tp: 4, fp: 1, fn: 1 });
+    close(m.Fd, 8 / 10, 'Fd');
+    close(m.precision, 4 / 5, 'precision');
+    close(m.recall, 4 / 5, 'recall');
+    assert.ok(Number.isNaN(datasetMetrics(handTiles(), 2).Fd), 'no detection counts asked for: undefined');
+    assert.ok(Number.isNaN(detectionF1({ tp: 0, fp: 0, fn: 0 }).F1));
+    assert.equal(detectionF1({ tp: 0, fp: 3, fn: 0 }).F1, 0);
+    const b = bootstrapIntervals(stats, 2, { iterations: 200, seed: 1 });
+    assert.ok(b.Fd[0] <= m.Fd && m.Fd <= b.Fd[1], `Fd ${m.Fd} in ${b.Fd}`);
+  });
+});
 
 describe('eval metrics: bootstrap intervals', () => {
   it('percentile uses linear interpolation (numpy default)', () => {

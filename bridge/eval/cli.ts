@@ -17,17 +17,20 @@ import * as path from 'node:path';
 import { DatasetError, openDataset, readTile } from './dataset';
 import { BOOTSTRAP_DEFAULTS, bootstrapIntervals, datasetMetrics, pqFromCounts, tileStats, type Interval, type TileStats } from './metrics';
 import { stitchTiles, tileLayout } from './stitch';
+import { watershedSegmenter, type WatershedParams } from './watershed-segmenter';
 import { defaultModelName, modelSegmenter, oracleSegmenter, SetupError, type DeviceRequest, type Segmenter } from './segmenter';
 
 const DEVICES: DeviceRequest[] = ['auto', 'cpu', 'cuda', 'webgpu'];
 
 const REPO_ROOT = path.resolve(__dirname, '../../..');
+/** Radius within which a predicted centroid detects a true nucleus (HoVer-Net's 12 px at 40x). */
+const DETECTION_RADIUS_UM = 3;
 
 export interface EvalOptions {
   data: string;
   modelsDir: string;
   model: string;
-  mode: 'model' | 'oracle' | 'oracle-erode';
+  mode: 'model' | 'oracle' | 'oracle-erode' | 'qupath-watershed';
   limit: number | null;
   /** µm per pixel of the evaluation tiles (CoNSeP: 0.25). */
   micronsPerPixel: number;
@@ -43,12 +46,16 @@ export interface EvalOptions {
   views?: TtaViews;
   /** On the CPU, run the card's `file`, not its int8 `cpuFile`. */
   fullPrecision?: boolean;
+  /** qupath-watershed mode: the headless QuPath runtime folder and the detection's parameters. */
+  qupathHeadless?: string;
+  watershed?: WatershedParams;
 }
 
 
 const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
                          [--mpp UM_PER_PX] [--device auto|cpu|cuda|webgpu] [--threads N] [--iterations N] [--seed S]
                          [--tta 1|2|4|8] [--full-precision] [--no-images]
+                         [--qupath-watershed [--watershed-threshold T] [--watershed-mpp UM] [--qupath-headless DIR]]
   --data DIR        evaluation split (default ../shared/data/consep/test from the repo root)
   --models DIR      models folder (default <repo>/models)
   --model NAME      model under --models (default: models/default.json "default", else cellbridge-he-v1)
@@ -62,7 +69,13 @@ const USAGE = `usage: npm run eval -- [--data DIR] [--model NAME] [--models DIR]
   --seed S          bootstrap seed (default ${BOOTSTRAP_DEFAULTS.seed})
   --tta V           test-time augmentation: views of each tile averaged (default: the model card's, else 1)
   --full-precision  on the CPU, run the model's full-precision file, not the int8 copy its card names (cpuFile)
-  --no-images       skip the per-source-image figures (tiles stitched back into whole images)`;
+  --no-images       skip the per-source-image figures (tiles stitched back into whole images)
+  --qupath-watershed  score QuPath's own Cell detection (WatershedCellDetection, no deep learning; nuclei only,
+                    binary metrics) instead of a model: a baseline on the same tiles and metrics (needs java
+                    and the headless QuPath runtime, ../shared/qupath-headless)
+  --watershed-threshold T  its hematoxylin OD threshold (QuPath's default 0.1)
+  --watershed-mpp UM       the resolution it detects at, µm per pixel (QuPath's default 0.5)
+  --qupath-headless DIR    the headless QuPath runtime (default ../shared/qupath-headless from the repo root)`;
 
 export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
   const o: EvalOptions & { help: boolean } = {
@@ -107,11 +120,18 @@ export function parseArgs(argv: string[]): EvalOptions & { help: boolean } {
       case '--tta': o.views = ttaFlag(value(i, a)); i++; break;
       case '--oracle': o.mode = 'oracle'; break;
       case '--oracle-erode': o.mode = 'oracle-erode'; break;
+      case '--qupath-watershed': o.mode = 'qupath-watershed'; break;
+      case '--watershed-threshold': o.watershed = { ...o.watershed, threshold: num(value(i, a), a, false, 0) }; i++; break;
+      case '--watershed-mpp': o.watershed = { ...o.watershed, requestedPixelSizeMicrons: num(value(i, a), a, false, Number.MIN_VALUE) }; i++; break;
+      case '--qupath-headless': o.qupathHeadless = path.resolve(value(i, a)); i++; break;
       case '--no-images': o.images = false; break;
       case '--full-precision': o.fullPrecision = true; break;
       case '-h': case '--help': o.help = true; break;
       default: throw new UsageError(`unknown argument "${a}"`);
     }
+  }
+  if (o.mode !== 'qupath-watershed' && (o.watershed || o.qupathHeadless)) {
+    throw new UsageError('--watershed-threshold, --watershed-mpp and --qupath-headless go with --qupath-watershed');
   }
   if (!o.model) o.model = defaultModelName(o.modelsDir);
   return o;
@@ -126,6 +146,7 @@ export const CONVENTIONS = [
   'Match: GT and predicted instances pair when IoU > 0.5 (unique); DQ = TP/(TP+FP/2+FN/2), SQ = mean IoU of TP, PQ = DQ*SQ (TP=0 -> 0).',
   'bPQ/bDQ/bSQ: per tile, classes ignored, then mean over tiles; tiles with no GT and no prediction are skipped (HoVer-Net).',
   'perClass PQ/DQ/SQ: GT and predictions restricted to the class, TP/FP/FN/IoU summed over all tiles, then computed once (PanNuke/CoNIC multi-class PQ); mPQ = mean of per-class PQ.',
+  'Fd: detection F1 of centroids paired within 3 µm (12 px at 40x; HoVer-Net F_d: minimum-total-distance assignment, then pairs within the radius), TP/FP/FN summed over tiles; detectionPrecision / detectionRecall alike.',
   'R2: coefficient of determination of per-tile predicted vs true instance counts per class, 1 - SS_res/SS_tot (CoNIC, sklearn r2_score).',
   'CI: percentile bootstrap [2.5, 97.5] over tiles resampled with replacement, seeded mulberry32.',
   'images: tiles stitched back into their source images (bridge/eval/stitch.ts), each image segmented whole; bPQ/bDQ/bSQ = mean over images of per-image binary PQ; perClass PQ summed over images (PQ) and mean over images of per-image class PQ (PQ_imageMean, images without that class skipped); mPQ and mPQ_imageMean = their means over classes.',
@@ -136,14 +157,17 @@ export const CONVENTIONS = [
 export async function runEvaluation(opts: EvalOptions, log: (line: string) => void = () => {}): Promise<Record<string, unknown>> {
   const t0 = performance.now();
   const ds = openDataset(opts.data);
-  const classIds = [...ds.classes.keys()].sort((a, b) => a - b);
+  const segmenter: Segmenter = opts.mode === 'model'
+    ? await modelSegmenter(opts.modelsDir, opts.model, opts.micronsPerPixel, { device: opts.device, intraOpThreads: opts.threads, views: opts.views, fullPrecision: opts.fullPrecision, log })
+    : opts.mode === 'qupath-watershed'
+      ? await watershedSegmenter(opts.micronsPerPixel, { headless: opts.qupathHeadless, params: opts.watershed, log })
+      : oracleSegmenter(ds.classes, opts.mode === 'oracle-erode');
+  // A segmenter without classes (the watershed baseline) is scored like a split without classes.
+  const binaryOnly = ds.binaryOnly || segmenter.classNames?.length === 0;
+  const classIds = binaryOnly ? [] : [...ds.classes.keys()].sort((a, b) => a - b);
   const classNames = classIds.map((id) => ds.classes.get(id)!);
   const classIndexById = new Map(classIds.map((id, i) => [id, i]));
   const classIndexByName = new Map(classNames.map((n, i) => [norm(n), i]));
-
-  const segmenter: Segmenter = opts.mode === 'model'
-    ? await modelSegmenter(opts.modelsDir, opts.model, opts.micronsPerPixel, { device: opts.device, intraOpThreads: opts.threads, views: opts.views, fullPrecision: opts.fullPrecision, log })
-    : oracleSegmenter(ds.classes, opts.mode === 'oracle-erode');
   const modelClasses = segmenter.classNames;
   if (modelClasses) {
     const missing = classNames.filter((n) => !modelClasses.some((m) => norm(m) === norm(n)));
@@ -152,6 +176,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
     if (extra.length && !ds.binaryOnly) log(`warning: model classes absent from the GT (binary metrics only): ${extra.join(', ')}`);
   }
   if (ds.binaryOnly) log('[eval] no instance of this split has a class: binary metrics only');
+  else if (binaryOnly) log('[eval] the baseline predicts no classes: binary metrics only');
   const predClassOf = (pred: { classOfLabel: Map<number, string> }) => (id: number) => {
     const name = pred.classOfLabel.get(id);
     return name === undefined ? -1 : classIndexByName.get(norm(name)) ?? -1;
@@ -162,6 +187,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
   };
 
   const tiles = opts.limit ? ds.tiles.slice(0, opts.limit) : ds.tiles;
+  const radius = DETECTION_RADIUS_UM / opts.micronsPerPixel;
   const stats: TileStats[] = [];
   let segmentMs = 0;
   let lastLog = performance.now();
@@ -172,13 +198,13 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
       const ts = performance.now();
       const pred = await segmenter.segment(tile);
       segmentMs += performance.now() - ts;
-      stats.push(tileStats(tile.name, tile.instances, gtClassOf(tile), pred.labels, predClassOf(pred), classNames.length));
+      stats.push(tileStats(tile.name, tile.instances, gtClassOf(tile), pred.labels, predClassOf(pred), classNames.length, { width: tile.width, radius }));
       if (k === tiles.length - 1 || performance.now() - lastLog > 2000) {
         lastLog = performance.now();
         log(`[eval] ${k + 1}/${tiles.length} tiles (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       }
     }
-    if (opts.images) images = await evaluateImages(ds, new Set(tiles), segmenter, classNames, gtClassOf, predClassOf, log);
+    if (opts.images) images = await evaluateImages(ds, new Set(tiles), segmenter, classNames, gtClassOf, predClassOf, radius, log);
   } finally {
     await segmenter.close();
   }
@@ -210,11 +236,13 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
     seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
     segmentSeconds: Number((segmentMs / 1000).toFixed(3)),
     micronsPerPixel: opts.micronsPerPixel,
-    binaryOnly: ds.binaryOnly,
+    binaryOnly,
+    ...(opts.mode === 'qupath-watershed' ? { watershed: { ...opts.watershed } } : {}),
     bPQ: num(m.bPQ), bPQ_CI: ci(b.bPQ),
     bDQ: num(m.bDQ), bDQ_CI: ci(b.bDQ),
     bSQ: num(m.bSQ), bSQ_CI: ci(b.bSQ),
     bTiles: m.bTiles,
+    Fd: num(m.Fd), Fd_CI: ci(b.Fd), detectionPrecision: num(m.precision), detectionRecall: num(m.recall), detection: m.detection,
     mPQ: num(m.mPQ), mPQ_CI: ci(b.mPQ),
     perClass,
     classes: classNames,
@@ -233,6 +261,7 @@ async function evaluateImages(
   ds: ReturnType<typeof openDataset>, evaluated: Set<string>, segmenter: Segmenter, classNames: string[],
   gtClassOf: (t: { classOf: Map<number, number> }) => (id: number) => number,
   predClassOf: (p: { classOfLabel: Map<number, string> }) => (id: number) => number,
+  radius: number,
   log: (line: string) => void,
 ): Promise<Record<string, unknown> | null> {
   const layout = tileLayout(ds);
@@ -247,7 +276,7 @@ async function evaluateImages(
     const img = stitchTiles(im.name, placed);
     overlapPixels += img.overlapPixels; overlapDisagreements += img.overlapDisagreements; seamJoins += img.seamJoins;
     const pred = await segmenter.segment(img);
-    stats.push(tileStats(im.name, img.instances, gtClassOf(img), pred.labels, predClassOf(pred), classNames.length));
+    stats.push(tileStats(im.name, img.instances, gtClassOf(img), pred.labels, predClassOf(pred), classNames.length, { width: img.width, radius }));
     log(`[eval] image ${stats.length}/${whole.length} ${im.name} ${img.width}x${img.height} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   }
   if (stats.length === 0) return null;
@@ -266,6 +295,7 @@ async function evaluateImages(
     layout: layout.source,
     seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
     bPQ: num(m.bPQ), bDQ: num(m.bDQ), bSQ: num(m.bSQ),
+    Fd: num(m.Fd), detectionPrecision: num(m.precision), detectionRecall: num(m.recall),
     mPQ: num(m.mPQ),
     mPQ_imageMean: num(imageMeans.length ? imageMeans.reduce((a, b) => a + b, 0) / imageMeans.length : NaN),
     perClass,

@@ -34,11 +34,20 @@
  * SS_tot = Σ (x_t - mean(x))² (sklearn `r2_score(true, pred)`). If SS_tot = 0 the result is 1 when
  * SS_res = 0 and 0 otherwise (sklearn's force_finite). Undefined (NaN) with no tiles.
  *
+ * Detection F1 (F_d of HoVer-Net, Graham et al. 2019; its `pair_coordinates` + `run_nuclei_type_stat`): each
+ * instance is reduced to its centroid (mean pixel coordinate); GT and predicted centroids of a tile are paired
+ * by a minimum-total-distance assignment over all of them (Hungarian algorithm, as scipy's linear_sum_assignment)
+ * and a pair within `radius` pixels (12 px at 40x = 3 µm, HoVer-Net's) is a detection TP; the rest are FP / FN.
+ * F_d = 2 TP / (2 TP + FP + FN) over TP/FP/FN summed over all tiles; precision and recall alike. Unlike DQ it
+ * does not ask for the outline to overlap by IoU > 0.5: it tells "found the nucleus" from "drew it well".
+ *
  * Bootstrap CIs: tiles are resampled with replacement (same number of tiles) `iterations` times
  * (default 1000) with a seeded PRNG (mulberry32), every metric is recomputed on each resample with
  * the conventions above, and the interval is the [2.5, 97.5] percentiles (linear interpolation,
  * numpy's default) of the finite replicate values.
  */
+// munkres ships CommonJS, but its types are declared as an ES module's, so only the types come by import.
+const { munkres } = require('munkres') as typeof import('munkres', { with: { 'resolution-mode': 'import' } });
 
 /** Matching of one tile. */
 export interface TpPair {
@@ -135,6 +144,46 @@ export function pqFromCounts(c: PqCounts): Pq {
   return { PQ: DQ * SQ, DQ, SQ };
 }
 
+/** Detection counts of one tile (F_d, see CONVENTIONS). */
+export interface DetectionCounts {
+  tp: number;
+  fp: number;
+  fn: number;
+}
+
+/** Centroid (mean pixel x, y) of every instance of a label map of the given width, in ascending id order. */
+export function centroids(labels: Int32Array, width: number): Array<{ id: number; x: number; y: number }> {
+  const acc = new Map<number, [number, number, number]>();
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i];
+    if (l === 0) continue;
+    const a = acc.get(l);
+    const x = i % width, y = (i - x) / width;
+    if (a) { a[0] += x; a[1] += y; a[2]++; } else acc.set(l, [x, y, 1]);
+  }
+  return [...acc.entries()].sort((a, b) => a[0] - b[0]).map(([id, [sx, sy, n]]) => ({ id, x: sx / n, y: sy / n }));
+}
+
+/** Pair GT and predicted centroids (HoVer-Net's pair_coordinates) and count detection TP / FP / FN. */
+export function detectionCounts(gt: Int32Array, pred: Int32Array, width: number, radius: number): DetectionCounts {
+  const g = centroids(gt, width);
+  const p = centroids(pred, width);
+  if (g.length === 0 || p.length === 0) return { tp: 0, fp: p.length, fn: g.length };
+  const cost = g.map((a) => p.map((b) => Math.hypot(a.x - b.x, a.y - b.y)));
+  let tp = 0;
+  for (const [i, j] of munkres(cost)) if (cost[i][j] <= radius) tp++;
+  return { tp, fp: p.length - tp, fn: g.length - tp };
+}
+
+/** F1, precision and recall of summed detection counts (NaN when undefined). */
+export function detectionF1(c: DetectionCounts): { F1: number; precision: number; recall: number } {
+  return {
+    F1: c.tp + c.fp + c.fn > 0 ? (2 * c.tp) / (2 * c.tp + c.fp + c.fn) : NaN,
+    precision: c.tp + c.fp > 0 ? c.tp / (c.tp + c.fp) : NaN,
+    recall: c.tp + c.fn > 0 ? c.tp / (c.tp + c.fn) : NaN,
+  };
+}
+
 /** Binary PQ of one tile (classes ignored). */
 export function binaryPq(gt: Int32Array, pred: Int32Array): Pq & PqCounts {
   const m = matchInstances(gt, pred);
@@ -148,6 +197,8 @@ export interface TileStats {
   binary: PqCounts;
   /** Indexed like the class list: PQ counts of class c and the instance counts for R². */
   perClass: Array<PqCounts & { trueCount: number; predCount: number }>;
+  /** Centroid detection counts (F_d), when asked for. */
+  detection?: DetectionCounts;
 }
 
 /**
@@ -161,6 +212,7 @@ export function tileStats(
   pred: Int32Array,
   predClass: (instance: number) => number,
   nClasses: number,
+  detection?: { width: number; radius: number },
 ): TileStats {
   const m = matchInstances(gt, pred);
   const perClass = Array.from({ length: nClasses }, () => ({ tp: 0, fp: 0, fn: 0, sumIoU: 0, trueCount: 0, predCount: 0 }));
@@ -175,7 +227,10 @@ export function tileStats(
     if (valid(cg) && cg === cp) { perClass[cg].tp++; perClass[cg].sumIoU += t.iou; }
   }
   for (const s of perClass) { s.fn = s.trueCount - s.tp; s.fp = s.predCount - s.tp; }
-  return { id, binary: { tp: m.tp.length, fp: m.fp.length, fn: m.fn.length, sumIoU }, perClass };
+  return {
+    id, binary: { tp: m.tp.length, fp: m.fp.length, fn: m.fn.length, sumIoU }, perClass,
+    ...(detection ? { detection: detectionCounts(gt, pred, detection.width, detection.radius) } : {}),
+  };
 }
 
 /** Coefficient of determination of predicted vs true values (sklearn r2_score, force_finite). */
@@ -211,6 +266,11 @@ export interface DatasetMetrics {
   bTiles: number;
   mPQ: number;
   perClass: ClassMetrics[];
+  /** Detection F1 (F_d) over the tiles that carry detection counts; NaN without any. */
+  Fd: number;
+  precision: number;
+  recall: number;
+  detection: DetectionCounts;
 }
 
 /** Point estimates over the given tiles (`order` picks tiles, with repeats, for the bootstrap). */
@@ -221,8 +281,10 @@ export function datasetMetrics(tiles: readonly TileStats[], nClasses: number, or
   const acc = Array.from({ length: nClasses }, () => ({ tp: 0, fp: 0, fn: 0, sumIoU: 0, trueCount: 0, predCount: 0 }));
   const trueCounts = Array.from({ length: nClasses }, () => new Float64Array(n));
   const predCounts = Array.from({ length: nClasses }, () => new Float64Array(n));
+  const det = { tp: 0, fp: 0, fn: 0 };
   for (let i = 0; i < n; i++) {
     const t = at(i);
+    if (t.detection) { det.tp += t.detection.tp; det.fp += t.detection.fp; det.fn += t.detection.fn; }
     const b = pqFromCounts(t.binary);
     if (!Number.isNaN(b.PQ)) { bPQ += b.PQ; bDQ += b.DQ; bSQ += b.SQ; bTiles++; }
     for (let c = 0; c < nClasses; c++) {
@@ -242,6 +304,8 @@ export function datasetMetrics(tiles: readonly TileStats[], nClasses: number, or
     bTiles,
     mPQ: defined.length ? sum(defined) / defined.length : NaN,
     perClass,
+    ...(() => { const f = detectionF1(det); return { Fd: f.F1, precision: f.precision, recall: f.recall }; })(),
+    detection: det,
   };
 }
 
@@ -281,6 +345,7 @@ export interface BootstrapIntervals {
   bDQ: Interval;
   bSQ: Interval;
   mPQ: Interval;
+  Fd: Interval;
   perClass: ClassIntervals[];
 }
 
@@ -303,7 +368,7 @@ export function bootstrapIntervals(tiles: readonly TileStats[], nClasses: number
   const rand = mulberry32(seed);
   const n = tiles.length;
   const bPQ = new Float64Array(iterations), bDQ = new Float64Array(iterations), bSQ = new Float64Array(iterations);
-  const mPQ = new Float64Array(iterations);
+  const mPQ = new Float64Array(iterations), Fd = new Float64Array(iterations);
   const cls = Array.from({ length: nClasses }, () => ({
     PQ: new Float64Array(iterations), DQ: new Float64Array(iterations), SQ: new Float64Array(iterations), R2: new Float64Array(iterations),
   }));
@@ -311,7 +376,7 @@ export function bootstrapIntervals(tiles: readonly TileStats[], nClasses: number
   for (let b = 0; b < iterations; b++) {
     for (let i = 0; i < n; i++) order[i] = Math.floor(rand() * n);
     const m = datasetMetrics(tiles, nClasses, order);
-    bPQ[b] = m.bPQ; bDQ[b] = m.bDQ; bSQ[b] = m.bSQ; mPQ[b] = m.mPQ;
+    bPQ[b] = m.bPQ; bDQ[b] = m.bDQ; bSQ[b] = m.bSQ; mPQ[b] = m.mPQ; Fd[b] = m.Fd;
     for (let c = 0; c < nClasses; c++) {
       const pc = m.perClass[c];
       cls[c].PQ[b] = pc.PQ; cls[c].DQ[b] = pc.DQ; cls[c].SQ[b] = pc.SQ; cls[c].R2[b] = pc.R2;
@@ -319,7 +384,7 @@ export function bootstrapIntervals(tiles: readonly TileStats[], nClasses: number
   }
   const ci = (v: Float64Array): Interval => [percentile(v, lo), percentile(v, hi)];
   return {
-    bPQ: ci(bPQ), bDQ: ci(bDQ), bSQ: ci(bSQ), mPQ: ci(mPQ),
+    bPQ: ci(bPQ), bDQ: ci(bDQ), bSQ: ci(bSQ), mPQ: ci(mPQ), Fd: ci(Fd),
     perClass: cls.map((c) => ({ PQ: ci(c.PQ), DQ: ci(c.DQ), SQ: ci(c.SQ), R2: ci(c.R2) })),
   };
 }

@@ -69,6 +69,15 @@ t.check('settings: bad values give a message naming the key') {
     t.eq(Settings.resolve(['keepFaint=true'], null, [:], new Properties()).keepFaint, true)
     t.eq(Settings.resolve(['keepFaint=no'], null, [:], new Properties()).keepFaint, false)
     t.eq(Settings.resolve([], null, [:], new Properties()).keepFaint, false)
+    // every yes/no setting reads the same words, and a word it does not know is an error, not a silent default
+    t.eq(Settings.resolve(['save=OFF', 'autostart=no', 'keepFaint=Yes'], null, [:], new Properties()).with { [save, autostart, keepFaint] },
+        [false, false, true])
+    t.eq(Settings.resolve(['save=', 'autostart= '], null, [:], new Properties()).with { [save, autostart] }, [true, true])
+    ['save', 'autostart', 'keepFaint'].each { key ->
+        def e = t.expectThrows(CellBridgeException) { Settings.resolve(["${key}=maybe".toString()], null, [:], new Properties()) }
+        t.ok(e.message.contains("${key}=maybe") && e.message.contains('true or false'), e.message)
+        t.eq(e.code, ErrorCodes.BAD_SETTING)
+    }
     // the option that turns the filter off must reach the daemon as a JSON null, not be left out
     t.eq(Json.write([postprocess: [meanCellprobThreshold: null]]), '{"postprocess":{"meanCellprobThreshold":null}}')
 }

@@ -152,10 +152,10 @@ class Settings {
             }
             s.tta = Integer.parseInt(t)
         }
-        s.save = values.save ? !(values.save.toLowerCase(Locale.ROOT) in ['false', 'no', '0']) : true
-        s.keepFaint = values.keepFaint ? (values.keepFaint.trim().toLowerCase(Locale.ROOT) in ['true', 'yes', '1']) : false
+        s.save = flag('save', values.save, true)
+        s.keepFaint = flag('keepFaint', values.keepFaint, false)
         s.install = values.install ? new File(expandHome(values.install)) : null
-        s.autostart = values.autostart ? !(values.autostart.toLowerCase(Locale.ROOT) in ['false', 'no', '0']) : true
+        s.autostart = flag('autostart', values.autostart, true)
         s.startTimeoutSeconds = values.startTimeoutSeconds ?
             (int) positive('startTimeoutSeconds', values.startTimeoutSeconds) : 120
         s.node = values.node ? expandHome(values.node) : null
@@ -209,6 +209,21 @@ class Settings {
 
     private static String upperSnake(String key) {
         return key.replaceAll(/([A-Z])/, '_$1').toUpperCase(Locale.ROOT)
+    }
+
+    /** true/yes/1/on or false/no/0/off (any case); empty or absent: the default; anything else is an error. */
+    private static boolean flag(String key, String value, boolean byDefault) {
+        String v = value?.trim()?.toLowerCase(Locale.ROOT)
+        if (!v) {
+            return byDefault
+        }
+        if (v in ['true', 'yes', '1', 'on']) {
+            return true
+        }
+        if (v in ['false', 'no', '0', 'off']) {
+            return false
+        }
+        throw new CellBridgeException(ErrorCodes.BAD_SETTING, "${key}=${value} is not true or false.")
     }
 
     private static double positive(String key, String value) {

@@ -1,10 +1,12 @@
 /**
  * `npm run eval -- [--data DIR] [--model NAME] [--models DIR] [--limit N] [--oracle | --oracle-erode]
- *                  [--mpp UM] [--iterations N] [--seed S] [--no-images]`
+ *                  [--mpp UM] [--iterations N] [--seed S] [--no-images]
+ *                  [--qupath-watershed [--watershed-threshold T] [--watershed-mpp UM] [--qupath-headless DIR]]`
  *
- * Segments every tile of an evaluation split with the daemon's own pipeline (or an oracle), and
+ * Segments every tile of an evaluation split with the daemon's own pipeline (or an oracle, or QuPath's own
+ * Cell detection as a baseline: watershed-segmenter.ts), and
  * prints one JSON object LAST on stdout: bPQ, mPQ, perClass.<name>.{PQ, DQ, SQ, R2} with 95 %
- * bootstrap intervals (<metric>_CI), plus model, tiles, seconds; and `images`: the same split with the
+ * bootstrap intervals (<metric>_CI), detection F1 (Fd, detectionPrecision, detectionRecall), plus model, tiles, seconds; and `images`: the same split with the
  * tiles stitched back into their source images (stitch.ts), each whole image segmented at once, PQ per
  * image (bPQ = mean over images, per-class PQ summed over images and averaged per image).
  * Splits whose instances have no class (MoNuSeg, CPM-15) get binary metrics only. Progress goes to stderr.

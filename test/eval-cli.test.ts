@@ -139,6 +139,11 @@ describe('eval with the daemon pipeline (model mode)', function () {
     // detection F1 of centroids within 3 µm (HoVer-Net's F_d), its counts adding up to the split's nuclei
     assert.ok(j.Fd > 0.6 && j.Fd_CI[0] <= j.Fd && j.Fd <= j.Fd_CI[1], `Fd ${j.Fd} ${j.Fd_CI}`);
     assert.equal(j.detection.tp + j.detection.fn, Object.values<{ trueCount: number }>(j.perClass).reduce((a, c) => a + c.trueCount, 0));
+    // HoVer-Net's classification F1 per class, over the same pairs
+    for (const c of ['Inflammatory', 'Epithelial', 'Spindle']) {
+      const pc = j.perClass[c];
+      assert.ok(pc.Fc > 0.4 && pc.Fc < 1 && pc.Fc_CI[0] <= pc.Fc && pc.Fc <= pc.Fc_CI[1], `${c} Fc ${pc.Fc} ${pc.Fc_CI}`);
+    }
     modelOnConsep = { bPQ: j.bPQ, Fd: j.Fd };
     // per whole image (16 tiles stitched back each): same bar for binary PQ, per-class figures both ways
     assert.equal(j.images.count, 14);

@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import {
-  binaryPq, bootstrapIntervals, centroids, datasetMetrics, detectionCounts, detectionF1, matchInstances, mulberry32, percentile, pqFromCounts, rSquared,
+  binaryPq, bootstrapIntervals, centroids, classDetectionCounts, classificationF1, datasetMetrics, detectionCounts,
+  detectionF1, matchInstances, pairCentroids, mulberry32, percentile, pqFromCounts, rSquared,
   tileStats, type TileStats,
 } from '../bridge/eval/metrics';
 import { erodeLabels } from '../bridge/eval/oracle';
@@ -206,6 +207,27 @@ describe('eval metrics: detection F1 (centroids within a radius)', () => {
     assert.deepEqual(detectionCounts(GT1, PRED1, 8, 0.75), { tp: 2, fp: 2, fn: 1 });
     assert.deepEqual(detectionCounts(EMPTY, EMPTY, 2, 3), { tp: 0, fp: 0, fn: 0 });
     assert.deepEqual(detectionCounts(GT2, new Int32Array(8), 4, 3), { tp: 0, fp: 0, fn: 2 }, 'nothing predicted: every nucleus missed');
+  });
+
+  it('F_c per class over the pairs (HoVer-Net weights 2, 2, 1, 1), by hand on tile 1', () => {
+    // pairs at 1.5 px: (1, 5) A/A, (2, 6) B/B, (3, 7) true A called B; P8 (A) unpaired.
+    //   A: TP 1, FP 0, FN 1, FP_d 1, FN_d 0 -> 2 / (2 + 2 + 1) = 0.4;  B: TP 1, FP 1 -> 2 / (2 + 2) = 0.5
+    const m = pairCentroids(GT1, PRED1, 8, 1.5);
+    assert.deepEqual(m.pairs, [[1, 5], [2, 6], [3, 7]]);
+    const c = classDetectionCounts(m, lookup(GT1_CLASS), lookup(PRED1_CLASS), 2);
+    assert.deepEqual(c, [{ tp: 1, fp: 0, fn: 1, fpd: 1, fnd: 0 }, { tp: 1, fp: 1, fn: 0, fpd: 0, fnd: 0 }]);
+    close(classificationF1(c[0]), 0.4, 'Fc A');
+    close(classificationF1(c[1]), 0.5, 'Fc B');
+    // a true nucleus of unknown class (-1) leaves F_c alone; a class that never occurs is undefined
+    const unknown = classDetectionCounts(m, (id) => (id === 3 ? -1 : lookup(GT1_CLASS)(id)), lookup(PRED1_CLASS), 2);
+    assert.deepEqual(unknown[0], { tp: 1, fp: 0, fn: 0, fpd: 1, fnd: 0 });
+    assert.deepEqual(unknown[1], { tp: 1, fp: 0, fn: 0, fpd: 0, fnd: 0 });
+    assert.ok(Number.isNaN(classificationF1({ tp: 0, fp: 0, fn: 0, fpd: 0, fnd: 0 })));
+    const stats = [tileStats('t1', GT1, lookup(GT1_CLASS), PRED1, lookup(PRED1_CLASS), 2, { width: 8, radius: 1.5 })];
+    const dm = datasetMetrics(stats, 2);
+    close(dm.perClass[0].Fc, 0.4, 'dataset Fc A');
+    close(dm.perClass[1].Fc, 0.5, 'dataset Fc B');
+    assert.ok(Number.isNaN(datasetMetrics(handTiles(), 2).perClass[0].Fc), 'without detection counts: undefined');
   });
 
   it('F_d sums counts over tiles: 2 TP / (2 TP + FP + FN); undefined without any instance', () => {

@@ -149,6 +149,7 @@ export const CONVENTIONS = [
   'bPQ/bDQ/bSQ: per tile, classes ignored, then mean over tiles; tiles with no GT and no prediction are skipped (HoVer-Net).',
   'perClass PQ/DQ/SQ: GT and predictions restricted to the class, TP/FP/FN/IoU summed over all tiles, then computed once (PanNuke/CoNIC multi-class PQ); mPQ = mean of per-class PQ.',
   'Fd: detection F1 of centroids paired within 3 µm (12 px at 40x; HoVer-Net F_d: minimum-total-distance assignment, then pairs within the radius), TP/FP/FN summed over tiles; detectionPrecision / detectionRecall alike.',
+  'perClass Fc: classification F1 over the centroid pairs of Fd (HoVer-Net F_c, weights 2, 2, 1, 1): 2 TP / (2 TP + 2 FP + 2 FN + FP_d + FN_d), where among pairs whose true or predicted class is c TP = both c, FP = predicted c only, FN = true c only, and FP_d / FN_d are unpaired predictions / true nuclei of class c; counts summed over tiles.',
   'R2: coefficient of determination of per-tile predicted vs true instance counts per class, 1 - SS_res/SS_tot (CoNIC, sklearn r2_score).',
   'CI: percentile bootstrap [2.5, 97.5] over tiles resampled with replacement, seeded mulberry32.',
   'images: tiles stitched back into their source images (bridge/eval/stitch.ts), each image segmented whole; bPQ/bDQ/bSQ = mean over images of per-image binary PQ; perClass PQ summed over images (PQ) and mean over images of per-image class PQ (PQ_imageMean, images without that class skipped); mPQ and mPQ_imageMean = their means over classes.',
@@ -223,6 +224,7 @@ export async function runEvaluation(opts: EvalOptions, log: (line: string) => vo
       DQ: num(pc.DQ), DQ_CI: ci(pci.DQ),
       SQ: num(pc.SQ), SQ_CI: ci(pci.SQ),
       R2: num(pc.R2), R2_CI: ci(pci.R2),
+      Fc: num(pc.Fc), Fc_CI: ci(pci.Fc),
       TP: pc.tp, FP: pc.fp, FN: pc.fn,
       trueCount: pc.trueCount, predCount: pc.predCount,
     };
@@ -290,7 +292,7 @@ async function evaluateImages(
     const mean = perImage.length ? perImage.reduce((a, b) => a + b, 0) / perImage.length : NaN;
     if (!Number.isNaN(mean)) imageMeans.push(mean);
     const pc = m.perClass[c];
-    perClass[name] = { PQ: num(pc.PQ), DQ: num(pc.DQ), SQ: num(pc.SQ), PQ_imageMean: num(mean), imagesWithClass: perImage.length, TP: pc.tp, FP: pc.fp, FN: pc.fn };
+    perClass[name] = { PQ: num(pc.PQ), DQ: num(pc.DQ), SQ: num(pc.SQ), PQ_imageMean: num(mean), imagesWithClass: perImage.length, TP: pc.tp, FP: pc.fp, FN: pc.fn, Fc: num(pc.Fc) };
   });
   return {
     count: stats.length,

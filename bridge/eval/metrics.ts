@@ -40,6 +40,10 @@
  * and a pair within `radius` pixels (12 px at 40x = 3 µm, HoVer-Net's) is a detection TP; the rest are FP / FN.
  * F_d = 2 TP / (2 TP + FP + FN) over TP/FP/FN summed over all tiles; precision and recall alike. Unlike DQ it
  * does not ask for the outline to overlap by IoU > 0.5: it tells "found the nucleus" from "drew it well".
+ * Classification F1 per class t (F_c, HoVer-Net's `_f1_type` with weights 2, 2, 1, 1), over the same pairs: among
+ * paired nuclei whose true or predicted class is t, TP_t = both t, FP_t = predicted t only, FN_t = true t only;
+ * FP_d / FN_d = unpaired predictions / true nuclei of class t; F_c = 2 TP_t / (2 TP_t + 2 FP_t + 2 FN_t + FP_d + FN_d),
+ * counts summed over tiles. Pairs with a true nucleus of unknown class do not enter F_c.
  *
  * Bootstrap CIs: tiles are resampled with replacement (same number of tiles) `iterations` times
  * (default 1000) with a seeded PRNG (mulberry32), every metric is recomputed on each resample with
@@ -164,15 +168,64 @@ export function centroids(labels: Int32Array, width: number): Array<{ id: number
   return [...acc.entries()].sort((a, b) => a[0] - b[0]).map(([id, [sx, sy, n]]) => ({ id, x: sx / n, y: sy / n }));
 }
 
-/** Pair GT and predicted centroids (HoVer-Net's pair_coordinates) and count detection TP / FP / FN. */
-export function detectionCounts(gt: Int32Array, pred: Int32Array, width: number, radius: number): DetectionCounts {
+/** Classification counts of one class over centroid pairs (F_c, see CONVENTIONS). */
+export interface ClassDetectionCounts {
+  tp: number;
+  fp: number;
+  fn: number;
+  /** Unpaired predictions / true nuclei of the class. */
+  fpd: number;
+  fnd: number;
+}
+
+export interface CentroidPairing {
+  /** [GT id, predicted id] of every pair within the radius. */
+  pairs: Array<[number, number]>;
+  gtIds: number[];
+  predIds: number[];
+}
+
+/** Pair GT and predicted centroids: minimum total distance over all of them, then pairs within `radius` (HoVer-Net's pair_coordinates). */
+export function pairCentroids(gt: Int32Array, pred: Int32Array, width: number, radius: number): CentroidPairing {
   const g = centroids(gt, width);
   const p = centroids(pred, width);
-  if (g.length === 0 || p.length === 0) return { tp: 0, fp: p.length, fn: g.length };
-  const cost = g.map((a) => p.map((b) => Math.hypot(a.x - b.x, a.y - b.y)));
-  let tp = 0;
-  for (const [i, j] of munkres(cost)) if (cost[i][j] <= radius) tp++;
-  return { tp, fp: p.length - tp, fn: g.length - tp };
+  const pairs: Array<[number, number]> = [];
+  if (g.length > 0 && p.length > 0) {
+    const cost = g.map((a) => p.map((b) => Math.hypot(a.x - b.x, a.y - b.y)));
+    for (const [i, j] of munkres(cost)) if (cost[i][j] <= radius) pairs.push([g[i].id, p[j].id]);
+  }
+  return { pairs, gtIds: g.map((c) => c.id), predIds: p.map((c) => c.id) };
+}
+
+/** Detection TP / FP / FN of one tile (F_d). */
+export function detectionCounts(gt: Int32Array, pred: Int32Array, width: number, radius: number): DetectionCounts {
+  const m = pairCentroids(gt, pred, width, radius);
+  return { tp: m.pairs.length, fp: m.predIds.length - m.pairs.length, fn: m.gtIds.length - m.pairs.length };
+}
+
+/** Per-class classification counts over a pairing; class index -1 = unknown. */
+export function classDetectionCounts(
+  m: CentroidPairing, gtClass: (id: number) => number, predClass: (id: number) => number, nClasses: number,
+): ClassDetectionCounts[] {
+  const out = Array.from({ length: nClasses }, () => ({ tp: 0, fp: 0, fn: 0, fpd: 0, fnd: 0 }));
+  const valid = (c: number) => Number.isInteger(c) && c >= 0 && c < nClasses;
+  const pairedGt = new Set<number>(), pairedPred = new Set<number>();
+  for (const [g, p] of m.pairs) {
+    pairedGt.add(g); pairedPred.add(p);
+    const cg = gtClass(g), cp = predClass(p);
+    if (!valid(cg)) continue;
+    if (cg === cp) out[cg].tp++;
+    else { out[cg].fn++; if (valid(cp)) out[cp].fp++; }
+  }
+  for (const g of m.gtIds) { const c = gtClass(g); if (!pairedGt.has(g) && valid(c)) out[c].fnd++; }
+  for (const p of m.predIds) { const c = predClass(p); if (!pairedPred.has(p) && valid(c)) out[c].fpd++; }
+  return out;
+}
+
+/** HoVer-Net's classification F1 of one class (weights 2, 2, 1, 1); NaN when the class never occurs. */
+export function classificationF1(c: ClassDetectionCounts): number {
+  const d = 2 * c.tp + 2 * c.fp + 2 * c.fn + c.fpd + c.fnd;
+  return d > 0 ? (2 * c.tp) / d : NaN;
 }
 
 /** F1, precision and recall of summed detection counts (NaN when undefined). */
@@ -197,8 +250,8 @@ export interface TileStats {
   binary: PqCounts;
   /** Indexed like the class list: PQ counts of class c and the instance counts for R². */
   perClass: Array<PqCounts & { trueCount: number; predCount: number }>;
-  /** Centroid detection counts (F_d), when asked for. */
-  detection?: DetectionCounts;
+  /** Centroid detection counts (F_d) and, indexed like the class list, classification counts (F_c), when asked for. */
+  detection?: DetectionCounts & { perClass: ClassDetectionCounts[] };
 }
 
 /**
@@ -229,8 +282,15 @@ export function tileStats(
   for (const s of perClass) { s.fn = s.trueCount - s.tp; s.fp = s.predCount - s.tp; }
   return {
     id, binary: { tp: m.tp.length, fp: m.fp.length, fn: m.fn.length, sumIoU }, perClass,
-    ...(detection ? { detection: detectionCounts(gt, pred, detection.width, detection.radius) } : {}),
+    ...(detection ? { detection: detectionStats(pairCentroids(gt, pred, detection.width, detection.radius), gtClass, predClass, nClasses) } : {}),
   };
+}
+
+function detectionStats(
+  m: CentroidPairing, gtClass: (id: number) => number, predClass: (id: number) => number, nClasses: number,
+): DetectionCounts & { perClass: ClassDetectionCounts[] } {
+  const tp = m.pairs.length;
+  return { tp, fp: m.predIds.length - tp, fn: m.gtIds.length - tp, perClass: classDetectionCounts(m, gtClass, predClass, nClasses) };
 }
 
 /** Coefficient of determination of predicted vs true values (sklearn r2_score, force_finite). */
@@ -253,6 +313,8 @@ export function rSquared(trueValues: ArrayLike<number>, predValues: ArrayLike<nu
 
 export interface ClassMetrics extends Pq, PqCounts {
   R2: number;
+  /** Classification F1 over centroid pairs (HoVer-Net's F_c); NaN without detection counts. */
+  Fc: number;
   trueCount: number;
   predCount: number;
 }
@@ -282,9 +344,13 @@ export function datasetMetrics(tiles: readonly TileStats[], nClasses: number, or
   const trueCounts = Array.from({ length: nClasses }, () => new Float64Array(n));
   const predCounts = Array.from({ length: nClasses }, () => new Float64Array(n));
   const det = { tp: 0, fp: 0, fn: 0 };
+  const fc = Array.from({ length: nClasses }, () => ({ tp: 0, fp: 0, fn: 0, fpd: 0, fnd: 0 }));
   for (let i = 0; i < n; i++) {
     const t = at(i);
-    if (t.detection) { det.tp += t.detection.tp; det.fp += t.detection.fp; det.fn += t.detection.fn; }
+    if (t.detection) {
+      det.tp += t.detection.tp; det.fp += t.detection.fp; det.fn += t.detection.fn;
+      t.detection.perClass.forEach((d, c) => { const a = fc[c]; a.tp += d.tp; a.fp += d.fp; a.fn += d.fn; a.fpd += d.fpd; a.fnd += d.fnd; });
+    }
     const b = pqFromCounts(t.binary);
     if (!Number.isNaN(b.PQ)) { bPQ += b.PQ; bDQ += b.DQ; bSQ += b.SQ; bTiles++; }
     for (let c = 0; c < nClasses; c++) {
@@ -295,7 +361,7 @@ export function datasetMetrics(tiles: readonly TileStats[], nClasses: number, or
       predCounts[c][i] = s.predCount;
     }
   }
-  const perClass: ClassMetrics[] = acc.map((a, c) => ({ ...a, ...pqFromCounts(a), R2: rSquared(trueCounts[c], predCounts[c]) }));
+  const perClass: ClassMetrics[] = acc.map((a, c) => ({ ...a, ...pqFromCounts(a), R2: rSquared(trueCounts[c], predCounts[c]), Fc: classificationF1(fc[c]) }));
   const defined = perClass.map((m) => m.PQ).filter((v) => !Number.isNaN(v));
   return {
     bPQ: bTiles ? bPQ / bTiles : NaN,
@@ -334,6 +400,7 @@ export function percentile(values: ArrayLike<number>, p: number): number {
 export type Interval = [number, number];
 
 export interface ClassIntervals {
+  Fc: Interval;
   PQ: Interval;
   DQ: Interval;
   SQ: Interval;
@@ -371,6 +438,7 @@ export function bootstrapIntervals(tiles: readonly TileStats[], nClasses: number
   const mPQ = new Float64Array(iterations), Fd = new Float64Array(iterations);
   const cls = Array.from({ length: nClasses }, () => ({
     PQ: new Float64Array(iterations), DQ: new Float64Array(iterations), SQ: new Float64Array(iterations), R2: new Float64Array(iterations),
+    Fc: new Float64Array(iterations),
   }));
   const order = new Int32Array(n);
   for (let b = 0; b < iterations; b++) {
@@ -379,13 +447,13 @@ export function bootstrapIntervals(tiles: readonly TileStats[], nClasses: number
     bPQ[b] = m.bPQ; bDQ[b] = m.bDQ; bSQ[b] = m.bSQ; mPQ[b] = m.mPQ; Fd[b] = m.Fd;
     for (let c = 0; c < nClasses; c++) {
       const pc = m.perClass[c];
-      cls[c].PQ[b] = pc.PQ; cls[c].DQ[b] = pc.DQ; cls[c].SQ[b] = pc.SQ; cls[c].R2[b] = pc.R2;
+      cls[c].PQ[b] = pc.PQ; cls[c].DQ[b] = pc.DQ; cls[c].SQ[b] = pc.SQ; cls[c].R2[b] = pc.R2; cls[c].Fc[b] = pc.Fc;
     }
   }
   const ci = (v: Float64Array): Interval => [percentile(v, lo), percentile(v, hi)];
   return {
     bPQ: ci(bPQ), bDQ: ci(bDQ), bSQ: ci(bSQ), mPQ: ci(mPQ), Fd: ci(Fd),
-    perClass: cls.map((c) => ({ PQ: ci(c.PQ), DQ: ci(c.DQ), SQ: ci(c.SQ), R2: ci(c.R2) })),
+    perClass: cls.map((c) => ({ PQ: ci(c.PQ), DQ: ci(c.DQ), SQ: ci(c.SQ), R2: ci(c.R2), Fc: ci(c.Fc) })),
   };
 }
 

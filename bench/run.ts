@@ -1,7 +1,8 @@
 /**
- * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e,scale,stability,tta,precision,isolation] [-- --device cpu|webgpu|cuda]`: the benchmarks of issue #6
+ * `npm run bench [-- --quick] [-- --only model,sizes,postproc,transport,e2e,scale,stability,tta,precision,isolation,baseline] [-- --device cpu|webgpu|cuda]`: the benchmarks of issue #6
  * (and `scale`, issue 14: nginx + TLS in front of 1 vs 3 daemons; only when named in --only, or in full mode;
- * `stability`, issue 10, `tta`, whole slide with 1/2/4(/8) views per tile, `precision` and `isolation`: only when named in --only).
+ * `stability`, issue 10, `tta`, whole slide with 1/2/4(/8) views per tile, `precision`, `isolation` and `baseline`, QuPath's
+ * own Cell detection beside Cell Bridge on the whole slide: only when named in --only).
  * Prints one JSON object per benchmark (stdout), writes each to bench/results/NAME.json, and ends with
  * the summary object (e2eOverModel, postprocOverModel, peakRssMB, rssGrowthPct, cellsPerSecond).
  * Progress goes to stderr. See bench/README.md.
@@ -21,6 +22,7 @@ import { configsBench } from './configs';
 import { scaleBench } from './scale';
 import { stabilityBench } from './stability';
 import { precisionBench } from './precision';
+import { baselineBench } from './baseline';
 import { isolationBench } from './isolation';
 
 const MODES = {
@@ -172,6 +174,12 @@ async function main(): Promise<void> {
   if (only?.has('stability')) {
     const r = await stabilityBench({ model: model.name });
     emit(`stability-${r.model}`, { ...env, ...r, command: 'npm run bench -- --only stability' });
+  }
+
+  // Only on request: QuPath's own Cell detection against Cell Bridge, whole slide, alternating runs.
+  if (only?.has('baseline')) {
+    const r = await baselineBench({ model: model.name, rounds: mode === 'quick' ? 3 : 5 });
+    emit('baseline', { ...env, ...r, command: `npm run bench -- ${mode === 'quick' ? '--quick ' : ''}--only baseline` });
   }
 
   // Only on request: the CPU's int8 model file against the full-precision one, whole slide, alternating runs.

@@ -33,6 +33,11 @@ export interface WatershedParams {
   requestedPixelSizeMicrons?: number;
 }
 
+/** What the baseline returns: the label map, and how long QuPath's plugin itself took (no file transfer). */
+export interface WatershedPrediction extends EvalPrediction {
+  detectMs: number;
+}
+
 export interface WatershedOptions {
   /** Folder of the headless QuPath runtime (lib/ with QuPath's jars). */
   headless?: string;
@@ -42,7 +47,7 @@ export interface WatershedOptions {
 }
 
 /** Starts the JVM (once) and returns a Segmenter that sends it one tile at a time. */
-export async function watershedSegmenter(micronsPerPixel: number, options: WatershedOptions = {}): Promise<Segmenter> {
+export async function watershedSegmenter(micronsPerPixel: number, options: WatershedOptions = {}): Promise<Segmenter & { segment(tile: Pick<Tile, 'name' | 'width' | 'height' | 'rgb'>, geojson?: string): Promise<WatershedPrediction> }> {
   const headless = options.headless ?? DEFAULT_QUPATH_HEADLESS;
   const lib = path.join(headless, 'lib');
   if (!existsSync(lib)) {
@@ -89,12 +94,13 @@ export async function watershedSegmenter(micronsPerPixel: number, options: Water
   return {
     name: `qupath-watershed${params.threshold !== undefined ? ` (threshold ${params.threshold})` : ''}`,
     classNames: [],
-    async segment(tile: Tile): Promise<EvalPrediction> {
+    /** With `geojson`, the detections are also written there as QuPath exports them (a JSON array of features). */
+    async segment(tile: Pick<Tile, 'name' | 'width' | 'height' | 'rgb'>, geojson?: string): Promise<WatershedPrediction> {
       const raw = path.join(dir, `tile-${n}.rgb`);
       const out = path.join(dir, `tile-${n++}.labels`);
       writeFileSync(raw, tile.rgb);
       const answer = next();
-      child.stdin.write(`${JSON.stringify({ raw, out, width: tile.width, height: tile.height, mpp: micronsPerPixel, params })}\n`);
+      child.stdin.write(`${JSON.stringify({ raw, out, width: tile.width, height: tile.height, mpp: micronsPerPixel, params, ...(geojson ? { geojson } : {}) })}\n`);
       const a = await answer;
       if (a.ok !== true) throw new Error(`QuPath Cell detection failed on ${tile.name}: ${String(a.error)}`);
       const bytes = readFileSync(out);
@@ -102,7 +108,7 @@ export async function watershedSegmenter(micronsPerPixel: number, options: Water
       if (bytes.length !== 4 * tile.width * tile.height) throw new Error(`QuPath watershed worker wrote ${bytes.length} bytes for a ${tile.width}x${tile.height} tile`);
       const labels = new Int32Array(tile.width * tile.height);
       for (let i = 0; i < labels.length; i++) labels[i] = bytes.readInt32LE(4 * i);
-      return { labels, classOfLabel: new Map() };
+      return { labels, classOfLabel: new Map(), detectMs: Number(a.detectMs) };
     },
     async close() {
       child.stdin.end();

@@ -1,13 +1,15 @@
 // QuPath's own "Cell detection" (qupath.imagej.detect.cells.WatershedCellDetection, no deep learning) as
 // an evaluation baseline: bridge/eval/watershed-segmenter.ts starts this once on the headless QuPath
 // runtime and sends one JSON request per line on stdin; each answer is one JSON line on stdout.
-//   request: {raw: FILE (RGB bytes, row-major), width, height, mpp, params: {threshold: .., ...}, out: FILE}
-//   answer:  {ok: true, cells: N} after writing the nucleus label map to `out` (int32 little-endian,
+//   request: {raw: FILE (RGB bytes, row-major), width, height, mpp, params: {threshold: .., ...}, out: FILE,
+//             geojson: FILE (optional: the detections as QuPath exports them, GsonTools, a JSON array of features)}
+//   answer:  {ok: true, cells: N, detectMs: the plugin's own time} after writing the nucleus label map to `out` (int32 little-endian,
 //            0 = background, cell k = k), or {ok: false, error: MESSAGE}
 // Nuclei are painted the way QuPath exports a label image (LabeledImageServer fills each ROI's shape).
 // Only classes QuPath ships are used (Gson, not groovy.json).
 import com.google.gson.GsonBuilder
 import qupath.lib.images.ImageData
+import qupath.lib.io.GsonTools
 import qupath.lib.images.servers.ImageServerMetadata
 import qupath.lib.images.servers.WrappedBufferedImageServer
 import qupath.lib.objects.PathCellObject
@@ -60,8 +62,14 @@ while ((line = stdin.readLine()) != null) {
         imageData.getHierarchy().getSelectionModel().setSelectedObject(annotation)
         Map params = new LinkedHashMap(DEFAULTS)
         if (req.params) params.putAll(req.params as Map)
+        long t0 = System.nanoTime()
         QP.runPlugin('qupath.imagej.detect.cells.WatershedCellDetection', imageData, gson.toJson(params))
-        def nuclei = annotation.getChildObjects().findAll { it.isDetection() }.collect {
+        double detectMs = (System.nanoTime() - t0) / 1e6d
+        def detections = annotation.getChildObjects().findAll { it.isDetection() }
+        if (req.geojson) {
+            new File(req.geojson as String).setText(GsonTools.getInstance().toJson(detections), 'UTF-8')
+        }
+        def nuclei = detections.collect {
             it instanceof PathCellObject && it.getNucleusROI() != null ? it.getNucleusROI() : it.getROI()
         }
         // Paint label k in colour k (no anti-aliasing), then read the ids back.
@@ -77,7 +85,7 @@ while ((line = stdin.readLine()) != null) {
         def buf = ByteBuffer.allocate(4 * w * h).order(ByteOrder.LITTLE_ENDIAN)
         for (int v : ids) buf.putInt(v & 0xffffff)
         new File(req.out as String).bytes = buf.array()
-        answer = [ok: true, cells: nuclei.size()]
+        answer = [ok: true, cells: nuclei.size(), detectMs: detectMs]
         server.close()
     } catch (Throwable e) {
         answer = [ok: false, error: e.toString()]

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import {
   binaryPq, bootstrapIntervals, centroids, classDetectionCounts, classificationF1, datasetMetrics, detectionCounts,
@@ -207,6 +208,43 @@ describe('eval metrics: detection F1 (centroids within a radius)', () => {
     assert.deepEqual(detectionCounts(GT1, PRED1, 8, 0.75), { tp: 2, fp: 2, fn: 1 });
     assert.deepEqual(detectionCounts(EMPTY, EMPTY, 2, 3), { tp: 0, fp: 0, fn: 0 });
     assert.deepEqual(detectionCounts(GT2, new Int32Array(8), 4, 3), { tp: 0, fp: 0, fn: 2 }, 'nothing predicted: every nucleus missed');
+  });
+
+  it('counts the same detections as HoVer-Net\'s pairing (scipy linear_sum_assignment, then the radius) on 200 random scenes', function () {
+    if (spawnSync('/usr/bin/python3', ['-c', 'import scipy, numpy']).status !== 0) {
+      console.log('      (skipped: /usr/bin/python3 cannot import scipy and numpy; .ci/run installs python3-scipy)');
+      this.skip();
+    }
+    const rand = mulberry32(7);
+    const cases = Array.from({ length: 200 }, () => {
+      const W = 40, gt = new Int32Array(W * W), pred = new Int32Array(W * W);
+      const g: number[][] = [], p: number[][] = [];
+      for (const [map, pts] of [[gt, g], [pred, p]] as const) {
+        const n = Math.floor(rand() * 30);
+        for (let i = 0; i < n; i++) {
+          const x = Math.floor(rand() * W), y = Math.floor(rand() * W);
+          if (!map[y * W + x]) { map[y * W + x] = pts.length + 1; pts.push([x, y]); }
+        }
+      }
+      const radius = 1 + rand() * 6;
+      return { g, p, radius, tp: detectionCounts(gt, pred, W, radius).tp };
+    });
+    const py = [
+      'import json, sys, numpy as np',
+      'from scipy.optimize import linear_sum_assignment',
+      'out = []',
+      'for c in json.load(sys.stdin):',
+      '    g = np.array(c["g"], float).reshape(-1, 2); p = np.array(c["p"], float).reshape(-1, 2)',
+      '    if len(g) == 0 or len(p) == 0: out.append(0); continue',
+      '    d = np.sqrt(((g[:, None, :] - p[None, :, :]) ** 2).sum(-1)); i, j = linear_sum_assignment(d)',
+      '    out.append(int((d[i, j] <= c["radius"]).sum()))',
+      'print(json.dumps(out))',
+    ].join('\n');
+    const r = spawnSync('/usr/bin/python3', ['-c', py], { input: JSON.stringify(cases), encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const scipyTp = JSON.parse(r.stdout) as number[];
+    assert.deepEqual(cases.map((c) => c.tp), scipyTp);
+    assert.ok(scipyTp.filter((t) => t > 0).length > 100, 'most scenes have pairs');
   });
 
   it('F_c per class over the pairs (HoVer-Net weights 2, 2, 1, 1), by hand on tile 1', () => {

@@ -202,7 +202,10 @@ FAINT_CELLS_USE = ('cells whose mean cell probability is below postprocess.meanC
                    'keepFaint=true)')
 
 
-def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, version=None):
+def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, version=None, tune_train=False):
+    """tune_train (session 17): tune the post-processing defaults on the training images too (score = held-out + training
+    images, each finish_v2's selection score): the 8 held-out images alone cannot tell choices ~0.003 apart, and the
+    network fits its training images barely better than new ones. Outline threshold and calibration stay held-out only."""
     t0 = time.time()
     lines = []
 
@@ -233,15 +236,26 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
     for s in SETS:
         _, grids[s] = tune(preds[s], va[s]['inst'], eval_type(va[s]['type']), lambda m: None)
     keys = list(grids['consep'])
+    train_grids = {}
+    if tune_train:
+        for s in SETS:
+            tr = split_val(s, load_set(s, 'train', factor=factor))[0]
+            _, train_grids[s] = tune(predict_views(net, tr['images'], mean, std, views), tr['inst'], eval_type(tr['type']), lambda m: None)
+        log('tuning also on the training images (--tune-on-train)')
+
+    def comb_of(g, k):
+        return sum(SCORE_W[s] * g[s][k]['bPQ_tileMean'] for s in SETS) + g['consep'][k]['mPQ3']
 
     def comb(k):
-        return sum(SCORE_W[s] * grids[s][k]['bPQ_tileMean'] for s in SETS) + grids['consep'][k]['mPQ3']
+        return comb_of(grids, k) + (comb_of(train_grids, k) if tune_train else 0.0)
     usual_min_size = 40 if fine_out else 10  # ties go to the usual minimum size (10 px at 0.5 um/px = 40 at 0.25)
     best = max(keys, key=lambda k: (round(comb(k), 3), k[0] == 0.0, k[2] == 0.0, k[3] is None, -abs(k[1] - usual_min_size)))
     post = post_dict(best)
     for k in sorted(keys, key=tune_key_order):
         log(f'tune {k}: score {comb(k):.4f} ' + ' '.join(f'{s} bPQ {grids[s][k]["bPQ_tileMean"]:.4f}' for s in SETS)
-            + f' consep mPQ3 {grids["consep"][k]["mPQ3"]:.4f}')
+            + f' consep mPQ3 {grids["consep"][k]["mPQ3"]:.4f}'
+            + (f' | training images: score {comb_of(train_grids, k):.4f} ' + ' '.join(
+                f'{s} bPQ {train_grids[s][k]["bPQ_tileMean"]:.4f}' for s in SETS) if tune_train else ''))
     log(f'chosen postprocess: {post}')
     validation = {s: summary(grids[s][best]) for s in SETS}
     if fine_out:  # the maps are at the 40x tiles' own resolution: no finer grid to outline on
@@ -328,6 +342,8 @@ def finish_model(out, log_name='training-log-finish', ckpt=None, views=1, versio
     jl = os.path.join(out, log_name + '.json')
     j = json.load(open(jl)) if os.path.exists(jl) else {}
     j['finish'] = {'tuningGrid': {str(k): {'score': round(comb(k), 4), **{s: summary(grids[s][k]) for s in SETS}} for k in sorted(keys, key=tune_key_order)},
+                   **({'tuningGridTrainingImages': {str(k): {'score': round(comb_of(train_grids, k), 4), **{s: summary(train_grids[s][k]) for s in SETS}}
+                                                    for k in sorted(keys, key=tune_key_order)}} if tune_train else {}),
                    'chosenPostprocess': post, 'validation': validation, 'calibration': cal,
                    'outlineGrid': outline_grid, 'chosenOutlineThreshold': outline}
     json.dump(j, open(jl, 'w'), indent=1)
@@ -342,5 +358,7 @@ if __name__ == '__main__':
     ap.add_argument('--tta', type=int, default=1, choices=(1, 2, 4, 8),
                     help='views per tile the card asks for by default (input.testTimeAugmentation); tuning and calibration use them')
     ap.add_argument('--version', default='', help="the card's version (default 2.1.0 for the widened network)")
+    ap.add_argument('--tune-on-train', action='store_true',
+                    help='tune the post-processing defaults on the training images as well as the held-out ones')
     a = ap.parse_args()
-    finish_model(a.out, a.log_name, a.ckpt or None, a.tta, a.version or None)
+    finish_model(a.out, a.log_name, a.ckpt or None, a.tta, a.version or None, a.tune_on_train)

@@ -197,18 +197,25 @@ export function pairCentroids(gt: Int32Array, pred: Int32Array, width: number, r
   return { pairs, gtIds: g.map((c) => c.id), predIds: p.map((c) => c.id) };
 }
 
-/** Detection TP / FP / FN of one tile (F_d). */
-export function detectionCounts(gt: Int32Array, pred: Int32Array, width: number, radius: number): DetectionCounts {
-  const m = pairCentroids(gt, pred, width, radius);
+/** Detection TP / FP / FN of a pairing: pairs, unpaired predictions, unpaired true nuclei. */
+function pairingCounts(m: CentroidPairing): DetectionCounts {
   return { tp: m.pairs.length, fp: m.predIds.length - m.pairs.length, fn: m.gtIds.length - m.pairs.length };
 }
+
+/** Detection TP / FP / FN of one tile (F_d). */
+export function detectionCounts(gt: Int32Array, pred: Int32Array, width: number, radius: number): DetectionCounts {
+  return pairingCounts(pairCentroids(gt, pred, width, radius));
+}
+
+/** A class index of the class list (0..nClasses-1), not -1 (unknown) or anything else. */
+const validClass = (c: number, nClasses: number): boolean => Number.isInteger(c) && c >= 0 && c < nClasses;
 
 /** Per-class classification counts over a pairing; class index -1 = unknown. */
 export function classDetectionCounts(
   m: CentroidPairing, gtClass: (id: number) => number, predClass: (id: number) => number, nClasses: number,
 ): ClassDetectionCounts[] {
   const out = Array.from({ length: nClasses }, () => ({ tp: 0, fp: 0, fn: 0, fpd: 0, fnd: 0 }));
-  const valid = (c: number) => Number.isInteger(c) && c >= 0 && c < nClasses;
+  const valid = (c: number) => validClass(c, nClasses);
   const pairedGt = new Set<number>(), pairedPred = new Set<number>();
   for (const [g, p] of m.pairs) {
     pairedGt.add(g); pairedPred.add(p);
@@ -269,7 +276,7 @@ export function tileStats(
 ): TileStats {
   const m = matchInstances(gt, pred);
   const perClass = Array.from({ length: nClasses }, () => ({ tp: 0, fp: 0, fn: 0, sumIoU: 0, trueCount: 0, predCount: 0 }));
-  const valid = (c: number) => Number.isInteger(c) && c >= 0 && c < nClasses;
+  const valid = (c: number) => validClass(c, nClasses);
   for (const g of m.gtArea.keys()) { const c = gtClass(g); if (valid(c)) perClass[c].trueCount++; }
   for (const p of m.predArea.keys()) { const c = predClass(p); if (valid(c)) perClass[c].predCount++; }
   let sumIoU = 0;
@@ -289,8 +296,7 @@ export function tileStats(
 function detectionStats(
   m: CentroidPairing, gtClass: (id: number) => number, predClass: (id: number) => number, nClasses: number,
 ): DetectionCounts & { perClass: ClassDetectionCounts[] } {
-  const tp = m.pairs.length;
-  return { tp, fp: m.predIds.length - tp, fn: m.gtIds.length - tp, perClass: classDetectionCounts(m, gtClass, predClass, nClasses) };
+  return { ...pairingCounts(m), perClass: classDetectionCounts(m, gtClass, predClass, nClasses) };
 }
 
 /** Coefficient of determination of predicted vs true values (sklearn r2_score, force_finite). */

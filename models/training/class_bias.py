@@ -169,12 +169,13 @@ def fit_on_train(net, ck, post, a):
         print(f'fold {k} ({len(held_images)} images): offsets {bk.tolist()} unbiased {report(c_0)} -> {report(c_b)}', flush=True)
     print(f'{a.folds}-fold pooled on the training images: unbiased', report(cv_0), '-> offsets', report(cv_b), flush=True)
     b, s = fit(tiles['train'])
-    print('offsets fitted on all training images', b.tolist(), 'fitted', report(counts(tiles['train'], b)), flush=True)
+    fitted = report(counts(tiles['train'], b))
+    print('offsets fitted on all training images', b.tolist(), 'fitted', fitted, flush=True)
     v0, vb = counts(tiles['val'], zero), counts(tiles['val'], b)
     print('held-out images: unbiased', report(v0), '-> offsets', report(vb),
           'predicted per class', [int(vb[c][0] + vb[c][1]) for c in range(1, 5)], flush=True)
     if a.json:
-        json.dump({'offsetsRaw': b.tolist(), 'trainFitted': report(counts(tiles['train'], b)),
+        json.dump({'offsetsRaw': b.tolist(), 'trainFitted': fitted,
                    'crossValidation': {'folds': per, 'unbiased': report(cv_0), 'offsets': report(cv_b)},
                    'heldOut': {'unbiased': report(v0), 'offsets': report(vb)}}, open(a.json, 'w'), indent=1)
 

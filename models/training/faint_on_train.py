@@ -22,7 +22,7 @@ import torch  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from datasets import load_set, split_val, SETS, image_of  # noqa: E402
-from postprocess_ref import follow_flows, get_masks, finish, flow_errors, PQ, gt_classes  # noqa: E402
+from postprocess_ref import cluster, finish, flow_errors, PQ, gt_classes  # noqa: E402
 from train_v2 import load_network, eval_type, SCORE_W  # noqa: E402
 from tta_ref import predict_views  # noqa: E402
 
@@ -48,10 +48,8 @@ def main():
         acc = {t: PQ() for t in GRID}
         img_acc = {t: {} for t in GRID}
         for i in range(len(tr['inst'])):
-            mask = cellprob[i] > post['cellprobThreshold']
-            ys, xs, py, px = follow_flows(flows[i] * mask[None] / post['flowScale'], mask, post['niter'])
-            raw = get_masks(ys, xs, py, px, mask.shape, post['seedMinCount'], post['claimMinCount'], post['growIterations'],
-                            post['maxSizeFraction'])
+            raw = cluster(flows[i], cellprob[i], post['cellprobThreshold'], post['niter'], post['flowScale'],
+                          post['seedMinCount'], post['claimMinCount'], post['growIterations'], post['maxSizeFraction'])
             errs = flow_errors(raw, flows[i], post['flowScale'])
             g = tr['inst'][i].astype(np.int32)
             gc = gt_classes(g, typ[i])

@@ -139,15 +139,21 @@ def drop_labels(labels, drop):
     return lut[lab]
 
 
+def cluster(flows, cellprob, cellprob_threshold=0.0, niter=200, flow_scale=5.0, seed_min=10, claim_min=2, grow=5,
+            max_size_fraction=0.4):
+    """The raw label map before finish(): pixels above the threshold follow the flows and are clustered.
+    Callers that score many finish() settings on one map (tune.py, faint_on_train.py) compute it once."""
+    mask = cellprob > cellprob_threshold
+    ys, xs, py, px = follow_flows(flows * mask[None] / flow_scale, mask, niter)
+    return get_masks(ys, xs, py, px, mask.shape, seed_min, claim_min, grow, max_size_fraction)
+
+
 def postprocess(flows, cellprob, type_logits, niter=200, flow_scale=5.0, cellprob_threshold=0.0,
                 seed_min=10, claim_min=2, grow=5, min_size=10, fill_holes=True, max_size_fraction=0.4,
                 flow_threshold=0.0, mean_cellprob_threshold=None):
     """flows [2,H,W] (network output, 5x field), cellprob [H,W] logits, type [5,H,W]. Returns
     (labels int32 [H,W], classes per label index)."""
-    mask = cellprob > cellprob_threshold
-    dP = flows * mask[None] / flow_scale
-    ys, xs, py, px = follow_flows(dP, mask, niter)
-    lab = get_masks(ys, xs, py, px, mask.shape, seed_min, claim_min, grow, max_size_fraction)
+    lab = cluster(flows, cellprob, cellprob_threshold, niter, flow_scale, seed_min, claim_min, grow, max_size_fraction)
     return finish(lab, flows, type_logits, flow_scale, min_size, fill_holes, flow_threshold,
                   cellprob=cellprob, mean_cellprob_threshold=mean_cellprob_threshold)
 

@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 from data import load_split  # noqa: E402
 from augment import geometric, colour  # noqa: E402
 from model import CellUNet, count_params  # noqa: E402
-from postprocess_ref import follow_flows, get_masks, finish, PQ, gt_classes  # noqa: E402
+from postprocess_ref import cluster, finish, PQ, gt_classes  # noqa: E402
 from export import export_all  # noqa: E402
 
 # Whole CoNSeP train images held out for validation (16 tiles each).
@@ -55,10 +55,7 @@ def evaluate(preds, inst, typ, thresholds=(0.0,), min_sizes=(10,)):
     for thr in thresholds:
         raw = []
         for i in range(len(inst)):
-            mask = cellprob[i] > thr
-            dP = flows[i] * mask[None] / 5.0
-            ys, xs, py, px = follow_flows(dP, mask, 200)
-            raw.append(get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4))
+            raw.append(cluster(flows[i], cellprob[i], thr))
         for ms in min_sizes:
             pq = PQ()
             for i in range(len(inst)):

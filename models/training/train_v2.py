@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 from datasets import load_set, split_val, SETS, UNKNOWN, VAL_IMAGES  # noqa: E402
 from augment import geometric_with, colour, rescale, rescale_fine, rescale_native, degrade, contact_pixels  # noqa: E402
 from model import CellUNet, count_params, fine_input_weights  # noqa: E402
-from postprocess_ref import follow_flows, get_masks, finish, PQ, gt_classes  # noqa: E402
+from postprocess_ref import cluster, finish, PQ, gt_classes  # noqa: E402
 from train import predict  # noqa: E402  (same inference as v1's validation)
 
 # share of each set in a batch: CoNSeP carries the classes, so it keeps half of the samples
@@ -55,9 +55,7 @@ VAL_MIN_SIZE = {'value': 10}
 def segment_tile(flows, cellprob, tlog, thr=0.0, min_size=None, mean_cellprob_threshold=None):
     """One tile's (labels, class per label) from the model maps: the validation's post-processing."""
     min_size = VAL_MIN_SIZE['value'] if min_size is None else min_size
-    mask = cellprob > thr
-    ys, xs, py, px = follow_flows(flows * mask[None] / 5.0, mask, 200)
-    raw = get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4)
+    raw = cluster(flows, cellprob, thr)
     return finish(raw, flows, tlog, 5.0, min_size, True, cellprob=cellprob, mean_cellprob_threshold=mean_cellprob_threshold)
 
 

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from postprocess_ref import follow_flows, get_masks, finish, flow_errors, PQ, gt_classes  # noqa: E402
+from postprocess_ref import cluster, finish, flow_errors, PQ, gt_classes  # noqa: E402
 
 THRESHOLDS = (-0.5, 0.0, 0.5)
 MIN_SIZES = (5, 8, 10, 12, 15)
@@ -35,9 +35,7 @@ def tune(preds, inst, typ, log=print):
     for thr in THRESHOLDS:
         raw, errs = [], []
         for i in range(len(inst)):
-            mask = cellprob[i] > thr
-            ys, xs, py, px = follow_flows(flows[i] * mask[None] / 5.0, mask, 200)
-            lab = get_masks(ys, xs, py, px, mask.shape, 10, 2, 5, 0.4)
+            lab = cluster(flows[i], cellprob[i], thr)
             raw.append(lab)
             errs.append(flow_errors(lab, flows[i], 5.0))
         for ft in FLOW_THRESHOLDS:
